@@ -1,0 +1,59 @@
+// The smallest real cluster: `dotnet run` starts a primary and one worker per core; every request is served
+// by a worker, which says who it is.
+using System.Net.WebSockets;
+using KestrelCluster;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.WebHost.UseClusterTransport();
+
+var app = builder.Build();
+app.UseWebSockets();
+
+// Who served this request: worker id and process id.
+app.MapGet("/", (IClusterContext cluster, HttpContext http) =>
+    $"Hello from worker {cluster.WorkerId} (pid {Environment.ProcessId}), serving {http.Request.Protocol} for {http.Connection.RemoteIpAddress}:{http.Connection.RemotePort}\n");
+
+// A slow request, handy to watch a graceful shutdown drain: /slow?ms=3000 (at most 60 s).
+app.MapGet("/slow", async (int? ms, IClusterContext cluster, CancellationToken aborted) =>
+{
+    var delay = Math.Clamp(ms ?? 1000, 0, 60_000);
+    await Task.Delay(delay, aborted);
+    return $"Slept {delay} ms in worker {cluster.WorkerId} (pid {Environment.ProcessId})\n";
+});
+
+// Echoes the request body, to show bodies travel through the handoff.
+app.MapPost("/echo", async (HttpRequest request) =>
+{
+    using var reader = new StreamReader(request.Body);
+    return await reader.ReadToEndAsync();
+});
+
+// A WebSocket echo: every text message comes back prefixed with the worker id.
+app.Map("/ws", async (HttpContext http, IClusterContext cluster) =>
+{
+    if (!http.WebSockets.IsWebSocketRequest)
+    {
+        http.Response.StatusCode = StatusCodes.Status400BadRequest;
+        return;
+    }
+
+    using var socket = await http.WebSockets.AcceptWebSocketAsync();
+    var buffer = new byte[4096];
+    while (true)
+    {
+        var received = await socket.ReceiveAsync(buffer, http.RequestAborted);
+        if (received.MessageType == WebSocketMessageType.Close)
+        {
+            await socket.CloseAsync(WebSocketCloseStatus.NormalClosure, null, http.RequestAborted);
+            return;
+        }
+
+        var reply = System.Text.Encoding.UTF8.GetBytes($"worker {cluster.WorkerId}: ").Concat(buffer[..received.Count]).ToArray();
+        await socket.SendAsync(reply, WebSocketMessageType.Text, endOfMessage: true, http.RequestAborted);
+    }
+});
+
+app.Run();
+
+/// <summary>The sample's entry point, visible to WebApplicationFactory in the tests.</summary>
+public partial class Program;

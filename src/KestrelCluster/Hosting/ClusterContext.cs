@@ -1,0 +1,39 @@
+// The IClusterContext every role registers.
+using Microsoft.Extensions.Options;
+
+namespace KestrelCluster.Hosting;
+
+internal sealed class ClusterContext : IClusterContext
+{
+    private ClusterContext(ClusterRole role, int? workerId, int? slotIndex, int workerCount)
+    {
+        Role = role;
+        WorkerId = workerId;
+        SlotIndex = slotIndex;
+        WorkerCount = workerCount;
+    }
+
+    public ClusterRole Role { get; }
+
+    public int? WorkerId { get; }
+
+    public int? SlotIndex { get; }
+
+    public int WorkerCount { get; }
+
+    /// <summary>Whether this platform can pass sockets between processes the way the cluster needs (SCM_RIGHTS over SOCK_SEQPACKET).</summary>
+    public static bool PlatformSupportsHandoff => OperatingSystem.IsLinux();
+
+    public static ClusterContext ForWorker(WorkerIdentity identity) =>
+        new(ClusterRole.Worker, identity.WorkerId, identity.SlotIndex, identity.WorkerCount);
+
+    public static ClusterContext ForPrimary(IOptions<ClusterOptions> options)
+    {
+        var workers = options.Value.Workers;
+        return workers > 0 && PlatformSupportsHandoff
+            ? new ClusterContext(ClusterRole.Primary, null, null, workers)
+            : new ClusterContext(ClusterRole.Standalone, null, null, 0);
+    }
+
+    public override string ToString() => Role == ClusterRole.Worker ? $"worker {WorkerId}" : Role.ToString().ToLowerInvariant();
+}

@@ -1,0 +1,128 @@
+// UseClusterTransport: the one line. The same Program.cs runs as the primary or as a worker; the role is
+// decided by the environment the primary gives its workers.
+using KestrelCluster;
+using KestrelCluster.Hosting;
+using KestrelCluster.Primary;
+using KestrelCluster.Worker;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging.Console;
+using Microsoft.Extensions.Options;
+
+namespace Microsoft.AspNetCore.Hosting;
+
+/// <summary>
+/// <see cref="IWebHostBuilder"/> extension methods for the KestrelCluster transport.
+/// </summary>
+public static class ClusterWebHostBuilderExtensions
+{
+    /// <summary>
+    /// Runs the app as a cluster: this process (the primary) binds Kestrel's endpoints and accepts every
+    /// connection, and hands each one to one of <see cref="ClusterOptions.Workers"/> worker processes running
+    /// this same app, where the whole ASP.NET Core pipeline serves it. Options are bound from the
+    /// <c>Cluster</c> configuration section.
+    /// </summary>
+    /// <param name="hostBuilder">The <see cref="IWebHostBuilder"/> to configure.</param>
+    /// <returns>The <see cref="IWebHostBuilder"/>.</returns>
+    public static IWebHostBuilder UseClusterTransport(this IWebHostBuilder hostBuilder)
+    {
+        ArgumentNullException.ThrowIfNull(hostBuilder);
+        return hostBuilder.UseClusterTransport(static _ => { });
+    }
+
+    /// <summary>
+    /// Runs the app as a cluster, as <see cref="UseClusterTransport(IWebHostBuilder)"/> does, with options
+    /// bound from the <c>Cluster</c> configuration section and then configured by <paramref name="configureOptions"/>.
+    /// </summary>
+    /// <param name="hostBuilder">The <see cref="IWebHostBuilder"/> to configure.</param>
+    /// <param name="configureOptions">A callback to configure the <see cref="ClusterOptions"/>.</param>
+    /// <returns>The <see cref="IWebHostBuilder"/>.</returns>
+    public static IWebHostBuilder UseClusterTransport(this IWebHostBuilder hostBuilder, Action<ClusterOptions> configureOptions)
+    {
+        ArgumentNullException.ThrowIfNull(hostBuilder);
+        ArgumentNullException.ThrowIfNull(configureOptions);
+
+        var worker = WorkerIdentity.Current;
+        if (worker?.Urls is { } urls)
+        {
+            // The worker's default addresses are the primary's real ones (port 0 resolved). Endpoints the app
+            // configures itself (Kestrel:Endpoints, Listen) take precedence, as they did in the primary, unless
+            // the primary preferred its hosting URLs (WebApplicationFactory.UseKestrel(port) does that).
+            hostBuilder.UseSetting(WebHostDefaults.ServerUrlsKey, urls);
+            if (worker.PreferHostingUrls)
+            {
+                hostBuilder.UseSetting(WebHostDefaults.PreferHostingUrlsKey, "true");
+            }
+        }
+
+        return hostBuilder.ConfigureServices((context, services) =>
+        {
+            services.AddOptions<ClusterOptions>()
+                .Bind(context.Configuration.GetSection(ClusterOptions.SectionName))
+                .Configure(configureOptions)
+                .ValidateOnStart();
+            services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ClusterOptions>, ClusterOptionsValidator>());
+
+            if (worker is null)
+            {
+                AddPrimary(services);
+            }
+            else
+            {
+                AddWorker(services, worker);
+            }
+
+            services.AddSingleton<IClusterContext>(sp => sp.GetRequiredService<ClusterContext>());
+            services.AddSingleton<IMultiplexedConnectionListenerFactory, QuicRefusal>();
+        });
+    }
+
+    private static void AddPrimary(IServiceCollection services)
+    {
+        services.AddSingleton(sp => ClusterContext.ForPrimary(sp.GetRequiredService<IOptions<ClusterOptions>>()));
+        services.AddSingleton<PrimaryListenerTable>();
+        services.AddSingleton<HandoffDispatcher>();
+        services.AddSingleton<WorkerLauncher>();
+        services.AddSingleton<ClusterSupervisor>();
+        services.AddHostedService(sp => sp.GetRequiredService<ClusterSupervisor>());
+
+        // Added, not TryAdded: Kestrel uses the last registered factory that can bind an endpoint, and the
+        // sockets transport is TryAdded, so this one takes TCP and Unix endpoints whenever clustering is on.
+        services.AddSingleton<IConnectionListenerFactory, PrimaryConnectionListenerFactory>();
+        services.AddOptions<ConsoleLoggerOptions>().PostConfigure<ClusterContext>((o, context) => UseFormatter(o, context));
+        services.AddOptions<SimpleConsoleFormatterOptions>().PostConfigure<ClusterContext>((o, context) =>
+        {
+            if (context.Role == ClusterRole.Primary)
+            {
+                Prefix(o, "primary");
+            }
+        });
+    }
+
+    private static void AddWorker(IServiceCollection services, WorkerIdentity worker)
+    {
+        services.AddSingleton(worker);
+        services.AddSingleton(ClusterContext.ForWorker(worker));
+        services.AddSingleton<WorkerControlChannel>();
+        services.AddHostedService<WorkerReadiness>();
+        services.AddSingleton<IConnectionListenerFactory, WorkerConnectionListenerFactory>();
+
+        // Workers share the primary's console: every line says who wrote it.
+        services.AddOptions<ConsoleLoggerOptions>().PostConfigure<ClusterContext>((o, context) => UseFormatter(o, context));
+        services.PostConfigure<SimpleConsoleFormatterOptions>(o => Prefix(o, $"worker {worker.WorkerId}"));
+    }
+
+    private static void UseFormatter(ConsoleLoggerOptions options, ClusterContext context)
+    {
+        // Without a formatter name the console logger takes its options from the obsolete ConsoleLoggerOptions
+        // properties and ignores SimpleConsoleFormatterOptions; name the default formatter so the prefix shows.
+        if (context.Role != ClusterRole.Standalone)
+        {
+            options.FormatterName ??= ConsoleFormatterNames.Simple;
+        }
+    }
+
+    private static void Prefix(ConsoleFormatterOptions options, string who) =>
+        options.TimestampFormat = $"'[{who}]' {options.TimestampFormat}";
+}

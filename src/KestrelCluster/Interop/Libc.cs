@@ -1,0 +1,238 @@
+// The one place that talks to libc: sendmsg/recvmsg with SCM_RIGHTS ancillary data, close, geteuid and
+// SO_PEERCRED. Layouts are glibc x64/arm64 (LP64); nothing outside this folder touches a pointer.
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace KestrelCluster.Interop;
+
+internal static unsafe partial class Libc
+{
+    public const int EINTR = 4;
+    public const int EAGAIN = 11;
+    public const int EPIPE = 32;
+    public const int ECONNRESET = 104;
+
+    /// <summary>Most fds one control message carries. The kernel allows 253; the receiver's control
+    /// buffer is sized for this many, so a sender can never make it truncate (MSG_CTRUNC closes fds).</summary>
+    public const int MaxFdsPerMessage = 64;
+
+    private const int SOL_SOCKET = 1;
+    private const int SCM_RIGHTS = 1;
+    private const int SO_PEERCRED = 17;
+    private const int MSG_TRUNC = 0x20;
+    private const int MSG_CTRUNC = 0x08;
+    private const int MSG_DONTWAIT = 0x40;
+    private const int MSG_NOSIGNAL = 0x4000;
+    private const int MSG_CMSG_CLOEXEC = 0x40000000;
+
+    private static readonly int s_cmsgHeaderSize = sizeof(CMsgHdr);
+    private static readonly int s_controlBufferSize = CmsgSpace(MaxFdsPerMessage * sizeof(int));
+
+    /// <summary>
+    /// Sends one message with <paramref name="fds"/> attached, without blocking and without SIGPIPE.
+    /// Returns 0 on success, else the errno (EAGAIN when the peer's queue is full, EPIPE/ECONNRESET when it is gone).
+    /// </summary>
+    public static int SendMessage(SafeSocketHandle socket, ReadOnlySpan<byte> payload, ReadOnlySpan<int> fds)
+    {
+        if (fds.Length > MaxFdsPerMessage)
+        {
+            throw new ArgumentOutOfRangeException(nameof(fds), $"At most {MaxFdsPerMessage} fds fit in one message.");
+        }
+
+        var addRef = false;
+        try
+        {
+            socket.DangerousAddRef(ref addRef);
+            var fd = (int)socket.DangerousGetHandle();
+            var controlLength = fds.IsEmpty ? 0 : CmsgSpace(fds.Length * sizeof(int));
+            var control = stackalloc byte[Math.Max(controlLength, 1)];
+
+            fixed (byte* payloadPtr = payload)
+            {
+                var iov = new IoVec { Base = payloadPtr, Length = (nuint)payload.Length };
+                var msg = new MsgHdr { Iov = &iov, IovLen = 1 };
+                if (!fds.IsEmpty)
+                {
+                    new Span<byte>(control, controlLength).Clear();
+                    var cmsg = (CMsgHdr*)control;
+                    cmsg->Len = (nuint)(s_cmsgHeaderSize + (fds.Length * sizeof(int)));
+                    cmsg->Level = SOL_SOCKET;
+                    cmsg->Type = SCM_RIGHTS;
+                    fds.CopyTo(new Span<int>(control + s_cmsgHeaderSize, fds.Length));
+                    msg.Control = control;
+                    msg.ControlLen = (nuint)controlLength;
+                }
+
+                while (true)
+                {
+                    if (sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+                    {
+                        return 0;
+                    }
+
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (errno != EINTR)
+                    {
+                        return errno;
+                    }
+                }
+            }
+        }
+        finally
+        {
+            if (addRef)
+            {
+                socket.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Receives one message without blocking. Attached fds are opened close-on-exec (so they never leak into
+    /// processes the worker spawns) and written to <paramref name="fds"/>. Returns 0 on success (with
+    /// <paramref name="bytesReceived"/> 0 meaning the peer closed), else the errno (EAGAIN: nothing queued).
+    /// <paramref name="truncated"/> is set when the message or its fds did not fit: a protocol violation.
+    /// </summary>
+    public static int ReceiveMessage(SafeSocketHandle socket, Span<byte> buffer, Span<int> fds,
+        out int bytesReceived, out int fdCount, out bool truncated)
+    {
+        bytesReceived = 0;
+        fdCount = 0;
+        truncated = false;
+
+        var addRef = false;
+        try
+        {
+            socket.DangerousAddRef(ref addRef);
+            var fd = (int)socket.DangerousGetHandle();
+            var control = stackalloc byte[s_controlBufferSize];
+
+            fixed (byte* bufferPtr = buffer)
+            {
+                var iov = new IoVec { Base = bufferPtr, Length = (nuint)buffer.Length };
+                var msg = new MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = (nuint)s_controlBufferSize };
+
+                nint received;
+                while ((received = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)) < 0)
+                {
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (errno != EINTR)
+                    {
+                        return errno;
+                    }
+                }
+
+                bytesReceived = (int)received;
+                truncated = (msg.Flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
+
+                // Walk the control messages (CMSG_FIRSTHDR / CMSG_NXTHDR) and collect every SCM_RIGHTS fd.
+                var offset = 0;
+                while (offset + s_cmsgHeaderSize <= (int)msg.ControlLen)
+                {
+                    var cmsg = (CMsgHdr*)(control + offset);
+                    var length = (int)cmsg->Len;
+                    if (length < s_cmsgHeaderSize)
+                    {
+                        break;
+                    }
+
+                    if (cmsg->Level == SOL_SOCKET && cmsg->Type == SCM_RIGHTS)
+                    {
+                        var count = (length - s_cmsgHeaderSize) / sizeof(int);
+                        var received32 = new ReadOnlySpan<int>(control + offset + s_cmsgHeaderSize, count);
+                        foreach (var receivedFd in received32)
+                        {
+                            if (fdCount < fds.Length)
+                            {
+                                fds[fdCount++] = receivedFd;
+                            }
+                            else
+                            {
+                                // More fds than the caller can hold: close the extra ones rather than leak them.
+                                close(receivedFd);
+                                truncated = true;
+                            }
+                        }
+                    }
+
+                    offset += CmsgAlign(length);
+                }
+
+                return 0;
+            }
+        }
+        finally
+        {
+            if (addRef)
+            {
+                socket.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>Closes a raw fd that was never wrapped in a <see cref="Socket"/>.</summary>
+    public static void CloseDescriptor(int fd) => close(fd);
+
+    /// <summary>The effective user id of this process.</summary>
+    public static uint EffectiveUserId => geteuid();
+
+    /// <summary>The process, user and group of the peer of a connected Unix domain socket (SO_PEERCRED).</summary>
+    public static PeerCredentials GetPeerCredentials(Socket socket)
+    {
+        Span<byte> ucred = stackalloc byte[12]; // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
+        var length = socket.GetRawSocketOption(SOL_SOCKET, SO_PEERCRED, ucred);
+        if (length != 12)
+        {
+            throw new InvalidOperationException("SO_PEERCRED returned an unexpected length.");
+        }
+
+        var values = MemoryMarshal.Cast<byte, int>(ucred);
+        return new PeerCredentials(values[0], (uint)values[1], (uint)values[2]);
+    }
+
+    private static int CmsgAlign(int length) => (length + sizeof(nuint) - 1) & ~(sizeof(nuint) - 1);
+
+    private static int CmsgSpace(int dataLength) => sizeof(CMsgHdr) + CmsgAlign(dataLength);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial nint sendmsg(int sockfd, MsgHdr* msg, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial nint recvmsg(int sockfd, MsgHdr* msg, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int close(int fd);
+
+    [LibraryImport("libc")]
+    private static partial uint geteuid();
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct IoVec
+    {
+        public byte* Base;
+        public nuint Length;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct MsgHdr
+    {
+        public void* Name;
+        public uint NameLen;
+        public IoVec* Iov;
+        public nuint IovLen;
+        public void* Control;
+        public nuint ControlLen;
+        public int Flags;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct CMsgHdr
+    {
+        public nuint Len;
+        public int Level;
+        public int Type;
+    }
+}
+
+/// <summary>What SO_PEERCRED says about the other end of a Unix domain socket.</summary>
+internal readonly record struct PeerCredentials(int ProcessId, uint UserId, uint GroupId);

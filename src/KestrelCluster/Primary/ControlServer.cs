@@ -1,0 +1,144 @@
+// The control socket workers connect to: an AF_UNIX SOCK_SEQPACKET socket in a private directory (mode 0700).
+// Every connection must prove it is a worker this primary spawned: same user and the spawned pid
+// (SO_PEERCRED), then a Hello frame with that worker's one-time secret. Anything else is dropped and logged.
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using KestrelCluster.Interop;
+using KestrelCluster.Protocol;
+using Microsoft.Extensions.Logging;
+
+namespace KestrelCluster.Primary;
+
+internal sealed class ControlServer : IDisposable
+{
+    private static readonly TimeSpan s_helloTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly ILogger _logger;
+    private readonly Func<int, WorkerProcess?> _findWorker;
+    private readonly Action<WorkerProcess, Socket> _onAuthenticated;
+    private readonly string _directory;
+    private readonly Socket _listenSocket;
+
+    public ControlServer(Func<int, WorkerProcess?> findWorker, Action<WorkerProcess, Socket> onAuthenticated, ILogger logger)
+    {
+        _findWorker = findWorker;
+        _onAuthenticated = onAuthenticated;
+        _logger = logger;
+
+        // Only this user may even reach the socket; peer credentials and the secret check who connects anyway.
+        _directory = Directory.CreateTempSubdirectory("kestrelcluster-").FullName;
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(_directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+        SocketPath = Path.Combine(_directory, "control.sock");
+
+        _listenSocket = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
+        try
+        {
+            _listenSocket.Bind(new UnixDomainSocketEndPoint(SocketPath));
+            _listenSocket.Listen(512);
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+
+        _ = AcceptLoopAsync();
+    }
+
+    public string SocketPath { get; }
+
+    public void Dispose()
+    {
+        _listenSocket.Dispose();
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        while (true)
+        {
+            Socket socket;
+            try
+            {
+                socket = await _listenSocket.AcceptAsync().ConfigureAwait(false);
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.OperationAborted)
+            {
+                return;
+            }
+            catch (SocketException)
+            {
+                continue;
+            }
+
+            _ = AuthenticateAsync(socket);
+        }
+    }
+
+    private async Task AuthenticateAsync(Socket socket)
+    {
+        var credentials = default(PeerCredentials);
+        try
+        {
+            credentials = Libc.GetPeerCredentials(socket);
+            if (credentials.UserId != Libc.EffectiveUserId)
+            {
+                Reject(socket, credentials, "it runs as another user");
+                return;
+            }
+
+            var buffer = new byte[ControlFrames.MaxFrameLength + 1];
+            using var timeout = new CancellationTokenSource(s_helloTimeout);
+            var length = await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token).ConfigureAwait(false);
+            if (!ControlFrames.TryReadHello(buffer.AsSpan(0, length), out var workerId, out var secret))
+            {
+                Reject(socket, credentials, "its first frame is not a valid hello");
+                return;
+            }
+
+            var worker = _findWorker(workerId);
+            if (worker is null || worker.ProcessId != credentials.ProcessId)
+            {
+                Reject(socket, credentials, $"it is not the process spawned as worker {workerId}");
+                return;
+            }
+
+            if (!CryptographicOperations.FixedTimeEquals(worker.Secret, secret))
+            {
+                Reject(socket, credentials, "its secret is wrong");
+                return;
+            }
+
+            if (worker.Channel is not null)
+            {
+                Reject(socket, credentials, $"worker {workerId} is already connected");
+                return;
+            }
+
+            _onAuthenticated(worker, socket);
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or InvalidOperationException)
+        {
+            Reject(socket, credentials, e is OperationCanceledException ? "it sent no hello in time" : e.Message);
+        }
+    }
+
+    private void Reject(Socket socket, PeerCredentials credentials, string reason)
+    {
+        PrimaryLog.ControlConnectionRejected(_logger, credentials.ProcessId, reason);
+        socket.Dispose();
+    }
+}

@@ -1,0 +1,184 @@
+// Routes every accepted connection to a ready worker. Connections no worker can take right now (none ready,
+// all at their in-flight limit) wait in a bounded queue; when the queue is full the accept loops pause, so
+// the kernel's backlog absorbs the burst instead of the primary's memory. Nothing accepted is ever dropped.
+using KestrelCluster.Scheduling;
+using Microsoft.Extensions.Logging;
+
+namespace KestrelCluster.Primary;
+
+internal sealed class HandoffDispatcher
+{
+    /// <summary>Accepted connections waiting for a worker before the accept loops pause.</summary>
+    internal const int MaxWaiting = 4096;
+
+    private readonly Lock _lock = new();
+    private readonly List<WorkerChannel> _ready = [];
+    private readonly Queue<AcceptedConnection> _waiting = new();
+    private readonly RoundRobinScheduler _scheduler = new();
+    private readonly ILogger _logger;
+    private TaskCompletionSource? _room;
+    private bool _stopped;
+
+    public HandoffDispatcher(ILogger<HandoffDispatcher> logger)
+    {
+        _logger = logger;
+    }
+
+    public int WaitingCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _waiting.Count;
+            }
+        }
+    }
+
+    /// <summary>Hands the connection to a worker now, or queues it until one can take it.</summary>
+    public void Dispatch(AcceptedConnection connection)
+    {
+        lock (_lock)
+        {
+            if (_stopped)
+            {
+                connection.Socket.Dispose();
+                return;
+            }
+
+            _waiting.Enqueue(connection);
+        }
+
+        Flush();
+    }
+
+    /// <summary>Completes when the waiting queue has room; the accept loops await it before each accept.</summary>
+    public ValueTask WaitForRoomAsync()
+    {
+        lock (_lock)
+        {
+            if (_waiting.Count < MaxWaiting || _stopped)
+            {
+                return ValueTask.CompletedTask;
+            }
+
+            _room ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            PrimaryLog.AcceptPaused(_logger, _waiting.Count);
+            return new ValueTask(_room.Task);
+        }
+    }
+
+    public void AddReady(WorkerChannel worker)
+    {
+        lock (_lock)
+        {
+            if (!_ready.Contains(worker))
+            {
+                _ready.Add(worker);
+            }
+        }
+
+        Flush();
+    }
+
+    public void RemoveReady(WorkerChannel worker)
+    {
+        lock (_lock)
+        {
+            _ready.Remove(worker);
+        }
+    }
+
+    public IReadOnlyList<WorkerChannel> ReadyWorkers()
+    {
+        lock (_lock)
+        {
+            return [.. _ready];
+        }
+    }
+
+    /// <summary>Hands out waiting connections while some worker can take them.</summary>
+    public void Flush()
+    {
+        while (true)
+        {
+            AcceptedConnection connection;
+            WorkerChannel? worker;
+            lock (_lock)
+            {
+                if (_waiting.Count == 0)
+                {
+                    return;
+                }
+
+                worker = _scheduler.Pick(_ready, _waiting.Peek().Listener.Id);
+                if (worker is null)
+                {
+                    return;
+                }
+
+                connection = _waiting.Dequeue();
+                if (_room is not null && _waiting.Count < MaxWaiting / 2)
+                {
+                    _room.TrySetResult();
+                    _room = null;
+                }
+            }
+
+            if (!worker.TrySend(connection))
+            {
+                // The worker is full or gone (TrySend recorded which); queue the connection again for another.
+                Requeue(connection);
+            }
+        }
+    }
+
+    /// <summary>Puts back connections a worker refused or never acknowledged (it went away), then routes them again.</summary>
+    public void Redispatch(IEnumerable<AcceptedConnection> connections)
+    {
+        foreach (var connection in connections)
+        {
+            connection.Attempts++;
+            Requeue(connection);
+        }
+
+        Flush();
+    }
+
+    /// <summary>Stops routing: closes every waiting connection (the primary is shutting down).</summary>
+    public void Stop()
+    {
+        List<AcceptedConnection> waiting;
+        lock (_lock)
+        {
+            _stopped = true;
+            waiting = [.. _waiting];
+            _waiting.Clear();
+            _room?.TrySetResult();
+        }
+
+        foreach (var connection in waiting)
+        {
+            connection.Socket.Dispose();
+        }
+
+        if (waiting.Count > 0)
+        {
+            PrimaryLog.WaitingConnectionsClosed(_logger, waiting.Count);
+        }
+    }
+
+    private void Requeue(AcceptedConnection connection)
+    {
+        lock (_lock)
+        {
+            if (!_stopped)
+            {
+                _waiting.Enqueue(connection);
+                return;
+            }
+        }
+
+        connection.Socket.Dispose();
+    }
+}

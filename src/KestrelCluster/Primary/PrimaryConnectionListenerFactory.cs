@@ -1,0 +1,57 @@
+// Kestrel's transport in the primary: binds real listening sockets for TCP and Unix domain socket endpoints.
+// Kestrel takes the last registered factory whose CanBind is true, so this one wins over the sockets transport
+// for the endpoint types it claims; when clustering is off (Workers = 0, or no fd passing) it claims nothing
+// and Kestrel's own sockets transport serves as usual.
+using System.Net;
+using System.Net.Sockets;
+using KestrelCluster.Hosting;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace KestrelCluster.Primary;
+
+internal sealed class PrimaryConnectionListenerFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector
+{
+    private readonly ClusterContext _context;
+    private readonly PrimaryListenerTable _table;
+    private readonly HandoffDispatcher _dispatcher;
+    private readonly SocketTransportOptions _socketOptions;
+    private readonly ILogger _logger;
+
+    public PrimaryConnectionListenerFactory(ClusterContext context, PrimaryListenerTable table, HandoffDispatcher dispatcher,
+        IOptions<SocketTransportOptions> socketOptions, ILoggerFactory loggerFactory)
+    {
+        _context = context;
+        _table = table;
+        _dispatcher = dispatcher;
+        _socketOptions = socketOptions.Value;
+        _logger = loggerFactory.CreateLogger("KestrelCluster.Primary");
+    }
+
+    public bool CanBind(EndPoint endpoint)
+    {
+        if (_context.Role != ClusterRole.Primary)
+        {
+            return false;
+        }
+
+        if (endpoint is IPEndPoint or UnixDomainSocketEndPoint)
+        {
+            return true;
+        }
+
+        // A systemd-activated socket (FileHandleEndPoint) or anything else: Kestrel's sockets transport takes it.
+        PrimaryLog.EndpointServedByPrimary(_logger, endpoint, endpoint.GetType().Name);
+        return false;
+    }
+
+    public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        var listener = PrimaryConnectionListener.Bind(_table.NextId(), endpoint, _socketOptions.Backlog, _dispatcher, _table, _logger);
+        _table.Add(listener);
+        return ValueTask.FromResult<IConnectionListener>(listener);
+    }
+}

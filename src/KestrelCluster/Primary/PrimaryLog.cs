@@ -1,0 +1,75 @@
+// Log messages of the primary (event ids 1-99).
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+
+namespace KestrelCluster.Primary;
+
+internal static partial class PrimaryLog
+{
+    [LoggerMessage(1, LogLevel.Information, "Starting {Count} workers: {FileName} {Arguments}", EventName = "StartingWorkers")]
+    public static partial void StartingWorkers(ILogger logger, int count, string fileName, string arguments);
+
+    [LoggerMessage(2, LogLevel.Information, "Worker {WorkerId} started (slot {Slot}, pid {ProcessId}).", EventName = "WorkerStarted")]
+    public static partial void WorkerStarted(ILogger logger, int workerId, int slot, int processId);
+
+    [LoggerMessage(3, LogLevel.Information, "Worker {WorkerId} is ready (slot {Slot}, pid {ProcessId}); routing connections to it.", EventName = "WorkerReady")]
+    public static partial void WorkerReady(ILogger logger, int workerId, int slot, int processId);
+
+    [LoggerMessage(4, LogLevel.Information, "Worker {WorkerId} (pid {ProcessId}) exited with code {ExitCode}.", EventName = "WorkerExited")]
+    public static partial void WorkerExited(ILogger logger, int workerId, int processId, int exitCode);
+
+    [LoggerMessage(5, LogLevel.Warning, "The worker in slot {Slot} exited with code {ExitCode}; starting a replacement in {Delay}.", EventName = "ReplacingWorker")]
+    public static partial void ReplacingWorker(ILogger logger, int slot, int exitCode, TimeSpan delay);
+
+    [LoggerMessage(6, LogLevel.Error, "Worker {WorkerId} (slot {Slot}) could not be started.", EventName = "SpawnFailed")]
+    public static partial void SpawnFailed(ILogger logger, int workerId, int slot, Exception exception);
+
+    [LoggerMessage(7, LogLevel.Critical, "Workers cannot be started; the primary stops.", EventName = "CannotStartWorkers")]
+    public static partial void CannotStartWorkers(ILogger logger, Exception exception);
+
+    [LoggerMessage(8, LogLevel.Critical, "No worker has ever started: the worker in slot {Slot} failed {Failures} times in a row, last with exit code {ExitCode}. The app probably throws at startup (its error is above). The primary stops.", EventName = "NoWorkerEverStarted")]
+    public static partial void NoWorkerEverStarted(ILogger logger, int slot, int failures, int exitCode);
+
+    [LoggerMessage(9, LogLevel.Error, "Worker {WorkerId} (pid {ProcessId}) was not ready within {Timeout}; killing it.", EventName = "WorkerStartTimedOut")]
+    public static partial void WorkerStartTimedOut(ILogger logger, int workerId, int processId, TimeSpan timeout);
+
+    [LoggerMessage(10, LogLevel.Information, "Stopping {Count} workers gracefully.", EventName = "StoppingWorkers")]
+    public static partial void StoppingWorkers(ILogger logger, int count);
+
+    [LoggerMessage(11, LogLevel.Information, "All {Count} workers stopped.", EventName = "WorkersStopped")]
+    public static partial void WorkersStopped(ILogger logger, int count);
+
+    [LoggerMessage(12, LogLevel.Warning, "Worker {WorkerId} (pid {ProcessId}) did not stop within the shutdown timeout; killing it.", EventName = "KillingStraggler")]
+    public static partial void KillingStraggler(ILogger logger, int workerId, int processId);
+
+    [LoggerMessage(13, LogLevel.Warning, "KestrelCluster cannot pass sockets between processes on this platform ({Platform}); serving in this one process with Kestrel's sockets transport.", EventName = "PlatformUnsupported")]
+    public static partial void PlatformUnsupported(ILogger logger, string platform);
+
+    [LoggerMessage(20, LogLevel.Warning, "Rejected a control-channel connection from pid {ProcessId}: {Reason}.", EventName = "ControlConnectionRejected")]
+    public static partial void ControlConnectionRejected(ILogger logger, int processId, string reason);
+
+    [LoggerMessage(21, LogLevel.Error, "Worker {WorkerId} broke the control protocol (frame type {FrameType}, {Length} bytes); dropping it.", EventName = "ProtocolViolation")]
+    public static partial void ProtocolViolation(ILogger logger, int workerId, byte frameType, int length);
+
+    [LoggerMessage(22, LogLevel.Information, "Control channel of worker {WorkerId} closed: {Reason}; {Unacknowledged} unacknowledged connections go to other workers.", EventName = "ChannelClosed")]
+    public static partial void ChannelClosed(ILogger logger, int workerId, string reason, int unacknowledged);
+
+    [LoggerMessage(23, LogLevel.Debug, "Worker {WorkerId} serves listener {ListenerId} ({EndPoint}).", EventName = "ListenerRegistered")]
+    public static partial void ListenerRegistered(ILogger logger, int workerId, int listenerId, EndPoint endPoint);
+
+    [LoggerMessage(24, LogLevel.Error, "Worker {WorkerId} asked for {EndPoint}, which the primary did not bind.", EventName = "RegisterUnmatched")]
+    public static partial void RegisterUnmatched(ILogger logger, int workerId, EndPoint endPoint);
+
+    [LoggerMessage(30, LogLevel.Debug, "Accepting on {EndPoint} failed with {Error}; accepting the next connection.", EventName = "AcceptFailed")]
+    public static partial void AcceptFailed(ILogger logger, EndPoint endPoint, SocketError error);
+
+    [LoggerMessage(31, LogLevel.Warning, "{Count} accepted connections are waiting for a worker; pausing accept until workers catch up.", EventName = "AcceptPaused")]
+    public static partial void AcceptPaused(ILogger logger, int count);
+
+    [LoggerMessage(32, LogLevel.Information, "Closed {Count} accepted connections that were still waiting for a worker at shutdown.", EventName = "WaitingConnectionsClosed")]
+    public static partial void WaitingConnectionsClosed(ILogger logger, int count);
+
+    [LoggerMessage(33, LogLevel.Warning, "Endpoint {EndPoint} ({Type}) cannot be handed to workers; the primary serves it itself with Kestrel's sockets transport.", EventName = "EndpointServedByPrimary")]
+    public static partial void EndpointServedByPrimary(ILogger logger, EndPoint endPoint, string type);
+}

@@ -1,0 +1,266 @@
+// The primary's end of one worker's control channel: sends it accepted sockets (SCM_RIGHTS), keeps each one
+// until the worker acknowledges it, and reads what the worker says. Anything malformed drops the channel
+// (the supervisor then replaces the worker); it never takes the primary down.
+using System.Net.Sockets;
+using KestrelCluster.Interop;
+using KestrelCluster.Protocol;
+using Microsoft.Extensions.Logging;
+
+namespace KestrelCluster.Primary;
+
+internal sealed class WorkerChannel
+{
+    private static long s_nextHandoffId;
+
+    private readonly Socket _socket;
+    private readonly HandoffDispatcher _dispatcher;
+    private readonly PrimaryListenerTable _listeners;
+    private readonly ILogger _logger;
+    private readonly int _maxInFlight;
+    private readonly Lock _lock = new();
+    private readonly Dictionary<long, AcceptedConnection> _inFlight = [];
+    private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile int[] _listenerIds = [];
+    private volatile bool _ready;
+    private volatile bool _saturated;
+    private volatile bool _isClosed;
+    private long _handedOff;
+
+    public WorkerChannel(WorkerProcess worker, Socket socket, HandoffDispatcher dispatcher, PrimaryListenerTable listeners, int maxInFlight, ILogger logger)
+    {
+        Worker = worker;
+        _socket = socket;
+        _dispatcher = dispatcher;
+        _listeners = listeners;
+        _maxInFlight = maxInFlight;
+        _logger = logger;
+    }
+
+    public WorkerProcess Worker { get; }
+
+    public bool IsReady => _ready && !_isClosed;
+
+    /// <summary>Completes when the channel is closed, for whatever reason.</summary>
+    public Task Closed => _closed.Task;
+
+    /// <summary>Connections handed to this worker and acknowledged by it.</summary>
+    public long HandedOff => Interlocked.Read(ref _handedOff);
+
+    /// <summary>Raised once, when the worker reports that its app has started.</summary>
+    public event Action<WorkerChannel>? BecameReady;
+
+    public int InFlightCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _inFlight.Count;
+            }
+        }
+    }
+
+    /// <summary>Lock-free check for the scheduler: ready, serving this listener, and not at its in-flight limit.</summary>
+    public bool CanTake(int listenerId) =>
+        _ready && !_isClosed && !_saturated && _inFlight.Count < _maxInFlight && Array.IndexOf(_listenerIds, listenerId) >= 0;
+
+    /// <summary>
+    /// Sends one accepted socket. The primary keeps its copy until the worker acknowledges it, so a worker that
+    /// dies with fds queued to it loses nothing (FACTS pitfall 2). Returns false if the worker cannot take it now.
+    /// </summary>
+    public bool TrySend(AcceptedConnection connection)
+    {
+        Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength];
+        int errno;
+        lock (_lock)
+        {
+            if (_isClosed)
+            {
+                return false;
+            }
+
+            var handoffId = Interlocked.Increment(ref s_nextHandoffId);
+            ControlFrames.WriteHandoff(frame, connection.Listener.Id, handoffId);
+            ReadOnlySpan<int> fds = [(int)connection.Socket.SafeHandle.DangerousGetHandle()];
+            errno = Libc.SendMessage(_socket.SafeHandle, frame, fds);
+            if (errno == 0)
+            {
+                _inFlight.Add(handoffId, connection);
+                return true;
+            }
+
+            if (errno == Libc.EAGAIN)
+            {
+                // The worker's receive queue is full: it is behind. No more until it acknowledges something.
+                _saturated = true;
+                return false;
+            }
+        }
+
+        Close($"sending a connection failed (errno {errno})");
+        return false;
+    }
+
+    /// <summary>Sends a frame without fds; used for rare control frames, so a full queue is waited out briefly.</summary>
+    public bool TrySendControl(ReadOnlySpan<byte> frame)
+    {
+        var deadline = Environment.TickCount64 + 5_000;
+        while (true)
+        {
+            int errno;
+            lock (_lock)
+            {
+                if (_isClosed)
+                {
+                    return false;
+                }
+
+                errno = Libc.SendMessage(_socket.SafeHandle, frame, []);
+            }
+
+            if (errno == 0)
+            {
+                return true;
+            }
+
+            if (errno != Libc.EAGAIN || Environment.TickCount64 > deadline)
+            {
+                Close($"sending a control frame failed (errno {errno})");
+                return false;
+            }
+
+            _socket.Poll(TimeSpan.FromMilliseconds(50), SelectMode.SelectWrite);
+        }
+    }
+
+    /// <summary>Reads the worker's frames until the channel closes or the worker breaks the protocol.</summary>
+    public async Task RunAsync()
+    {
+        var buffer = new byte[ControlFrames.MaxFrameLength + 1];
+        var reason = "the worker closed its control channel";
+        try
+        {
+            while (true)
+            {
+                var length = await _socket.ReceiveAsync(buffer, SocketFlags.None).ConfigureAwait(false);
+                if (length == 0)
+                {
+                    break;
+                }
+
+                if (length > ControlFrames.MaxFrameLength || !Handle(buffer.AsSpan(0, length)))
+                {
+                    reason = $"protocol violation: malformed or unexpected frame (type {buffer[0]}, {length} bytes)";
+                    PrimaryLog.ProtocolViolation(_logger, Worker.Id, buffer[0], length);
+                    break;
+                }
+            }
+        }
+        catch (SocketException e)
+        {
+            reason = $"control channel error: {e.SocketErrorCode}";
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+
+        Close(reason);
+    }
+
+    /// <summary>
+    /// Closes the channel: stops routing here and routes every connection the worker had not acknowledged to
+    /// another worker (a worker that dies destroys the fds queued to it; the primary's copies survive).
+    /// </summary>
+    public void Close(string reason)
+    {
+        List<AcceptedConnection> unacknowledged;
+        lock (_lock)
+        {
+            if (_isClosed)
+            {
+                return;
+            }
+
+            _isClosed = true;
+            unacknowledged = [.. _inFlight.Values];
+            _inFlight.Clear();
+        }
+
+        _socket.Dispose();
+        _dispatcher.RemoveReady(this);
+        PrimaryLog.ChannelClosed(_logger, Worker.Id, reason, unacknowledged.Count);
+        _closed.TrySetResult();
+        if (unacknowledged.Count > 0)
+        {
+            _dispatcher.Redispatch(unacknowledged);
+        }
+    }
+
+    private bool Handle(ReadOnlySpan<byte> frame)
+    {
+        switch ((FrameType)frame[0])
+        {
+            case FrameType.Ack when ControlFrames.TryReadAck(frame, out var handoffId, out var accepted):
+                return OnAck(handoffId, accepted);
+
+            case FrameType.Register when ControlFrames.TryReadRegister(frame, out var requestId, out var endpoint):
+                var listener = _listeners.Match(endpoint!, new HashSet<int>(_listenerIds));
+                if (listener is null)
+                {
+                    PrimaryLog.RegisterUnmatched(_logger, Worker.Id, endpoint!);
+                    return TrySendControl(ControlFrames.Registered(requestId, -1,
+                        $"The primary has no listener for {endpoint}. Workers bind the endpoints the primary bound; configure endpoints in the app or its configuration (which workers share), not only in the test or host that starts the primary."));
+                }
+
+                _listenerIds = [.. _listenerIds, listener.Id];
+                PrimaryLog.ListenerRegistered(_logger, Worker.Id, listener.Id, listener.EndPoint);
+                return TrySendControl(ControlFrames.Registered(requestId, listener.Id, EndpointText.Format(listener.EndPoint)));
+
+            case FrameType.Unregister when ControlFrames.TryReadUnregister(frame, out var listenerId):
+                _listenerIds = [.. _listenerIds.Where(id => id != listenerId)];
+                return true;
+
+            case FrameType.Ready when frame.Length == 1 && !_ready:
+                _ready = true;
+                BecameReady?.Invoke(this);
+                _dispatcher.AddReady(this);
+                return true;
+
+            default:
+                return false;
+        }
+    }
+
+    private bool OnAck(long handoffId, bool accepted)
+    {
+        AcceptedConnection? connection;
+        lock (_lock)
+        {
+            if (!_inFlight.Remove(handoffId, out connection))
+            {
+                return false; // an ack for something never sent to this worker
+            }
+
+            _saturated = false;
+        }
+
+        if (accepted)
+        {
+            Interlocked.Increment(ref _handedOff);
+            Worker.CountHandoff();
+
+            // The worker owns the connection now. Closing our copy matters: kept, it leaks an fd per connection
+            // and a dying worker's clients would get neither FIN nor RST (FACTS pitfall 1).
+            connection.Socket.Dispose();
+            _dispatcher.Flush();
+        }
+        else
+        {
+            _dispatcher.Redispatch([connection]);
+        }
+
+        return true;
+    }
+
+    public override string ToString() => $"worker {Worker.Id}";
+}

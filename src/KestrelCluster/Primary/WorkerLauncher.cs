@@ -1,0 +1,101 @@
+// How to start "the same app again": the command that re-launches this application as a worker, whichever
+// way it was started — the apphost (dotnet run, a published app), `dotnet app.dll`, or inside a test host
+// (WebApplicationFactory), where the running executable is the test runner and the app must be found by name.
+using System.Diagnostics;
+using System.Reflection;
+using KestrelCluster.Hosting;
+using Microsoft.Extensions.Hosting;
+
+namespace KestrelCluster.Primary;
+
+internal sealed class WorkerLauncher
+{
+    private readonly IHostEnvironment _environment;
+    private readonly Lazy<(string FileName, string[] Arguments)> _command;
+
+    public WorkerLauncher(IHostEnvironment environment)
+    {
+        _environment = environment;
+        _command = new(ResolveCommand);
+    }
+
+    /// <summary>The executable and arguments that start a worker (also shown in the startup log).</summary>
+    public (string FileName, string[] Arguments) Command => _command.Value;
+
+    public ProcessStartInfo CreateStartInfo(WorkerIdentity identity)
+    {
+        var (fileName, arguments) = Command;
+        var startInfo = new ProcessStartInfo(fileName)
+        {
+            UseShellExecute = false,
+            WorkingDirectory = Environment.CurrentDirectory,
+        };
+
+        foreach (var argument in arguments)
+        {
+            startInfo.ArgumentList.Add(argument);
+        }
+
+        foreach (var (name, value) in identity.ToEnvironment())
+        {
+            startInfo.Environment[name] = value;
+        }
+
+        return startInfo;
+    }
+
+    private (string, string[]) ResolveCommand()
+    {
+        var processPath = Environment.ProcessPath ?? throw new InvalidOperationException("The path of the running executable is unknown, so workers cannot be started.");
+        var originalArguments = Environment.GetCommandLineArgs().Skip(1).ToArray();
+        var entryAssembly = Assembly.GetEntryAssembly();
+
+        if (entryAssembly is not null && string.Equals(entryAssembly.GetName().Name, _environment.ApplicationName, StringComparison.Ordinal))
+        {
+            // The app itself is running: re-run the same command line.
+            return IsDotnetHost(processPath)
+                ? (processPath, [entryAssembly.Location, .. originalArguments])  // dotnet app.dll …
+                : (processPath, originalArguments);                               // the apphost: dotnet run, published app
+        }
+
+        // A host (a test runner) loaded the app: start the app's assembly with dotnet exec and its own
+        // runtimeconfig/deps, or the host's where the app's were not copied beside it.
+        var appAssembly = Assembly.Load(new AssemblyName(_environment.ApplicationName));
+        var appPath = appAssembly.Location;
+        var runtimeConfig = FirstExisting(Path.ChangeExtension(appPath, ".runtimeconfig.json"), HostFile(".runtimeconfig.json"));
+        var depsFile = FirstExisting(Path.ChangeExtension(appPath, ".deps.json"), HostFile(".deps.json"));
+        var dotnet = IsDotnetHost(processPath) ? processPath : Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
+
+        List<string> arguments = ["exec"];
+        if (runtimeConfig is not null)
+        {
+            arguments.AddRange(["--runtimeconfig", runtimeConfig]);
+        }
+
+        if (depsFile is not null)
+        {
+            arguments.AddRange(["--depsfile", depsFile]);
+        }
+
+        arguments.AddRange([appPath,
+            "--contentRoot", _environment.ContentRootPath,
+            "--environment", _environment.EnvironmentName,
+            "--applicationName", _environment.ApplicationName]);
+        return (dotnet, [.. arguments]);
+
+        static string? FirstExisting(params string?[] paths) => paths.FirstOrDefault(File.Exists);
+
+        static string? HostFile(string extension)
+        {
+            // The test assembly's files: it references the app, so its deps list the app's dependencies too.
+            var name = Assembly.GetEntryAssembly()?.GetName().Name;
+            var candidates = Directory.EnumerateFiles(AppContext.BaseDirectory, "*" + extension)
+                .Where(path => !Path.GetFileName(path).StartsWith("testhost", StringComparison.OrdinalIgnoreCase));
+            return candidates.FirstOrDefault(path => name is not null && Path.GetFileName(path).StartsWith(name, StringComparison.Ordinal))
+                ?? candidates.FirstOrDefault();
+        }
+    }
+
+    private static bool IsDotnetHost(string processPath) =>
+        Path.GetFileNameWithoutExtension(processPath).Equals("dotnet", StringComparison.OrdinalIgnoreCase);
+}

@@ -1,0 +1,224 @@
+// Encoding and strict decoding of control-channel frames. Every length is bounded and every frame is checked
+// against its exact shape: a frame that does not parse is a protocol violation and costs the sender its channel.
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace KestrelCluster.Protocol;
+
+internal static class ControlFrames
+{
+    /// <summary>Largest frame either side sends or accepts.</summary>
+    public const int MaxFrameLength = 4096;
+
+    public const int SecretLength = 32;
+
+    /// <summary>Size of one (listener id, handoff id) entry in a <see cref="FrameType.Handoff"/> frame.</summary>
+    private const int HandoffEntryLength = sizeof(int) + sizeof(long);
+
+    public static byte[] Hello(int workerId, ReadOnlySpan<byte> secret)
+    {
+        if (secret.Length != SecretLength)
+        {
+            throw new ArgumentException($"The secret must be {SecretLength} bytes.", nameof(secret));
+        }
+
+        var frame = new byte[1 + sizeof(int) + SecretLength];
+        frame[0] = (byte)FrameType.Hello;
+        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(1), workerId);
+        secret.CopyTo(frame.AsSpan(1 + sizeof(int)));
+        return frame;
+    }
+
+    public static byte[] Register(int requestId, EndPoint endpoint) =>
+        WithText(FrameType.Register, requestId, 0, EndpointText.Format(endpoint), sizeof(int));
+
+    public static byte[] Registered(int requestId, int listenerId, string endpointOrError) =>
+        WithText(FrameType.Registered, requestId, listenerId, endpointOrError, 2 * sizeof(int));
+
+    public static byte[] Ready() => [(byte)FrameType.Ready];
+
+    public static byte[] Stop() => [(byte)FrameType.Stop];
+
+    public static byte[] Unregister(int listenerId)
+    {
+        var frame = new byte[1 + sizeof(int)];
+        frame[0] = (byte)FrameType.Unregister;
+        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(1), listenerId);
+        return frame;
+    }
+
+    public static int WriteAck(Span<byte> destination, long handoffId, bool accepted)
+    {
+        destination[0] = (byte)FrameType.Ack;
+        BinaryPrimitives.WriteInt64LittleEndian(destination[1..], handoffId);
+        destination[1 + sizeof(long)] = accepted ? (byte)1 : (byte)0;
+        return AckLength;
+    }
+
+    public const int AckLength = 1 + sizeof(long) + 1;
+
+    /// <summary>Writes a handoff frame for one fd; returns its length.</summary>
+    public static int WriteHandoff(Span<byte> destination, int listenerId, long handoffId)
+    {
+        destination[0] = (byte)FrameType.Handoff;
+        BinaryPrimitives.WriteInt32LittleEndian(destination[1..], listenerId);
+        BinaryPrimitives.WriteInt64LittleEndian(destination[(1 + sizeof(int))..], handoffId);
+        return 1 + HandoffEntryLength;
+    }
+
+    public const int HandoffLength = 1 + HandoffEntryLength;
+
+    public static bool TryReadHello(ReadOnlySpan<byte> frame, out int workerId, out ReadOnlySpan<byte> secret)
+    {
+        workerId = 0;
+        secret = default;
+        if (frame.Length != 1 + sizeof(int) + SecretLength || frame[0] != (byte)FrameType.Hello)
+        {
+            return false;
+        }
+
+        workerId = BinaryPrimitives.ReadInt32LittleEndian(frame[1..]);
+        secret = frame.Slice(1 + sizeof(int), SecretLength);
+        return true;
+    }
+
+    public static bool TryReadRegister(ReadOnlySpan<byte> frame, out int requestId, out EndPoint? endpoint)
+    {
+        endpoint = null;
+        return TryReadWithText(frame, FrameType.Register, 1, out requestId, out _, out var text)
+            && EndpointText.TryParse(text, out endpoint);
+    }
+
+    public static bool TryReadRegistered(ReadOnlySpan<byte> frame, out int requestId, out int listenerId, out string text) =>
+        TryReadWithText(frame, FrameType.Registered, 2, out requestId, out listenerId, out text);
+
+    public static bool TryReadUnregister(ReadOnlySpan<byte> frame, out int listenerId)
+    {
+        listenerId = 0;
+        if (frame.Length != 1 + sizeof(int))
+        {
+            return false;
+        }
+
+        listenerId = BinaryPrimitives.ReadInt32LittleEndian(frame[1..]);
+        return true;
+    }
+
+    public static bool TryReadAck(ReadOnlySpan<byte> frame, out long handoffId, out bool accepted)
+    {
+        handoffId = 0;
+        accepted = false;
+        if (frame.Length != AckLength || frame[AckLength - 1] > 1)
+        {
+            return false;
+        }
+
+        handoffId = BinaryPrimitives.ReadInt64LittleEndian(frame[1..]);
+        accepted = frame[AckLength - 1] == 1;
+        return true;
+    }
+
+    /// <summary>Reads the (listener id, handoff id) pairs of a handoff frame; their count must equal the fds received.</summary>
+    public static bool TryReadHandoff(ReadOnlySpan<byte> frame, int fdCount, Span<int> listenerIds, Span<long> handoffIds)
+    {
+        if (fdCount == 0 || frame.Length != 1 + (fdCount * HandoffEntryLength) || listenerIds.Length < fdCount)
+        {
+            return false;
+        }
+
+        for (var i = 0; i < fdCount; i++)
+        {
+            var entry = frame.Slice(1 + (i * HandoffEntryLength), HandoffEntryLength);
+            listenerIds[i] = BinaryPrimitives.ReadInt32LittleEndian(entry);
+            handoffIds[i] = BinaryPrimitives.ReadInt64LittleEndian(entry[sizeof(int)..]);
+        }
+
+        return true;
+    }
+
+    private static byte[] WithText(FrameType type, int first, int second, string text, int headerInts)
+    {
+        var textLength = Encoding.UTF8.GetByteCount(text);
+        var headerLength = 1 + headerInts;
+        if (headerLength + textLength > MaxFrameLength)
+        {
+            // Error messages may be long; cut them rather than fail. Endpoints are far below the bound.
+            text = text[..Math.Min(text.Length, (MaxFrameLength - headerLength) / 4)];
+            textLength = Encoding.UTF8.GetByteCount(text);
+        }
+
+        var frame = new byte[headerLength + textLength];
+        frame[0] = (byte)type;
+        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(1), first);
+        if (headerInts > sizeof(int))
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(1 + sizeof(int)), second);
+        }
+
+        Encoding.UTF8.GetBytes(text, frame.AsSpan(headerLength));
+        return frame;
+    }
+
+    private static bool TryReadWithText(ReadOnlySpan<byte> frame, FrameType type, int ints, out int first, out int second, out string text)
+    {
+        first = 0;
+        second = 0;
+        text = string.Empty;
+        var headerLength = 1 + (ints * sizeof(int));
+        if (frame.Length < headerLength || frame.Length > MaxFrameLength || frame[0] != (byte)type)
+        {
+            return false;
+        }
+
+        first = BinaryPrimitives.ReadInt32LittleEndian(frame[1..]);
+        if (ints > 1)
+        {
+            second = BinaryPrimitives.ReadInt32LittleEndian(frame[(1 + sizeof(int))..]);
+        }
+
+        try
+        {
+            text = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(frame[headerLength..]);
+            return true;
+        }
+        catch (DecoderFallbackException)
+        {
+            return false;
+        }
+    }
+}
+
+/// <summary>The text form of the endpoints the control channel talks about: <c>tcp:127.0.0.1:80</c>, <c>tcp:[::]:80</c>, <c>unix:/path</c>.</summary>
+internal static class EndpointText
+{
+    public static string Format(EndPoint endpoint) => endpoint switch
+    {
+        IPEndPoint ip => "tcp:" + ip,
+        UnixDomainSocketEndPoint unix => "unix:" + unix,
+        _ => throw new NotSupportedException($"Endpoint type {endpoint.GetType().Name} cannot be handed over."),
+    };
+
+    public static bool TryParse(string text, out EndPoint? endpoint)
+    {
+        endpoint = null;
+        if (text.StartsWith("tcp:", StringComparison.Ordinal) && IPEndPoint.TryParse(text.AsSpan(4), out var ip))
+        {
+            endpoint = ip;
+        }
+        else if (text.StartsWith("unix:", StringComparison.Ordinal) && text.Length > 5)
+        {
+            try
+            {
+                endpoint = new UnixDomainSocketEndPoint(text[5..]);
+            }
+            catch (ArgumentException)
+            {
+                return false;
+            }
+        }
+
+        return endpoint is not null;
+    }
+}

@@ -1,0 +1,34 @@
+// The frame types of the control channel between the primary and its workers.
+namespace KestrelCluster.Protocol;
+
+/// <summary>
+/// First byte of every control-channel message. The channel is an AF_UNIX SOCK_SEQPACKET socket: the kernel
+/// keeps message boundaries, so the message length is the frame length and no length prefix is needed, and a
+/// plain message is never merged into the next fd-carrying one (which SOCK_STREAM does).
+/// </summary>
+internal enum FrameType : byte
+{
+    /// <summary>Worker → primary, first frame: worker id and the one-time secret from its environment.</summary>
+    Hello = 1,
+
+    /// <summary>Worker → primary: Kestrel asked the worker to bind an endpoint; which primary listener is it?</summary>
+    Register = 2,
+
+    /// <summary>Primary → worker: the answer to <see cref="Register"/>: listener id and real bound endpoint, or an error.</summary>
+    Registered = 3,
+
+    /// <summary>Worker → primary: the app has started; route connections here.</summary>
+    Ready = 4,
+
+    /// <summary>Primary → worker: accepted sockets, one (listener id, handoff id) pair per fd in the ancillary data.</summary>
+    Handoff = 5,
+
+    /// <summary>Worker → primary: Kestrel took (or the worker refused) a handed-off socket; the primary may now close its copy.</summary>
+    Ack = 6,
+
+    /// <summary>Worker → primary: Kestrel unbound a listener; stop routing its connections here.</summary>
+    Unregister = 7,
+
+    /// <summary>Primary → worker: stop gracefully (drain, then exit).</summary>
+    Stop = 8,
+}

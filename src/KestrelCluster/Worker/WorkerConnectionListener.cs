@@ -1,0 +1,103 @@
+// The worker's listener for one endpoint: binds nothing (Node's listen() stub). The control channel's receive
+// loop queues the sockets the primary hands over; AcceptAsync turns each into a Kestrel ConnectionContext and
+// only then acknowledges it, so the primary keeps its copy until Kestrel here really owns the connection.
+using System.Net;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using KestrelCluster.Interop;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Logging;
+
+namespace KestrelCluster.Worker;
+
+internal sealed class WorkerConnectionListener : IConnectionListener
+{
+    private readonly Channel<HandedOffSocket> _queue = Channel.CreateUnbounded<HandedOffSocket>(new UnboundedChannelOptions
+    {
+        // The primary's per-worker in-flight limit bounds this queue: nothing here is acknowledged yet.
+        SingleWriter = true,
+        SingleReader = false,
+    });
+
+    private readonly WorkerControlChannel _channel;
+    private readonly SocketConnectionContextFactory _contextFactory;
+    private readonly ILogger _logger;
+
+    public WorkerConnectionListener(int listenerId, EndPoint boundEndPoint, WorkerControlChannel channel, SocketConnectionContextFactory contextFactory, ILogger logger)
+    {
+        ListenerId = listenerId;
+        EndPoint = boundEndPoint;
+        _channel = channel;
+        _contextFactory = contextFactory;
+        _logger = logger;
+    }
+
+    public int ListenerId { get; }
+
+    /// <summary>The primary's real bound endpoint, so "Now listening on" and IServerAddressesFeature are true.</summary>
+    public EndPoint EndPoint { get; }
+
+    /// <summary>Called by the receive loop; false when this listener is unbound (the caller refuses the socket).</summary>
+    public bool TryEnqueue(int fd, long handoffId) => _queue.Writer.TryWrite(new HandedOffSocket(fd, handoffId));
+
+    public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
+    {
+        while (true)
+        {
+            try
+            {
+                if (!await _queue.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    return null; // unbound: Kestrel's accept loop ends quietly
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                return null;
+            }
+
+            while (_queue.Reader.TryRead(out var handedOff))
+            {
+                Socket socket;
+                var handle = new SafeSocketHandle(handedOff.Fd, ownsHandle: true);
+                try
+                {
+                    socket = new Socket(handle);
+                }
+                catch (SocketException e)
+                {
+                    // Not a usable socket: close our copy and let the primary decide what to do with it.
+                    WorkerLog.HandoffUnusable(_logger, handedOff.HandoffId, e.SocketErrorCode);
+                    handle.Dispose();
+                    _channel.Acknowledge(handedOff.HandoffId, accepted: false);
+                    continue;
+                }
+
+                var connection = _contextFactory.Create(socket);
+                _channel.Acknowledge(handedOff.HandoffId, accepted: true);
+                return connection;
+            }
+        }
+    }
+
+    public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
+    {
+        _channel.RemoveListener(this);
+        if (_queue.Writer.TryComplete())
+        {
+            // Sockets that arrived but Kestrel never accepted go back to the primary, which routes them elsewhere.
+            while (_queue.Reader.TryRead(out var handedOff))
+            {
+                Libc.CloseDescriptor(handedOff.Fd);
+                _channel.Acknowledge(handedOff.HandoffId, accepted: false);
+            }
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask DisposeAsync() => UnbindAsync();
+
+    private readonly record struct HandedOffSocket(int Fd, long HandoffId);
+}

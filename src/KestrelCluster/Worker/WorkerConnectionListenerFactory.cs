@@ -1,0 +1,49 @@
+// Kestrel's transport in a worker: "binding" registers the endpoint with the primary and returns a listener
+// fed by the control channel. Nothing is bound in a worker.
+using System.Net;
+using System.Net.Sockets;
+using KestrelCluster.Hosting;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace KestrelCluster.Worker;
+
+internal sealed class WorkerConnectionListenerFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector, IDisposable
+{
+    private readonly WorkerControlChannel _channel;
+    private readonly SocketConnectionContextFactory _contextFactory;
+    private readonly ILogger _logger;
+
+    public WorkerConnectionListenerFactory(WorkerControlChannel channel, WorkerIdentity identity, IOptions<SocketTransportOptions> socketOptions, ILoggerFactory loggerFactory)
+    {
+        _channel = channel;
+        _logger = loggerFactory.CreateLogger("KestrelCluster.Worker");
+        var transport = socketOptions.Value;
+        var options = new SocketConnectionFactoryOptions
+        {
+            // Each worker gets its share of the cores, not all of them: N workers with one IO queue per core each
+            // would oversubscribe the machine N times (FACTS pitfall 10).
+            IOQueueCount = Math.Max(1, Math.Min(transport.IOQueueCount, Environment.ProcessorCount / Math.Max(1, identity.WorkerCount))),
+            WaitForDataBeforeAllocatingBuffer = transport.WaitForDataBeforeAllocatingBuffer,
+            MaxReadBufferSize = transport.MaxReadBufferSize,
+            MaxWriteBufferSize = transport.MaxWriteBufferSize,
+            UnsafePreferInlineScheduling = transport.UnsafePreferInlineScheduling,
+        };
+        _contextFactory = new SocketConnectionContextFactory(options, loggerFactory.CreateLogger("Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets"));
+    }
+
+    public bool CanBind(EndPoint endpoint) => endpoint is IPEndPoint or UnixDomainSocketEndPoint;
+
+    public async ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        var (listenerId, bound) = await _channel.RegisterAsync(endpoint, cancellationToken).ConfigureAwait(false);
+        var listener = new WorkerConnectionListener(listenerId, bound, _channel, _contextFactory, _logger);
+        _channel.AddListener(listener);
+        return listener;
+    }
+
+    public void Dispose() => _contextFactory.Dispose();
+}

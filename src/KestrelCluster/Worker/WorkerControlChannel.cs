@@ -1,0 +1,269 @@
+// The worker's end of the control channel: proves who it is, registers the endpoints Kestrel binds, receives
+// accepted sockets (SCM_RIGHTS) and routes them to the listener they belong to, and acknowledges each one.
+// When the channel closes the primary is gone, and the worker shuts itself down: no orphans.
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using KestrelCluster.Hosting;
+using KestrelCluster.Interop;
+using KestrelCluster.Protocol;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace KestrelCluster.Worker;
+
+internal sealed class WorkerControlChannel : IDisposable
+{
+    /// <summary>How long a worker whose primary died may drain before it exits anyway.</summary>
+    internal static readonly TimeSpan OrphanExitDelay = TimeSpan.FromSeconds(1);
+
+    private static readonly TimeSpan s_registerTimeout = TimeSpan.FromSeconds(30);
+
+    private readonly WorkerIdentity _identity;
+    private readonly IHostApplicationLifetime _lifetime;
+    private readonly ILogger _logger;
+    private readonly SemaphoreSlim _connectLock = new(1, 1);
+    private readonly Lock _sendLock = new();
+    private readonly ConcurrentDictionary<int, WorkerConnectionListener> _listeners = new();
+    private readonly ConcurrentDictionary<int, TaskCompletionSource<(int ListenerId, string EndPoint)>> _registrations = new();
+    private Socket? _socket;
+    private int _nextRequestId;
+    private volatile bool _closed;
+
+    public WorkerControlChannel(WorkerIdentity identity, IHostApplicationLifetime lifetime, ILogger<WorkerControlChannel> logger)
+    {
+        _identity = identity;
+        _lifetime = lifetime;
+        _logger = logger;
+    }
+
+    /// <summary>Asks the primary which of its listeners serves <paramref name="endpoint"/>; returns its id and real endpoint.</summary>
+    public async Task<(int ListenerId, EndPoint BoundEndPoint)> RegisterAsync(EndPoint endpoint, CancellationToken cancellationToken)
+    {
+        await EnsureConnectedAsync(cancellationToken).ConfigureAwait(false);
+
+        var requestId = Interlocked.Increment(ref _nextRequestId);
+        var reply = new TaskCompletionSource<(int, string)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _registrations[requestId] = reply;
+        try
+        {
+            Send(ControlFrames.Register(requestId, endpoint));
+            var (listenerId, text) = await reply.Task.WaitAsync(s_registerTimeout, cancellationToken).ConfigureAwait(false);
+            if (listenerId < 0 || !EndpointText.TryParse(text, out var bound))
+            {
+                throw new InvalidOperationException($"The cluster primary refused endpoint {endpoint}: {text}");
+            }
+
+            return (listenerId, bound!);
+        }
+        catch (TimeoutException e)
+        {
+            throw new InvalidOperationException($"The cluster primary did not answer the registration of {endpoint} within {s_registerTimeout}.", e);
+        }
+        finally
+        {
+            _registrations.TryRemove(requestId, out _);
+        }
+    }
+
+    public void AddListener(WorkerConnectionListener listener) => _listeners[listener.ListenerId] = listener;
+
+    /// <summary>Tells the primary to stop routing this listener's connections here.</summary>
+    public void RemoveListener(WorkerConnectionListener listener)
+    {
+        if (_listeners.TryRemove(new KeyValuePair<int, WorkerConnectionListener>(listener.ListenerId, listener)))
+        {
+            TrySend(ControlFrames.Unregister(listener.ListenerId));
+        }
+    }
+
+    public void SendReady() => TrySend(ControlFrames.Ready());
+
+    /// <summary>Acknowledges a handed-off socket: the primary closes its copy (accepted) or routes it elsewhere (refused).</summary>
+    public void Acknowledge(long handoffId, bool accepted)
+    {
+        Span<byte> frame = stackalloc byte[ControlFrames.AckLength];
+        ControlFrames.WriteAck(frame, handoffId, accepted);
+        TrySend(frame);
+    }
+
+    public void Dispose()
+    {
+        _closed = true;
+        _socket?.Dispose();
+        _connectLock.Dispose();
+    }
+
+    private async Task EnsureConnectedAsync(CancellationToken cancellationToken)
+    {
+        if (_socket is not null)
+        {
+            return;
+        }
+
+        await _connectLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_socket is not null)
+            {
+                return;
+            }
+
+            var socket = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
+            try
+            {
+                await socket.ConnectAsync(new UnixDomainSocketEndPoint(_identity.ControlPath), cancellationToken).ConfigureAwait(false);
+                socket.Send(ControlFrames.Hello(_identity.WorkerId, _identity.Secret));
+            }
+            catch (SocketException e)
+            {
+                socket.Dispose();
+                throw new InvalidOperationException($"Worker {_identity.WorkerId} cannot reach its cluster primary at {_identity.ControlPath}: {e.SocketErrorCode}. Is the primary still running?", e);
+            }
+
+            _socket = socket;
+            _ = ReceiveLoopAsync(socket);
+        }
+        finally
+        {
+            _connectLock.Release();
+        }
+    }
+
+    private async Task ReceiveLoopAsync(Socket socket)
+    {
+        var buffer = new byte[ControlFrames.MaxFrameLength + 1];
+        var fds = new int[Libc.MaxFdsPerMessage];
+        var listenerIds = new int[Libc.MaxFdsPerMessage];
+        var handoffIds = new long[Libc.MaxFdsPerMessage];
+        var reason = "the primary closed the control channel";
+        try
+        {
+            while (true)
+            {
+                // Wait for a message without holding a thread: a zero-byte receive completes on readability and
+                // consumes neither the message nor its fds (FACTS pitfall 4). Then drain with recvmsg.
+                await socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                while (true)
+                {
+                    var errno = Libc.ReceiveMessage(socket.SafeHandle, buffer, fds, out var length, out var fdCount, out var truncated);
+                    if (errno == Libc.EAGAIN)
+                    {
+                        break;
+                    }
+
+                    if (errno != 0)
+                    {
+                        reason = $"receiving failed (errno {errno})";
+                        return;
+                    }
+
+                    if (length == 0 && fdCount == 0)
+                    {
+                        return;
+                    }
+
+                    if (truncated || length == 0 || length > ControlFrames.MaxFrameLength
+                        || !Handle(buffer.AsSpan(0, length), fds.AsSpan(0, fdCount), listenerIds, handoffIds))
+                    {
+                        foreach (var fd in fds.AsSpan(0, fdCount))
+                        {
+                            Libc.CloseDescriptor(fd);
+                        }
+
+                        reason = $"the primary sent a malformed frame (type {buffer[0]}, {length} bytes, {fdCount} fds)";
+                        return;
+                    }
+                }
+            }
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            reason = e is SocketException se ? $"control channel error {se.SocketErrorCode}" : reason;
+        }
+        finally
+        {
+            OnPrimaryGone(reason);
+        }
+    }
+
+    private bool Handle(ReadOnlySpan<byte> frame, ReadOnlySpan<int> fds, Span<int> listenerIds, Span<long> handoffIds)
+    {
+        switch ((FrameType)frame[0])
+        {
+            case FrameType.Handoff when ControlFrames.TryReadHandoff(frame, fds.Length, listenerIds, handoffIds):
+                for (var i = 0; i < fds.Length; i++)
+                {
+                    if (!_listeners.TryGetValue(listenerIds[i], out var listener) || !listener.TryEnqueue(fds[i], handoffIds[i]))
+                    {
+                        // Not ours (any more): close our copy only; the primary still holds the connection and re-routes it.
+                        Libc.CloseDescriptor(fds[i]);
+                        Acknowledge(handoffIds[i], accepted: false);
+                    }
+                }
+
+                return true;
+
+            case FrameType.Registered when fds.IsEmpty && ControlFrames.TryReadRegistered(frame, out var requestId, out var listenerId, out var text):
+                if (_registrations.TryGetValue(requestId, out var reply))
+                {
+                    reply.TrySetResult((listenerId, text));
+                }
+
+                return true;
+
+            case FrameType.Stop when fds.IsEmpty && frame.Length == 1:
+                WorkerLog.StopRequested(_logger);
+                _lifetime.StopApplication();
+                return true;
+
+            default:
+                return false;
+        }
+    }
+
+    private void OnPrimaryGone(string reason)
+    {
+        if (_closed)
+        {
+            return; // we closed it ourselves, on the way out
+        }
+
+        _closed = true;
+        foreach (var reply in _registrations.Values)
+        {
+            reply.TrySetException(new InvalidOperationException($"The cluster primary is gone: {reason}."));
+        }
+
+        WorkerLog.PrimaryGone(_logger, reason, OrphanExitDelay);
+        _lifetime.StopApplication();
+
+        // A worker must not outlive its primary: give the graceful stop a moment, then exit regardless.
+        _ = Task.Delay(OrphanExitDelay).ContinueWith(_ => Environment.Exit(1), TaskScheduler.Default);
+    }
+
+    private void Send(ReadOnlySpan<byte> frame)
+    {
+        lock (_sendLock)
+        {
+            _socket!.Send(frame);
+        }
+    }
+
+    private void TrySend(ReadOnlySpan<byte> frame)
+    {
+        if (_closed || _socket is null)
+        {
+            return;
+        }
+
+        try
+        {
+            Send(frame);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // The receive loop sees the same failure and shuts the worker down.
+        }
+    }
+}

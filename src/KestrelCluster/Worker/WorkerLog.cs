@@ -1,0 +1,17 @@
+// Log messages of a worker (event ids 100-199). The worker id is on every line through the console prefix.
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+
+namespace KestrelCluster.Worker;
+
+internal static partial class WorkerLog
+{
+    [LoggerMessage(100, LogLevel.Information, "The primary asked this worker to stop; draining.", EventName = "StopRequested")]
+    public static partial void StopRequested(ILogger logger);
+
+    [LoggerMessage(101, LogLevel.Warning, "The primary is gone ({Reason}); this worker stops and exits within {Delay}.", EventName = "PrimaryGone")]
+    public static partial void PrimaryGone(ILogger logger, string reason, TimeSpan delay);
+
+    [LoggerMessage(102, LogLevel.Debug, "Handed-off socket {HandoffId} is unusable ({Error}); returned to the primary.", EventName = "HandoffUnusable")]
+    public static partial void HandoffUnusable(ILogger logger, long handoffId, SocketError error);
+}
