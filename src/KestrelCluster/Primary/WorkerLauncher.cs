@@ -58,42 +58,21 @@ internal sealed class WorkerLauncher
                 : (processPath, originalArguments);                               // the apphost: dotnet run, published app
         }
 
-        // A host (a test runner) loaded the app: start the app's assembly with dotnet exec and its own
-        // runtimeconfig/deps, or the host's where the app's were not copied beside it.
-        var appAssembly = Assembly.Load(new AssemblyName(_environment.ApplicationName));
-        var appPath = appAssembly.Location;
-        var runtimeConfig = FirstExisting(Path.ChangeExtension(appPath, ".runtimeconfig.json"), HostFile(".runtimeconfig.json"));
-        var depsFile = FirstExisting(Path.ChangeExtension(appPath, ".deps.json"), HostFile(".deps.json"));
+        // A host (a test runner) loaded the app: start the app's own assembly. The build copies its
+        // runtimeconfig and deps files beside it, and `dotnet exec` picks them up from there. The host's
+        // command-line settings become explicit arguments, which WebApplication.CreateBuilder(args) reads.
+        var appPath = Assembly.Load(new AssemblyName(_environment.ApplicationName)).Location;
+        var runtimeConfig = Path.ChangeExtension(appPath, ".runtimeconfig.json");
+        if (!File.Exists(runtimeConfig))
+        {
+            throw new InvalidOperationException($"Cannot start workers: {runtimeConfig} is missing, so {appPath} cannot run as its own process.");
+        }
+
         var dotnet = IsDotnetHost(processPath) ? processPath : Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
-
-        List<string> arguments = ["exec"];
-        if (runtimeConfig is not null)
-        {
-            arguments.AddRange(["--runtimeconfig", runtimeConfig]);
-        }
-
-        if (depsFile is not null)
-        {
-            arguments.AddRange(["--depsfile", depsFile]);
-        }
-
-        arguments.AddRange([appPath,
+        return (dotnet, ["exec", appPath,
             "--contentRoot", _environment.ContentRootPath,
             "--environment", _environment.EnvironmentName,
             "--applicationName", _environment.ApplicationName]);
-        return (dotnet, [.. arguments]);
-
-        static string? FirstExisting(params string?[] paths) => paths.FirstOrDefault(File.Exists);
-
-        static string? HostFile(string extension)
-        {
-            // The test assembly's files: it references the app, so its deps list the app's dependencies too.
-            var name = Assembly.GetEntryAssembly()?.GetName().Name;
-            var candidates = Directory.EnumerateFiles(AppContext.BaseDirectory, "*" + extension)
-                .Where(path => !Path.GetFileName(path).StartsWith("testhost", StringComparison.OrdinalIgnoreCase));
-            return candidates.FirstOrDefault(path => name is not null && Path.GetFileName(path).StartsWith(name, StringComparison.Ordinal))
-                ?? candidates.FirstOrDefault();
-        }
     }
 
     private static bool IsDotnetHost(string processPath) =>

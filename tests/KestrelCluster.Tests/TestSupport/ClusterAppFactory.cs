@@ -1,0 +1,75 @@
+// The sample app as a real cluster under WebApplicationFactory: Kestrel in this test process is the primary,
+// and it starts real worker processes. Configuration that workers must see goes through the environment.
+using KestrelCluster.Primary;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace KestrelCluster.Tests.TestSupport;
+
+internal sealed class ClusterAppFactory : WebApplicationFactory<Program>
+{
+    private readonly EnvironmentScope _environment;
+
+    /// <param name="environment">Configuration for the primary and its workers, as environment variables.</param>
+    /// <param name="port">When set, UseKestrel(port): the factory imposes http://127.0.0.1:port on the primary.</param>
+    public ClusterAppFactory(IReadOnlyDictionary<string, string?> environment, int? port = null)
+    {
+        _environment = new EnvironmentScope(new Dictionary<string, string?>(environment)
+        {
+            // Quiet workers: the test output stays readable. Warnings and errors still show.
+            ["Logging__LogLevel__Default"] = environment.GetValueOrDefault("Logging__LogLevel__Default") ?? "Warning",
+            ["Logging__LogLevel__KestrelCluster"] = environment.GetValueOrDefault("Logging__LogLevel__KestrelCluster") ?? "Warning",
+        });
+
+        if (port is { } p)
+        {
+            UseKestrel(p);
+        }
+        else
+        {
+            UseKestrel();
+        }
+    }
+
+    internal ClusterSupervisor Supervisor => Services.GetRequiredService<ClusterSupervisor>();
+
+    public IReadOnlyList<string> Addresses => [.. Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses];
+
+    /// <summary>Starts the primary and waits until <paramref name="workers"/> workers are ready.</summary>
+    public async Task StartAsync(int workers)
+    {
+        StartServer();
+        await Wait.UntilAsync(() => Supervisor.Workers.Count(w => w.IsReady) >= workers, TimeSpan.FromSeconds(60), $"{workers} workers are ready");
+    }
+
+    public IReadOnlyList<int> WorkerProcessIds() => [.. Supervisor.Workers.Select(w => w.ProcessId)];
+
+    public override async ValueTask DisposeAsync()
+    {
+        IReadOnlyList<int> workers = [];
+        try
+        {
+            workers = WorkerProcessIds();
+        }
+        catch (Exception e) when (e is InvalidOperationException or ObjectDisposedException)
+        {
+        }
+
+        try
+        {
+            await base.DisposeAsync();
+        }
+        finally
+        {
+            // Graceful stop ends the workers; whatever is left (a failed test) is ended here, by id.
+            foreach (var pid in workers)
+            {
+                TestProcesses.KillIfAlive(pid);
+            }
+
+            _environment.Dispose();
+        }
+    }
+}

@@ -1,0 +1,78 @@
+// What Linux's /proc says about processes and sockets: children, open fds, listening TCP sockets.
+using System.Globalization;
+
+namespace KestrelCluster.Tests.TestSupport;
+
+internal static class ProcFs
+{
+    public static bool IsAlive(int pid)
+    {
+        // A zombie still has a /proc entry; it is dead for our purposes.
+        var stat = ReadStat(pid);
+        return stat is not null && stat.Value.State != 'Z' && stat.Value.State != 'X';
+    }
+
+    public static IReadOnlyList<int> ChildrenOf(int pid) =>
+        [.. Directory.EnumerateDirectories("/proc")
+            .Select(d => int.TryParse(Path.GetFileName(d), out var p) ? p : -1)
+            .Where(p => p > 0 && ReadStat(p) is { } s && s.ParentId == pid && s.State != 'Z')];
+
+    public static int CountFds(int pid) => Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd").Count();
+
+    /// <summary>The inodes of the sockets the process has open.</summary>
+    public static HashSet<long> SocketInodes(int pid)
+    {
+        var result = new HashSet<long>();
+        foreach (var fd in Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd"))
+        {
+            try
+            {
+                var target = new FileInfo(fd).LinkTarget;
+                if (target is not null && target.StartsWith("socket:[", StringComparison.Ordinal))
+                {
+                    result.Add(long.Parse(target[8..^1], CultureInfo.InvariantCulture));
+                }
+            }
+            catch (IOException)
+            {
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary>The inodes of TCP sockets (IPv4 and IPv6) in LISTEN state on <paramref name="port"/>.</summary>
+    public static HashSet<long> ListeningTcpInodes(int port)
+    {
+        var result = new HashSet<long>();
+        foreach (var table in new[] { "/proc/net/tcp", "/proc/net/tcp6" })
+        {
+            foreach (var line in File.ReadLines(table).Skip(1))
+            {
+                var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                var local = fields[1];
+                var localPort = int.Parse(local[(local.IndexOf(':') + 1)..], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+                if (localPort == port && fields[3] == "0A")
+                {
+                    result.Add(long.Parse(fields[9], CultureInfo.InvariantCulture));
+                }
+            }
+        }
+
+        return result;
+    }
+
+    private static (char State, int ParentId)? ReadStat(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var afterName = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return (afterName[0][0], int.Parse(afterName[1], CultureInfo.InvariantCulture));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+}

@@ -1,0 +1,114 @@
+// The sample app started the way a user starts it (`dotnet HelloCluster.dll`), as a separate process whose
+// output the test reads. Disposing ends the primary and the workers it started, by id, whatever happened.
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+
+namespace KestrelCluster.Tests.TestSupport;
+
+internal sealed partial class SampleProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _output = new();
+    private readonly HashSet<int> _seenWorkers = [];
+
+    private SampleProcess(Process process)
+    {
+        _process = process;
+    }
+
+    public int ProcessId => _process.Id;
+
+    public Process Process => _process;
+
+    public string Output => string.Join('\n', _output);
+
+    public static SampleProcess Start(IReadOnlyDictionary<string, string?> environment, params string[] arguments)
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "HelloCluster.dll");
+        var startInfo = new ProcessStartInfo(Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = AppContext.BaseDirectory,
+        };
+        startInfo.ArgumentList.Add(dll);
+        foreach (var argument in arguments)
+        {
+            startInfo.ArgumentList.Add(argument);
+        }
+
+        foreach (var (name, value) in environment)
+        {
+            startInfo.Environment[name] = value;
+        }
+
+        var process = new Process { StartInfo = startInfo };
+        var sample = new SampleProcess(process);
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) sample._output.Enqueue(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) sample._output.Enqueue(e.Data); };
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return sample;
+    }
+
+    /// <summary>Environment that makes the sample listen on free ports (both endpoints HTTP/1.1 capable).</summary>
+    public static Dictionary<string, string?> FreePortEnvironment(int workers) => new()
+    {
+        ["Cluster__Workers"] = workers.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["Kestrel__Endpoints__Http__Url"] = "http://127.0.0.1:0",
+        ["Kestrel__Endpoints__H2c__Url"] = "http://127.0.0.1:0",
+        ["Kestrel__Endpoints__H2c__Protocols"] = "Http1AndHttp2",
+        ["ASPNETCORE_ENVIRONMENT"] = "Development",
+    };
+
+    /// <summary>Waits for the primary to say where it listens and for <paramref name="workers"/> workers to be ready.</summary>
+    public async Task<System.Net.IPEndPoint> WaitUntilServingAsync(int workers)
+    {
+        string? address = null;
+        await Wait.UntilAsync(() =>
+        {
+            address ??= _output.Select(line => ListeningPattern().Match(line)).FirstOrDefault(m => m.Success)?.Groups[1].Value;
+            return (address is not null && _output.Count(line => line.Contains("is ready", StringComparison.Ordinal)) >= workers) || _process.HasExited;
+        }, TimeSpan.FromSeconds(60), $"the sample serves with {workers} workers");
+
+        Assert.False(_process.HasExited, $"The sample exited early:\n{Output}");
+        RememberWorkers();
+        return HttpProbe.EndPointOf(address!);
+    }
+
+    /// <summary>The primary's live child processes (its workers); remembered so Dispose can end them.</summary>
+    public IReadOnlyList<int> Workers()
+    {
+        RememberWorkers();
+        return ProcFs.ChildrenOf(_process.Id);
+    }
+
+    public void Dispose()
+    {
+        RememberWorkers();
+        TestProcesses.KillIfAlive(_process.Id);
+        foreach (var pid in _seenWorkers)
+        {
+            TestProcesses.KillIfAlive(pid);
+        }
+
+        _process.Dispose();
+    }
+
+    private void RememberWorkers()
+    {
+        if (!_process.HasExited)
+        {
+            foreach (var pid in ProcFs.ChildrenOf(_process.Id))
+            {
+                _seenWorkers.Add(pid);
+            }
+        }
+    }
+
+    [GeneratedRegex(@"Now listening on: (http://127\.0\.0\.1:\d+)")]
+    private static partial Regex ListeningPattern();
+}

@@ -1,0 +1,43 @@
+// Starting and ending processes in tests: only by id, only the ones the test started (or its primary started).
+using System.Diagnostics;
+
+namespace KestrelCluster.Tests.TestSupport;
+
+internal static class TestProcesses
+{
+    public static void KillIfAlive(int pid)
+    {
+        if (!ProcFs.IsAlive(pid))
+        {
+            return;
+        }
+
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            process.Kill();
+            process.WaitForExit(5_000);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            // Gone in between.
+        }
+    }
+
+    public static void Signal(int pid, int signal)
+    {
+        if (sys_kill(pid, signal) != 0)
+        {
+            throw new InvalidOperationException($"kill({pid}, {signal}) failed.");
+        }
+    }
+
+    public const int SIGINT = 2;
+    public const int SIGKILL = 9;
+    public const int SIGTERM = 15;
+    public const int SIGCONT = 18;
+    public const int SIGSTOP = 19;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int sys_kill(int pid, int sig);
+}
