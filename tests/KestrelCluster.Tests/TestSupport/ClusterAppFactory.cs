@@ -11,6 +11,7 @@ namespace KestrelCluster.Tests.TestSupport;
 internal sealed class ClusterAppFactory : WebApplicationFactory<Program>
 {
     private readonly EnvironmentScope _environment;
+    private bool _started;
 
     /// <param name="environment">Configuration for the primary and its workers, as environment variables.</param>
     /// <param name="port">When set, UseKestrel(port): the factory imposes http://127.0.0.1:port on the primary.</param>
@@ -41,34 +42,39 @@ internal sealed class ClusterAppFactory : WebApplicationFactory<Program>
     public async Task StartAsync(int workers)
     {
         StartServer();
+        _started = true;
         await Wait.UntilAsync(() => Supervisor.Workers.Count(w => w.IsReady) >= workers, TimeSpan.FromSeconds(60), $"{workers} workers are ready");
+    }
+
+    /// <summary>Starts the primary (no wait for workers); false if startup threw (the exception propagates).</summary>
+    public new void StartServer()
+    {
+        base.StartServer();
+        _started = true;
     }
 
     public IReadOnlyList<int> WorkerProcessIds() => [.. Supervisor.Workers.Select(w => w.ProcessId)];
 
     public override async ValueTask DisposeAsync()
     {
-        IReadOnlyList<int> workers = [];
         try
         {
-            workers = WorkerProcessIds();
-        }
-        catch (Exception e) when (e is InvalidOperationException or ObjectDisposedException)
-        {
-        }
-
-        try
-        {
-            await base.DisposeAsync();
+            IReadOnlyList<int> workers = _started ? WorkerProcessIds() : [];
+            try
+            {
+                await base.DisposeAsync();
+            }
+            finally
+            {
+                // Graceful stop ends the workers; whatever is left (a failed test) is ended here, by id.
+                foreach (var pid in workers)
+                {
+                    TestProcesses.KillIfAlive(pid);
+                }
+            }
         }
         finally
         {
-            // Graceful stop ends the workers; whatever is left (a failed test) is ended here, by id.
-            foreach (var pid in workers)
-            {
-                TestProcesses.KillIfAlive(pid);
-            }
-
             _environment.Dispose();
         }
     }

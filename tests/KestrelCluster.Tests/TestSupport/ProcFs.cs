@@ -62,6 +62,27 @@ internal static class ProcFs
         return result;
     }
 
+    /// <summary>The server side of an established TCP connection: its inode and the bytes received but not yet read.</summary>
+    public static (long Inode, long UnreadBytes)? EstablishedTcpSocket(int localPort, int remotePort)
+    {
+        foreach (var table in new[] { "/proc/net/tcp", "/proc/net/tcp6" })
+        {
+            foreach (var line in File.ReadLines(table).Skip(1))
+            {
+                var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (fields[3] == "01" && PortOf(fields[1]) == localPort && PortOf(fields[2]) == remotePort)
+                {
+                    var unread = long.Parse(fields[4][(fields[4].IndexOf(':') + 1)..], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+                    return (long.Parse(fields[9], CultureInfo.InvariantCulture), unread);
+                }
+            }
+        }
+
+        return null;
+
+        static int PortOf(string address) => int.Parse(address[(address.IndexOf(':') + 1)..], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+    }
+
     private static (char State, int ParentId)? ReadStat(int pid)
     {
         try

@@ -39,6 +39,12 @@ internal sealed partial class SampleProcess : IDisposable
             startInfo.ArgumentList.Add(argument);
         }
 
+        // The sample reads only what the test gives it, not configuration a cluster fixture put in this process.
+        foreach (var name in startInfo.Environment.Keys.Where(IsAppConfiguration).ToList())
+        {
+            startInfo.Environment.Remove(name);
+        }
+
         foreach (var (name, value) in environment)
         {
             startInfo.Environment[name] = value;
@@ -53,6 +59,10 @@ internal sealed partial class SampleProcess : IDisposable
         process.BeginErrorReadLine();
         return sample;
     }
+
+    private static bool IsAppConfiguration(string name) =>
+        name.StartsWith("Kestrel__", StringComparison.OrdinalIgnoreCase) || name.StartsWith("Logging__", StringComparison.OrdinalIgnoreCase)
+        || name.StartsWith("Cluster__", StringComparison.OrdinalIgnoreCase) || name.StartsWith("ASPNETCORE_", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Environment that makes the sample listen on free ports (both endpoints HTTP/1.1 capable).</summary>
     public static Dictionary<string, string?> FreePortEnvironment(int workers) => new()

@@ -1,0 +1,61 @@
+// Startup configuration: bad values fail naming the key, HTTP/3 is refused clearly, Workers = 0 is plain Kestrel.
+using KestrelCluster.Tests.TestSupport;
+using Microsoft.Extensions.Options;
+
+namespace KestrelCluster.Tests;
+
+[Collection(ClusterCollection.Name)]
+public sealed class ConfigurationTests
+{
+    [Theory]
+    [InlineData("Cluster__Workers", "-1", "Cluster:Workers")]
+    [InlineData("Cluster__MaxHandoffsInFlight", "0", "Cluster:MaxHandoffsInFlight")]
+    [InlineData("Cluster__WorkerStartTimeout", "-00:00:01", "Cluster:WorkerStartTimeout")]
+    public async Task Options_InvalidValue_StartupFailsNamingTheKey(string variable, string value, string key)
+    {
+        await using var factory = new ClusterAppFactory(new Dictionary<string, string?> { [variable] = value }, port: 0);
+
+        var error = Assert.Throws<OptionsValidationException>(() => factory.StartServer());
+
+        Assert.Contains(key, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Options_NotANumber_StartupFailsNamingTheKey()
+    {
+        await using var factory = new ClusterAppFactory(new Dictionary<string, string?> { ["Cluster__Workers"] = "many" }, port: 0);
+
+        var error = Assert.ThrowsAny<InvalidOperationException>(() => factory.StartServer());
+
+        Assert.Contains("Cluster:Workers", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Http3Endpoint_InClusterMode_StartupFailsSayingQuicCannotBeHandedOver()
+    {
+        using var certificate = new TestCertificate();
+        var environment = ClusterFixture.Environment(certificate.Path);
+        // HTTP/3 needs TLS and a fixed port (Kestrel skips it on a dynamic one): take a free port.
+        environment["Kestrel__Endpoints__Https__Url"] = $"https://127.0.0.1:{FreePort.Tcp()}";
+        environment["Kestrel__Endpoints__Https__Protocols"] = "Http1AndHttp2AndHttp3";
+        await using var factory = new ClusterAppFactory(environment);
+
+        var error = Assert.ThrowsAny<Exception>(() => factory.StartServer());
+
+        Assert.Contains("HTTP/3", error.ToString(), StringComparison.Ordinal);
+        Assert.Contains("QUIC", error.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Workers0_PlainKestrel_ServedByThisProcess()
+    {
+        await using var factory = new ClusterAppFactory(new Dictionary<string, string?> { ["Cluster__Workers"] = "0" }, port: 0);
+        factory.StartServer();
+
+        using var client = HttpProbe.CreateClient(keepAlive: false);
+        var body = await client.GetStringAsync(Assert.Single(factory.Addresses));
+
+        Assert.Equal(Environment.ProcessId, HttpProbe.ServedBy(body));
+        Assert.Empty(factory.Supervisor.Workers);
+    }
+}

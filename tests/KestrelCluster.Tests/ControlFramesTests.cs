@@ -1,0 +1,89 @@
+// The control-channel frames: what is written reads back, and anything malformed is refused.
+using System.Net;
+using System.Net.Sockets;
+using KestrelCluster.Protocol;
+
+namespace KestrelCluster.Tests;
+
+public sealed class ControlFramesTests
+{
+    [Fact]
+    public void Hello_RoundTrip_KeepsIdAndSecret()
+    {
+        var secret = Enumerable.Range(0, ControlFrames.SecretLength).Select(i => (byte)i).ToArray();
+
+        Assert.True(ControlFrames.TryReadHello(ControlFrames.Hello(7, secret), out var id, out var read));
+        Assert.Equal(7, id);
+        Assert.Equal(secret, read.ToArray());
+    }
+
+    [Theory]
+    [InlineData("127.0.0.1:0")]
+    [InlineData("[::]:5000")]
+    [InlineData("[::1]:443")]
+    public void Register_IpEndPoint_RoundTrips(string text)
+    {
+        var endpoint = IPEndPoint.Parse(text);
+
+        Assert.True(ControlFrames.TryReadRegister(ControlFrames.Register(3, endpoint), out var requestId, out var read));
+        Assert.Equal(3, requestId);
+        Assert.Equal(endpoint, read);
+    }
+
+    [Fact]
+    public void Register_UnixEndPoint_RoundTrips()
+    {
+        var endpoint = new UnixDomainSocketEndPoint("/tmp/app.sock");
+
+        Assert.True(ControlFrames.TryReadRegister(ControlFrames.Register(1, endpoint), out _, out var read));
+        Assert.Equal("/tmp/app.sock", read!.ToString());
+    }
+
+    [Fact]
+    public void Handoff_EntriesMustMatchTheFdsReceived()
+    {
+        Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength];
+        ControlFrames.WriteHandoff(frame, listenerId: 2, handoffId: 99);
+        var listeners = new int[4];
+        var handoffs = new long[4];
+
+        Assert.True(ControlFrames.TryReadHandoff(frame, 1, listeners, handoffs));
+        Assert.Equal((2, 99L), (listeners[0], handoffs[0]));
+        Assert.False(ControlFrames.TryReadHandoff(frame, 0, listeners, handoffs)); // no fd came with it
+        Assert.False(ControlFrames.TryReadHandoff(frame, 2, listeners, handoffs)); // more fds than entries
+    }
+
+    [Theory]
+    [InlineData(new byte[] { 6 })]                                   // ack without body
+    [InlineData(new byte[] { 6, 1, 0, 0, 0, 0, 0, 0, 0, 2 })]        // ack with an impossible flag
+    [InlineData(new byte[] { 6, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9 })]     // ack too long
+    public void Ack_Malformed_IsRefused(byte[] frame) =>
+        Assert.False(ControlFrames.TryReadAck(frame, out _, out _));
+
+    [Theory]
+    [InlineData(new byte[] { 1, 0, 0 })]              // hello too short
+    [InlineData(new byte[] { 2, 0, 0, 0, 0 })]        // hello type mismatch / register: no endpoint
+    public void Hello_Malformed_IsRefused(byte[] frame) =>
+        Assert.False(ControlFrames.TryReadHello(frame, out _, out _));
+
+    [Theory]
+    [InlineData("tcp:not-an-address")]
+    [InlineData("udp:127.0.0.1:80")]
+    [InlineData("unix:")]
+    public void Register_BadEndpointText_IsRefused(string text)
+    {
+        var frame = new byte[1 + 4 + text.Length];
+        frame[0] = (byte)FrameType.Register;
+        System.Text.Encoding.UTF8.GetBytes(text, frame.AsSpan(5));
+
+        Assert.False(ControlFrames.TryReadRegister(frame, out _, out _));
+    }
+
+    [Fact]
+    public void Register_InvalidUtf8_IsRefused()
+    {
+        byte[] frame = [(byte)FrameType.Register, 0, 0, 0, 0, 0xC3, 0x28];
+
+        Assert.False(ControlFrames.TryReadRegister(frame, out _, out _));
+    }
+}

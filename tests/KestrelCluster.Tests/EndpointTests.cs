@@ -1,0 +1,70 @@
+// Every endpoint kind Kestrel binds over TCP or Unix sockets is bound by the primary and served by workers:
+// dual-mode IPv6Any, localhost (two binds), port 0, a Unix domain socket.
+using System.Net;
+using System.Net.Sockets;
+using KestrelCluster.Tests.TestSupport;
+
+namespace KestrelCluster.Tests;
+
+[Collection(ClusterCollection.Name)]
+public sealed class EndpointTests
+{
+    [Fact]
+    public async Task Endpoints_DualModeLocalhostAndUnixSocket_AllServedByWorkers()
+    {
+        var directory = Directory.CreateTempSubdirectory("kc-endpoints-").FullName;
+        var unixPath = Path.Combine(directory, "app.sock");
+        var localhostPort = FreePort.Tcp();
+        try
+        {
+            await using var factory = new ClusterAppFactory(new Dictionary<string, string?>
+            {
+                ["Cluster__Workers"] = "2",
+                ["Kestrel__Endpoints__Http__Url"] = "http://[::]:0",
+                ["Kestrel__Endpoints__H2c__Url"] = $"http://unix:{unixPath}",
+                ["Kestrel__Endpoints__H2c__Protocols"] = "Http1AndHttp2",
+                ["Kestrel__Endpoints__Local__Url"] = $"http://localhost:{localhostPort}",
+            });
+            await factory.StartAsync(workers: 2);
+            var workers = factory.WorkerProcessIds();
+            var dualPort = new Uri(factory.Addresses.Single(a => a.Contains("[::]", StringComparison.Ordinal))).Port;
+
+            var targets = new (string Name, EndPoint EndPoint)[]
+            {
+                ("dual mode over IPv4", new IPEndPoint(IPAddress.Loopback, dualPort)),
+                ("dual mode over IPv6", new IPEndPoint(IPAddress.IPv6Loopback, dualPort)),
+                ("localhost over IPv4", new IPEndPoint(IPAddress.Loopback, localhostPort)),
+                ("localhost over IPv6", new IPEndPoint(IPAddress.IPv6Loopback, localhostPort)),
+                ("Unix domain socket", new UnixDomainSocketEndPoint(unixPath)),
+            };
+
+            foreach (var (name, endpoint) in targets)
+            {
+                var response = await RequestAsync(endpoint);
+                Assert.True(response.StartsWith("HTTP/1.1 200", StringComparison.Ordinal), $"{name}: {response}");
+                Assert.Contains(HttpProbe.ServedBy(response), workers);
+            }
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    private static async Task<string> RequestAsync(EndPoint endpoint)
+    {
+        using var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, endpoint is UnixDomainSocketEndPoint ? ProtocolType.Unspecified : ProtocolType.Tcp);
+        using var timeout = new CancellationTokenSource(HttpProbe.Timeout);
+        await socket.ConnectAsync(endpoint, timeout.Token);
+        await socket.SendAsync("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"u8.ToArray(), timeout.Token);
+        using var response = new MemoryStream();
+        var buffer = new byte[4096];
+        int read;
+        while ((read = await socket.ReceiveAsync(buffer, timeout.Token)) > 0)
+        {
+            response.Write(buffer, 0, read);
+        }
+
+        return System.Text.Encoding.ASCII.GetString(response.ToArray());
+    }
+}

@@ -1,0 +1,83 @@
+// The sample started as a user starts it (`dotnet HelloCluster.dll`), then stopped or killed the ways a
+// process dies in production.
+using KestrelCluster.Tests.TestSupport;
+
+namespace KestrelCluster.Tests;
+
+[Collection(ClusterCollection.Name)]
+public sealed class LifecycleTests
+{
+    [Fact]
+    public async Task Sample_StartedAsDotnetDll_ServesFromItsWorkers()
+    {
+        using var sample = SampleProcess.Start(SampleProcess.FreePortEnvironment(workers: 2));
+        var endpoint = await sample.WaitUntilServingAsync(workers: 2);
+        var workers = sample.Workers();
+        Assert.Equal(2, workers.Count);
+
+        var servedBy = new HashSet<int>();
+        for (var i = 0; i < 10; i++)
+        {
+            servedBy.Add(HttpProbe.ServedBy(await HttpProbe.NewConnectionRequestAsync(endpoint)));
+        }
+
+        Assert.Equal(workers.ToHashSet(), servedBy);
+        Assert.Contains("[worker ", sample.Output, StringComparison.Ordinal); // worker log lines say who wrote them
+    }
+
+    [Fact]
+    public async Task Primary_KilledWithSigkill_NoWorkerLeftWithinTwoSeconds()
+    {
+        using var sample = SampleProcess.Start(SampleProcess.FreePortEnvironment(workers: 2));
+        await sample.WaitUntilServingAsync(workers: 2);
+        var workers = sample.Workers();
+        Assert.Equal(2, workers.Count);
+
+        TestProcesses.Signal(sample.ProcessId, TestProcesses.SIGKILL);
+
+        await Wait.UntilAsync(() => !workers.Any(ProcFs.IsAlive), TimeSpan.FromSeconds(2), "every worker has exited");
+    }
+
+    [Theory]
+    [InlineData(TestProcesses.SIGTERM)]
+    [InlineData(TestProcesses.SIGINT)]
+    public async Task Primary_StopSignalDuringASlowRequest_RequestCompletesAndPrimaryExitsZero(int signal)
+    {
+        using var sample = SampleProcess.Start(SampleProcess.FreePortEnvironment(workers: 2));
+        var endpoint = await sample.WaitUntilServingAsync(workers: 2);
+        var workers = sample.Workers();
+
+        using var client = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        await client.ConnectAsync(endpoint);
+        await client.SendAsync("GET /slow?ms=3000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"u8.ToArray());
+        var clientPort = ((System.Net.IPEndPoint)client.LocalEndPoint!).Port;
+
+        // In flight: a worker owns the server side of the connection and has read the request.
+        await Wait.UntilAsync(() => ProcFs.EstablishedTcpSocket(endpoint.Port, clientPort) is { UnreadBytes: 0 } socket
+                && workers.Any(w => ProcFs.SocketInodes(w).Contains(socket.Inode)),
+            TimeSpan.FromSeconds(10), "a worker is serving the slow request");
+
+        TestProcesses.Signal(sample.ProcessId, signal);
+
+        var response = await ReadToEndAsync(client).WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.StartsWith("HTTP/1.1 200", response, StringComparison.Ordinal);
+        Assert.Contains("Slept 3000 ms", response, StringComparison.Ordinal);
+
+        Assert.True(sample.Process.WaitForExit(20_000), "the primary exits");
+        Assert.Equal(0, sample.Process.ExitCode);
+        Assert.DoesNotContain(workers, ProcFs.IsAlive);
+    }
+
+    private static async Task<string> ReadToEndAsync(System.Net.Sockets.Socket socket)
+    {
+        var response = new System.Text.StringBuilder();
+        var buffer = new byte[4096];
+        int read;
+        while ((read = await socket.ReceiveAsync(buffer)) > 0)
+        {
+            response.Append(System.Text.Encoding.ASCII.GetString(buffer, 0, read));
+        }
+
+        return response.ToString();
+    }
+}

@@ -1,0 +1,116 @@
+// The primary's side of a worker's control channel over real sockets, with this test playing the worker:
+// a worker that breaks the protocol is dropped and the connection it held goes to the next worker.
+using System.Net;
+using System.Net.Sockets;
+using KestrelCluster.Interop;
+using KestrelCluster.Primary;
+using KestrelCluster.Protocol;
+using KestrelCluster.Tests.TestSupport;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace KestrelCluster.Tests;
+
+public sealed class WorkerChannelTests : IAsyncDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("kc-channel-test-").FullName;
+    private readonly Socket _controlListener = new(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
+    private readonly PrimaryListenerTable _table = new();
+    private readonly HandoffDispatcher _dispatcher = new(NullLogger<HandoffDispatcher>.Instance);
+    private readonly PrimaryConnectionListener _listener;
+
+    public WorkerChannelTests()
+    {
+        _controlListener.Bind(new UnixDomainSocketEndPoint(Path.Combine(_directory, "c.sock")));
+        _controlListener.Listen();
+        _listener = PrimaryConnectionListener.Bind(_table.NextId(), new IPEndPoint(IPAddress.Loopback, 0), 16, _dispatcher, _table, NullLogger.Instance);
+        _table.Add(_listener);
+    }
+
+    [Fact]
+    public async Task Channel_WorkerSendsGarbage_ChannelDroppedAndItsConnectionServedByTheNextWorker()
+    {
+        // Worker A registers, becomes ready and is handed a connection it never acknowledges.
+        var (channelA, workerA) = await ConnectWorkerAsync(1);
+        using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(_listener.EndPoint);
+        var (fdA, _) = await ReceiveHandoffAsync(workerA);
+        Libc.CloseDescriptor(fdA);
+        Assert.Equal(1, channelA.InFlightCount);
+
+        // Then it sends a frame of an unknown type.
+        await workerA.SendAsync(new byte[] { 0xEE, 0, 1 });
+        await channelA.Closed.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(1, _dispatcher.WaitingCount); // nothing lost: the connection waits for a worker
+
+        // Worker B gets it, acknowledges it, and serves the very client connection A dropped.
+        var (channelB, workerB) = await ConnectWorkerAsync(2);
+        var (fdB, handoffId) = await ReceiveHandoffAsync(workerB);
+        using var served = new Socket(new SafeSocketHandle(fdB, ownsHandle: true));
+        var ack = new byte[ControlFrames.AckLength];
+        ControlFrames.WriteAck(ack, handoffId, accepted: true);
+        await workerB.SendAsync(ack);
+        await served.SendAsync("hello"u8.ToArray());
+
+        var buffer = new byte[16];
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var read = await client.ReceiveAsync(buffer, SocketFlags.None, timeout.Token);
+        Assert.Equal("hello", System.Text.Encoding.ASCII.GetString(buffer, 0, read));
+        await Wait.UntilAsync(() => channelB.InFlightCount == 0 && channelB.HandedOff == 1, TimeSpan.FromSeconds(10), "worker B's ack is processed");
+        Assert.Equal(0, _dispatcher.WaitingCount);
+    }
+
+    [Fact]
+    public async Task Channel_AckForAConnectionNeverSent_IsAProtocolViolation()
+    {
+        var (channel, worker) = await ConnectWorkerAsync(1);
+        var ack = new byte[ControlFrames.AckLength];
+        ControlFrames.WriteAck(ack, handoffId: 123_456, accepted: true);
+
+        await worker.SendAsync(ack);
+
+        await channel.Closed.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _listener.UnbindAsync();
+        _dispatcher.Stop();
+        _controlListener.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    /// <summary>Connects a fake worker: registers the listener and reports ready, as a real one does.</summary>
+    private async Task<(WorkerChannel Channel, Socket Worker)> ConnectWorkerAsync(int id)
+    {
+        var worker = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
+        await worker.ConnectAsync(_controlListener.LocalEndPoint!);
+        var server = await _controlListener.AcceptAsync();
+        var channel = new WorkerChannel(new WorkerProcess(id, id - 1, new byte[ControlFrames.SecretLength]), server, _dispatcher, _table, 8, NullLogger.Instance);
+        _ = channel.RunAsync();
+
+        await worker.SendAsync(ControlFrames.Register(1, _listener.EndPoint));
+        var reply = new byte[ControlFrames.MaxFrameLength];
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var length = await worker.ReceiveAsync(reply, SocketFlags.None, timeout.Token);
+        Assert.True(ControlFrames.TryReadRegistered(reply.AsSpan(0, length), out _, out var listenerId, out _));
+        Assert.Equal(_listener.Id, listenerId);
+
+        await worker.SendAsync(ControlFrames.Ready());
+        await Wait.UntilAsync(() => channel.IsReady, TimeSpan.FromSeconds(10), "the channel is ready");
+        return (channel, worker);
+    }
+
+    private static async Task<(int Fd, long HandoffId)> ReceiveHandoffAsync(Socket worker)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await worker.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, timeout.Token);
+        var frame = new byte[ControlFrames.MaxFrameLength];
+        var fds = new int[4];
+        Assert.Equal(0, Libc.ReceiveMessage(worker.SafeHandle, frame, fds, out var length, out var fdCount, out var truncated));
+        Assert.False(truncated);
+        var listeners = new int[4];
+        var handoffs = new long[4];
+        Assert.True(ControlFrames.TryReadHandoff(frame.AsSpan(0, length), fdCount, listeners, handoffs));
+        return (fds[0], handoffs[0]);
+    }
+}
