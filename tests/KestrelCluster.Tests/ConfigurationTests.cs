@@ -58,4 +58,26 @@ public sealed class ConfigurationTests
         Assert.Equal(Environment.ProcessId, HttpProbe.ServedBy(body));
         Assert.Empty(factory.Supervisor.Workers);
     }
+
+    [Fact]
+    public async Task Platform_WithoutFdPassing_OneWarningAndPlainKestrel()
+    {
+        var probe = KestrelCluster.Hosting.ClusterContext.PlatformProbe;
+        KestrelCluster.Hosting.ClusterContext.PlatformProbe = () => false;
+        try
+        {
+            await using var factory = new ClusterAppFactory(new Dictionary<string, string?> { ["Cluster__Workers"] = "2" }, port: 0);
+            factory.StartServer();
+
+            using var client = HttpProbe.CreateClient(keepAlive: false);
+            Assert.Equal(Environment.ProcessId, HttpProbe.ServedBy(await client.GetStringAsync(Assert.Single(factory.Addresses))));
+            Assert.Empty(factory.Supervisor.Workers);
+            var warning = Assert.Single(factory.Logs.Entries, e => e.Level == Microsoft.Extensions.Logging.LogLevel.Warning && e.Category.StartsWith("KestrelCluster", StringComparison.Ordinal));
+            Assert.Contains("cannot pass sockets between processes", warning.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            KestrelCluster.Hosting.ClusterContext.PlatformProbe = probe;
+        }
+    }
 }

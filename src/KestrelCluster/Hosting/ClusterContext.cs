@@ -22,7 +22,10 @@ internal sealed class ClusterContext : IClusterContext
     public int WorkerCount { get; }
 
     /// <summary>Whether this platform can pass sockets between processes the way the cluster needs (SCM_RIGHTS over SOCK_SEQPACKET).</summary>
-    public static bool PlatformSupportsHandoff => OperatingSystem.IsLinux();
+    public static bool PlatformSupportsHandoff => PlatformProbe();
+
+    /// <summary>The platform check; tests replace it to exercise the fallback on Linux.</summary>
+    internal static Func<bool> PlatformProbe { get; set; } = OperatingSystem.IsLinux;
 
     public static ClusterContext ForWorker(WorkerIdentity identity) =>
         new(ClusterRole.Worker, identity.WorkerId, identity.SlotIndex, identity.WorkerCount);

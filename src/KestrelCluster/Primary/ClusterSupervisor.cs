@@ -196,7 +196,7 @@ internal sealed class ClusterSupervisor : IHostedService, IDisposable
             }
 
             PrimaryLog.SpawnFailed(_logger, id, slot, e);
-            _ = RespawnLaterAsync(slot, -1, ranFor: TimeSpan.Zero, wasReady: false);
+            _ = RespawnLaterAsync(worker, exitStatus: "it could not be started");
             return;
         }
 
@@ -226,11 +226,25 @@ internal sealed class ClusterSupervisor : IHostedService, IDisposable
             return;
         }
 
-        await RespawnLaterAsync(worker.Slot, exitCode, DateTimeOffset.UtcNow - worker.StartedAt, worker.IsReady).ConfigureAwait(false);
+        await RespawnLaterAsync(worker, DescribeExit(exitCode)).ConfigureAwait(false);
     }
 
-    private async Task RespawnLaterAsync(int slot, int exitCode, TimeSpan ranFor, bool wasReady)
+    /// <summary>"exit code 3", or "killed by SIGKILL" (the runtime reports death by signal N as 128 + N).</summary>
+    internal static string DescribeExit(int exitCode) => exitCode switch
     {
+        137 => "killed by SIGKILL",
+        143 => "killed by SIGTERM",
+        134 => "aborted (SIGABRT)",
+        139 => "crashed (SIGSEGV)",
+        > 128 and < 160 => $"killed by signal {exitCode - 128}",
+        _ => $"exit code {exitCode}",
+    };
+
+    private async Task RespawnLaterAsync(WorkerProcess worker, string exitStatus)
+    {
+        var slot = worker.Slot;
+        var wasReady = worker.IsReady;
+        var ranFor = worker.ProcessId == 0 ? TimeSpan.Zero : DateTimeOffset.UtcNow - worker.StartedAt;
         int failures;
         lock (_lock)
         {
@@ -244,14 +258,14 @@ internal sealed class ClusterSupervisor : IHostedService, IDisposable
         if (!_anyWorkerReady && !wasReady && failures >= 3)
         {
             // The app cannot start at all (it throws at startup): looping would hide that. Stop with the error.
-            PrimaryLog.NoWorkerEverStarted(_logger, slot, failures, exitCode);
+            PrimaryLog.NoWorkerEverStarted(_logger, slot, failures, exitStatus);
             Environment.ExitCode = 1;
             _lifetime.StopApplication();
             return;
         }
 
         var delay = failures == 0 ? TimeSpan.Zero : TimeSpan.FromTicks(Math.Min(s_maxBackoff.Ticks, s_firstBackoff.Ticks << Math.Min(failures - 1, 20)));
-        PrimaryLog.ReplacingWorker(_logger, slot, exitCode, delay);
+        PrimaryLog.ReplacingWorker(_logger, worker.Id, slot, worker.ProcessId, exitStatus, (long)delay.TotalMilliseconds);
         try
         {
             await Task.Delay(delay, _stopping.Token).ConfigureAwait(false);

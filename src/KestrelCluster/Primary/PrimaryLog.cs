@@ -19,8 +19,8 @@ internal static partial class PrimaryLog
     [LoggerMessage(4, LogLevel.Information, "Worker {WorkerId} (pid {ProcessId}) exited with code {ExitCode}.", EventName = "WorkerExited")]
     public static partial void WorkerExited(ILogger logger, int workerId, int processId, int exitCode);
 
-    [LoggerMessage(5, LogLevel.Warning, "The worker in slot {Slot} exited with code {ExitCode}; starting a replacement in {Delay}.", EventName = "ReplacingWorker")]
-    public static partial void ReplacingWorker(ILogger logger, int slot, int exitCode, TimeSpan delay);
+    [LoggerMessage(5, LogLevel.Warning, "Worker {WorkerId} (slot {Slot}, pid {ProcessId}) exited unexpectedly: {ExitStatus}; starting a replacement in {DelayMilliseconds} ms.", EventName = "ReplacingWorker")]
+    public static partial void ReplacingWorker(ILogger logger, int workerId, int slot, int processId, string exitStatus, long delayMilliseconds);
 
     [LoggerMessage(6, LogLevel.Error, "Worker {WorkerId} (slot {Slot}) could not be started.", EventName = "SpawnFailed")]
     public static partial void SpawnFailed(ILogger logger, int workerId, int slot, Exception exception);
@@ -28,8 +28,8 @@ internal static partial class PrimaryLog
     [LoggerMessage(7, LogLevel.Critical, "Workers cannot be started; the primary stops.", EventName = "CannotStartWorkers")]
     public static partial void CannotStartWorkers(ILogger logger, Exception exception);
 
-    [LoggerMessage(8, LogLevel.Critical, "No worker has ever started: the worker in slot {Slot} failed {Failures} times in a row, last with exit code {ExitCode}. The app probably throws at startup (its error is above). The primary stops.", EventName = "NoWorkerEverStarted")]
-    public static partial void NoWorkerEverStarted(ILogger logger, int slot, int failures, int exitCode);
+    [LoggerMessage(8, LogLevel.Critical, "No worker has ever started: the worker in slot {Slot} failed {Failures} times in a row, last {ExitStatus}. The app probably throws at startup (its error is above). The primary stops.", EventName = "NoWorkerEverStarted")]
+    public static partial void NoWorkerEverStarted(ILogger logger, int slot, int failures, string exitStatus);
 
     [LoggerMessage(9, LogLevel.Error, "Worker {WorkerId} (pid {ProcessId}) was not ready within {Timeout}; killing it.", EventName = "WorkerStartTimedOut")]
     public static partial void WorkerStartTimedOut(ILogger logger, int workerId, int processId, TimeSpan timeout);

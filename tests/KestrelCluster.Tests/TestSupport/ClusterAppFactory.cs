@@ -4,7 +4,9 @@ using KestrelCluster.Primary;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Tests.TestSupport;
 
@@ -33,6 +35,12 @@ internal sealed class ClusterAppFactory : WebApplicationFactory<Program>
             UseKestrel();
         }
     }
+
+    /// <summary>Every message the primary (this process) logs.</summary>
+    public CapturingLoggerProvider Logs { get; } = new();
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder) =>
+        builder.ConfigureLogging(logging => logging.AddProvider(Logs));
 
     internal ClusterSupervisor Supervisor => Services.GetRequiredService<ClusterSupervisor>();
 
