@@ -56,7 +56,7 @@ public sealed class ConfigurationTests
         var body = await client.GetStringAsync(Assert.Single(factory.Addresses));
 
         Assert.Equal(Environment.ProcessId, HttpProbe.ServedBy(body));
-        Assert.Empty(factory.Supervisor.Workers);
+        Assert.Empty(factory.Supervisor.WorkerProcesses);
     }
 
     [Fact]
@@ -71,7 +71,7 @@ public sealed class ConfigurationTests
 
             using var client = HttpProbe.CreateClient(keepAlive: false);
             Assert.Equal(Environment.ProcessId, HttpProbe.ServedBy(await client.GetStringAsync(Assert.Single(factory.Addresses))));
-            Assert.Empty(factory.Supervisor.Workers);
+            Assert.Empty(factory.Supervisor.WorkerProcesses);
             var warning = Assert.Single(factory.Logs.Entries, e => e.Level == Microsoft.Extensions.Logging.LogLevel.Warning && e.Category.StartsWith("KestrelCluster", StringComparison.Ordinal));
             Assert.Contains("cannot pass sockets between processes", warning.Message, StringComparison.Ordinal);
         }

@@ -12,7 +12,7 @@ public sealed class FaultTests(ClusterFixture cluster)
     [Fact]
     public async Task Handoff_WorkerKilledWhileConnectionsQueuedToIt_EveryConnectionIsServed()
     {
-        var workers = cluster.Factory.Supervisor.Workers;
+        var workers = cluster.Factory.Supervisor.WorkerProcesses;
         var victim = workers[0];
         var endpoint = HttpProbe.EndPointOf(cluster.HttpAddress);
 
@@ -35,7 +35,7 @@ public sealed class FaultTests(ClusterFixture cluster)
         Assert.DoesNotContain(responses, r => HttpProbe.ServedBy(r) == victim.ProcessId);
 
         // The supervisor replaces the killed worker; the shared cluster is whole again for the next test.
-        await Wait.UntilAsync(() => cluster.Factory.Supervisor.Workers.Count(w => w.IsReady && w.Id != victim.Id) == ClusterFixture.WorkerCount,
+        await Wait.UntilAsync(() => cluster.Factory.Supervisor.WorkerProcesses.Count(w => w.IsReady && w.Id != victim.Id) == ClusterFixture.WorkerCount,
             TimeSpan.FromSeconds(30), "a replacement worker is ready");
     }
 
@@ -47,7 +47,7 @@ public sealed class FaultTests(ClusterFixture cluster)
         await stranger.ConnectAsync(new UnixDomainSocketEndPoint(path));
 
         // A well-formed hello naming a real worker id, from the wrong process and with a made-up secret.
-        var someWorker = cluster.Factory.Supervisor.Workers[0].Id;
+        var someWorker = cluster.Factory.Supervisor.WorkerProcesses[0].Id;
         await stranger.SendAsync(ControlFrames.Hello(someWorker, new byte[ControlFrames.SecretLength]));
 
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));

@@ -85,7 +85,7 @@ public sealed class WorkerChannelTests : IAsyncDisposable
         var worker = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
         await worker.ConnectAsync(_controlListener.LocalEndPoint!);
         var server = await _controlListener.AcceptAsync();
-        var channel = new WorkerChannel(new WorkerProcess(id, id - 1, new byte[ControlFrames.SecretLength]), server, _dispatcher, _table, 8, NullLogger.Instance);
+        var channel = new WorkerChannel(new WorkerProcess(id, id - 1, 0, 0, new byte[ControlFrames.SecretLength], 0), server, _dispatcher, _table, 8, NullLogger.Instance);
         _ = channel.RunAsync();
 
         await worker.SendAsync(ControlFrames.Register(1, _listener.EndPoint));

@@ -10,7 +10,7 @@ internal sealed class ClusterContext : IClusterContext
         Role = role;
         WorkerId = workerId;
         SlotIndex = slotIndex;
-        WorkerCount = workerCount;
+        _workerCount = workerCount;
     }
 
     public ClusterRole Role { get; }
@@ -19,7 +19,14 @@ internal sealed class ClusterContext : IClusterContext
 
     public int? SlotIndex { get; }
 
-    public int WorkerCount { get; }
+    /// <summary>In the primary, follows scaling; in a worker, the count when it was started.</summary>
+    public int WorkerCount
+    {
+        get => Volatile.Read(ref _workerCount);
+        internal set => Volatile.Write(ref _workerCount, value);
+    }
+
+    private int _workerCount;
 
     /// <summary>Whether this platform can pass sockets between processes the way the cluster needs (SCM_RIGHTS over SOCK_SEQPACKET).</summary>
     public static bool PlatformSupportsHandoff => PlatformProbe();

@@ -30,4 +30,54 @@ public sealed class ClusterOptions
     /// </summary>
     /// <remarks>Defaults to 64.</remarks>
     public int MaxHandoffsInFlight { get; set; } = 64;
+
+    /// <summary>How often a worker reports that it is alive (and its requests, memory and thread-pool lag).</summary>
+    /// <remarks>Defaults to 1 second.</remarks>
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// A ready worker silent for this long (no heartbeat: hung, deadlocked, thread pool starved, stopped) is
+    /// killed and replaced.
+    /// </summary>
+    /// <remarks>Defaults to 30 seconds.</remarks>
+    public TimeSpan WorkerTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// How long a worker being retired (rolling restart, recycle, scale down) may drain its connections
+    /// before it is killed. At shutdown the host's <c>ShutdownTimeout</c> applies instead.
+    /// </summary>
+    /// <remarks>Defaults to 30 seconds.</remarks>
+    public TimeSpan WorkerStopTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Crash-loop breaker: a slot whose worker fails this many times within <see cref="CrashLoopWindow"/> is not
+    /// restarted again (an error with the exit code is logged); a rolling restart or a scale-up tries it again.
+    /// </summary>
+    /// <remarks>Defaults to 5.</remarks>
+    public int CrashLoopRestarts { get; set; } = 5;
+
+    /// <summary>The window of <see cref="CrashLoopRestarts"/>.</summary>
+    /// <remarks>Defaults to 1 minute.</remarks>
+    public TimeSpan CrashLoopWindow { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// Recycle a worker after it has served this many requests: a replacement starts, and once it is ready the
+    /// old worker drains and exits (never a hard kill). <c>0</c> turns it off.
+    /// </summary>
+    /// <remarks>Defaults to 0 (off).</remarks>
+    public long MaxRequestsPerWorker { get; set; }
+
+    /// <summary>
+    /// Up to this many requests are added, at random per worker, to <see cref="MaxRequestsPerWorker"/>, so that
+    /// workers started together are not all recycled at once.
+    /// </summary>
+    /// <remarks>Defaults to 0.</remarks>
+    public long MaxRequestsJitter { get; set; }
+
+    /// <summary>
+    /// Recycle a worker whose resident memory exceeds this many bytes, checked at every heartbeat, the same
+    /// graceful way as <see cref="MaxRequestsPerWorker"/>. <c>0</c> turns it off.
+    /// </summary>
+    /// <remarks>Defaults to 0 (off).</remarks>
+    public long MaxWorkerMemory { get; set; }
 }

@@ -13,16 +13,47 @@ internal sealed class ClusterOptionsValidator : IValidateOptions<ClusterOptions>
             failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.Workers)} is {options.Workers}; it must be 0 (no cluster) or a positive number of worker processes.");
         }
 
-        if (options.WorkerStartTimeout <= TimeSpan.Zero)
-        {
-            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.WorkerStartTimeout)} is {options.WorkerStartTimeout}; it must be a positive time span such as 00:01:00.");
-        }
+        Positive(failures, nameof(ClusterOptions.WorkerStartTimeout), options.WorkerStartTimeout);
 
         if (options.MaxHandoffsInFlight is < 1 or > 100_000)
         {
             failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.MaxHandoffsInFlight)} is {options.MaxHandoffsInFlight}; it must be between 1 and 100000.");
         }
 
+        Positive(failures, nameof(ClusterOptions.HeartbeatInterval), options.HeartbeatInterval);
+        Positive(failures, nameof(ClusterOptions.WorkerTimeout), options.WorkerTimeout);
+        Positive(failures, nameof(ClusterOptions.WorkerStopTimeout), options.WorkerStopTimeout);
+        Positive(failures, nameof(ClusterOptions.CrashLoopWindow), options.CrashLoopWindow);
+        if (options.WorkerTimeout > TimeSpan.Zero && options.WorkerTimeout <= options.HeartbeatInterval)
+        {
+            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.WorkerTimeout)} ({options.WorkerTimeout}) must be longer than {ClusterOptions.SectionName}:{nameof(ClusterOptions.HeartbeatInterval)} ({options.HeartbeatInterval}).");
+        }
+
+        if (options.CrashLoopRestarts < 1)
+        {
+            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.CrashLoopRestarts)} is {options.CrashLoopRestarts}; it must be 1 or more.");
+        }
+
+        NotNegative(failures, nameof(ClusterOptions.MaxRequestsPerWorker), options.MaxRequestsPerWorker, "0 turns recycling off");
+        NotNegative(failures, nameof(ClusterOptions.MaxRequestsJitter), options.MaxRequestsJitter, "0 means no jitter");
+        NotNegative(failures, nameof(ClusterOptions.MaxWorkerMemory), options.MaxWorkerMemory, "a number of bytes; 0 turns it off");
+
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    private static void Positive(List<string> failures, string name, TimeSpan value)
+    {
+        if (value <= TimeSpan.Zero)
+        {
+            failures.Add($"{ClusterOptions.SectionName}:{name} is {value}; it must be a positive time span such as 00:00:30.");
+        }
+    }
+
+    private static void NotNegative(List<string> failures, string name, long value, string meaning)
+    {
+        if (value < 0)
+        {
+            failures.Add($"{ClusterOptions.SectionName}:{name} is {value}; it must be 0 or more ({meaning}).");
+        }
     }
 }

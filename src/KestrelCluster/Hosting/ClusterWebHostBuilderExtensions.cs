@@ -2,6 +2,7 @@
 // decided by the environment the primary gives its workers.
 using KestrelCluster;
 using KestrelCluster.Hosting;
+using KestrelCluster.Interop;
 using KestrelCluster.Primary;
 using KestrelCluster.Worker;
 using Microsoft.AspNetCore.Connections;
@@ -44,6 +45,11 @@ public static class ClusterWebHostBuilderExtensions
         ArgumentNullException.ThrowIfNull(configureOptions);
 
         var worker = WorkerIdentity.Current;
+        if (worker is not null)
+        {
+            WatchParent(worker);
+        }
+
         if (worker?.Urls is { } urls)
         {
             // The worker's default addresses are the primary's real ones (port 0 resolved). Endpoints the app
@@ -85,6 +91,7 @@ public static class ClusterWebHostBuilderExtensions
         services.AddSingleton<HandoffDispatcher>();
         services.AddSingleton<WorkerLauncher>();
         services.AddSingleton<ClusterSupervisor>();
+        services.AddSingleton<IClusterManager>(sp => sp.GetRequiredService<ClusterSupervisor>());
         services.AddHostedService(sp => sp.GetRequiredService<ClusterSupervisor>());
 
         // Added, not TryAdded: Kestrel uses the last registered factory that can bind an endpoint, and the
@@ -106,11 +113,26 @@ public static class ClusterWebHostBuilderExtensions
         services.AddSingleton(ClusterContext.ForWorker(worker));
         services.AddSingleton<WorkerControlChannel>();
         services.AddHostedService<WorkerReadiness>();
+        services.AddSingleton<WorkerRequestCounter>();
+        services.AddSingleton<IStartupFilter>(sp => sp.GetRequiredService<WorkerRequestCounter>());
+        services.AddHostedService<WorkerHeartbeatService>();
         services.AddSingleton<IConnectionListenerFactory, WorkerConnectionListenerFactory>();
 
         // Workers share the primary's console: every line says who wrote it.
         services.AddOptions<ConsoleLoggerOptions>().PostConfigure<ClusterContext>((o, context) => UseFormatter(o, context));
         services.PostConfigure<SimpleConsoleFormatterOptions>(o => Prefix(o, $"worker {worker.WorkerId}"));
+    }
+
+    /// <summary>
+    /// Linux's parent-death signal backs up the control channel's EOF: SIGTERM (a graceful stop) when the primary
+    /// dies. If the primary died before this ran, the parent is already someone else: stop now.
+    /// </summary>
+    private static void WatchParent(WorkerIdentity worker)
+    {
+        if (Libc.SetParentDeathSignal(15) && Libc.ParentProcessId != worker.PrimaryProcessId)
+        {
+            throw new InvalidOperationException($"Worker {worker.WorkerId}: its primary (pid {worker.PrimaryProcessId}) is already gone.");
+        }
     }
 
     private static void UseFormatter(ConsoleLoggerOptions options, ClusterContext context)

@@ -4,7 +4,7 @@ using System.Globalization;
 
 namespace KestrelCluster.Hosting;
 
-internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCount, string ControlPath, byte[] Secret, string? Urls, bool PreferHostingUrls)
+internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCount, string ControlPath, byte[] Secret, string? Urls, bool PreferHostingUrls, int PrimaryProcessId)
 {
     public const string WorkerIdVariable = "KESTRELCLUSTER_WORKER_ID";
     public const string SlotVariable = "KESTRELCLUSTER_SLOT";
@@ -13,6 +13,7 @@ internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCou
     public const string SecretVariable = "KESTRELCLUSTER_SECRET";
     public const string UrlsVariable = "KESTRELCLUSTER_URLS";
     public const string PreferHostingUrlsVariable = "KESTRELCLUSTER_PREFER_URLS";
+    public const string PrimaryProcessIdVariable = "KESTRELCLUSTER_PRIMARY_PID";
 
     private static readonly Lazy<WorkerIdentity?> s_current = new(ReadAndClearEnvironment);
 
@@ -28,6 +29,7 @@ internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCou
         [SecretVariable] = Convert.ToBase64String(Secret),
         [UrlsVariable] = Urls ?? string.Empty,
         [PreferHostingUrlsVariable] = PreferHostingUrls ? "1" : "0",
+        [PrimaryProcessIdVariable] = PrimaryProcessId.ToString(CultureInfo.InvariantCulture),
     };
 
     private static WorkerIdentity? ReadAndClearEnvironment()
@@ -48,7 +50,8 @@ internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCou
                 Require(ControlPathVariable),
                 Convert.FromBase64String(Require(SecretVariable)),
                 string.IsNullOrEmpty(urls) ? null : urls,
-                Environment.GetEnvironmentVariable(PreferHostingUrlsVariable) == "1");
+                Environment.GetEnvironmentVariable(PreferHostingUrlsVariable) == "1",
+                int.Parse(Require(PrimaryProcessIdVariable), CultureInfo.InvariantCulture));
         }
         catch (FormatException e)
         {
@@ -56,7 +59,7 @@ internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCou
         }
         finally
         {
-            foreach (var name in new[] { WorkerIdVariable, SlotVariable, WorkerCountVariable, ControlPathVariable, SecretVariable, UrlsVariable, PreferHostingUrlsVariable })
+            foreach (var name in new[] { WorkerIdVariable, SlotVariable, WorkerCountVariable, ControlPathVariable, SecretVariable, UrlsVariable, PreferHostingUrlsVariable, PrimaryProcessIdVariable })
             {
                 Environment.SetEnvironmentVariable(name, null);
             }

@@ -190,6 +190,25 @@ internal static unsafe partial class Libc
         return new PeerCredentials(values[0], (uint)values[1], (uint)values[2]);
     }
 
+    /// <summary>
+    /// Asks the kernel to send this process <paramref name="signal"/> when its parent dies (PR_SET_PDEATHSIG).
+    /// Returns false where that is not available.
+    /// </summary>
+    public static bool SetParentDeathSignal(int signal) => OperatingSystem.IsLinux() && prctl(PR_SET_PDEATHSIG, (nuint)signal, 0, 0, 0) == 0;
+
+    /// <summary>The process id of this process's parent.</summary>
+    public static int ParentProcessId => getppid();
+
+    /// <summary>Reaps <paramref name="pid"/> if it is a zombie child of this process; true if it was reaped.</summary>
+    public static bool TryReap(int pid)
+    {
+        int status;
+        return waitpid(pid, &status, WNOHANG) == pid;
+    }
+
+    private const int PR_SET_PDEATHSIG = 1;
+    private const int WNOHANG = 1;
+
     private static int CmsgAlign(int length) => (length + sizeof(nuint) - 1) & ~(sizeof(nuint) - 1);
 
     private static int CmsgSpace(int dataLength) => sizeof(CMsgHdr) + CmsgAlign(dataLength);
@@ -205,6 +224,15 @@ internal static unsafe partial class Libc
 
     [LibraryImport("libc")]
     private static partial uint geteuid();
+
+    [LibraryImport("libc")]
+    private static partial int getppid();
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int waitpid(int pid, int* status, int options);
 
     [StructLayout(LayoutKind.Sequential)]
     private struct IoVec

@@ -46,6 +46,39 @@ internal static partial class PrimaryLog
     [LoggerMessage(13, LogLevel.Warning, "KestrelCluster cannot pass sockets between processes on this platform ({Platform}); serving in this one process with Kestrel's sockets transport.", EventName = "PlatformUnsupported")]
     public static partial void PlatformUnsupported(ILogger logger, string platform);
 
+    [LoggerMessage(14, LogLevel.Error, "Slot {Slot} crash-looped: {Failures} failures within {Window}; not restarting it until a rolling restart or scale-up. Its last worker ({WorkerId}) ended: {ExitStatus}.", EventName = "CrashLoop")]
+    public static partial void CrashLoop(ILogger logger, int slot, int failures, TimeSpan window, int workerId, string exitStatus);
+
+    [LoggerMessage(15, LogLevel.Error, "Worker {WorkerId} (pid {ProcessId}) sent no heartbeat for {Silent} (WorkerTimeout {Timeout}): hung; killing it.", EventName = "WorkerHung")]
+    public static partial void WorkerHung(ILogger logger, int workerId, int processId, TimeSpan silent, TimeSpan timeout);
+
+    [LoggerMessage(16, LogLevel.Warning, "Worker {WorkerId} (pid {ProcessId}) thread pool is starving: its heartbeat ran {LagMilliseconds} ms late with {PendingWorkItems} work items queued.", EventName = "ThreadPoolStarvation")]
+    public static partial void ThreadPoolStarvation(ILogger logger, int workerId, int processId, int lagMilliseconds, int pendingWorkItems);
+
+    [LoggerMessage(17, LogLevel.Information, "Rolling restart (generation {Generation}) starting: each worker is replaced once its replacement is ready.", EventName = "RollingRestartStarting")]
+    public static partial void RollingRestartStarting(ILogger logger, int generation);
+
+    [LoggerMessage(18, LogLevel.Information, "Rolling restart (generation {Generation}) done.", EventName = "RollingRestartDone")]
+    public static partial void RollingRestartDone(ILogger logger, int generation);
+
+    [LoggerMessage(19, LogLevel.Error, "The replacement for worker {WorkerId} (slot {Slot}, {Reason}) did not become ready; worker {WorkerId} keeps serving.", EventName = "ReplacementFailed")]
+    public static partial void ReplacementFailed(ILogger logger, int workerId, int slot, string reason);
+
+    [LoggerMessage(25, LogLevel.Information, "Retiring worker {WorkerId} (pid {ProcessId}, {Reason}): no new connections; it drains and exits.", EventName = "Retiring")]
+    public static partial void Retiring(ILogger logger, int workerId, int processId, string reason);
+
+    [LoggerMessage(26, LogLevel.Information, "Recycling worker {WorkerId} (pid {ProcessId}): {Reason}.", EventName = "Recycling")]
+    public static partial void Recycling(ILogger logger, int workerId, int processId, string reason);
+
+    [LoggerMessage(27, LogLevel.Information, "Scaling from {From} to {To} workers.", EventName = "Scaling")]
+    public static partial void Scaling(ILogger logger, int from, int to);
+
+    [LoggerMessage(28, LogLevel.Error, "{Operation} failed.", EventName = "OperationFailed")]
+    public static partial void OperationFailed(ILogger logger, string operation, Exception exception);
+
+    [LoggerMessage(29, LogLevel.Information, "{Signal} received: {Operation}.", EventName = "SignalReceived")]
+    public static partial void SignalReceived(ILogger logger, string signal, string operation);
+
     [LoggerMessage(20, LogLevel.Warning, "Rejected a control-channel connection from pid {ProcessId}: {Reason}.", EventName = "ControlConnectionRejected")]
     public static partial void ControlConnectionRejected(ILogger logger, int processId, string reason);
 

@@ -24,6 +24,7 @@ internal sealed class WorkerChannel
     private volatile bool _ready;
     private volatile bool _saturated;
     private volatile bool _isClosed;
+    private volatile bool _draining;
     private long _handedOff;
 
     public WorkerChannel(WorkerProcess worker, Socket socket, HandoffDispatcher dispatcher, PrimaryListenerTable listeners, int maxInFlight, ILogger logger)
@@ -38,7 +39,7 @@ internal sealed class WorkerChannel
 
     public WorkerProcess Worker { get; }
 
-    public bool IsReady => _ready && !_isClosed;
+    public bool IsReady => _ready && !_isClosed && !_draining;
 
     /// <summary>Completes when the channel is closed, for whatever reason.</summary>
     public Task Closed => _closed.Task;
@@ -62,7 +63,7 @@ internal sealed class WorkerChannel
 
     /// <summary>Lock-free check for the scheduler: ready, serving this listener, and not at its in-flight limit.</summary>
     public bool CanTake(int listenerId) =>
-        _ready && !_isClosed && !_saturated && _inFlight.Count < _maxInFlight && Array.IndexOf(_listenerIds, listenerId) >= 0;
+        _ready && !_isClosed && !_draining && !_saturated && _inFlight.Count < _maxInFlight && Array.IndexOf(_listenerIds, listenerId) >= 0;
 
     /// <summary>
     /// Sends one accepted socket. The primary keeps its copy until the worker acknowledges it, so a worker that
@@ -99,6 +100,13 @@ internal sealed class WorkerChannel
 
         Close($"sending a connection failed (errno {errno})");
         return false;
+    }
+
+    /// <summary>No new connections for this worker (it is being retired); what it holds stays with it.</summary>
+    public void StopRouting()
+    {
+        _draining = true;
+        _dispatcher.RemoveReady(this);
     }
 
     /// <summary>Sends a frame without fds; used for rare control frames, so a full queue is waited out briefly.</summary>
@@ -220,10 +228,17 @@ internal sealed class WorkerChannel
                 _listenerIds = [.. _listenerIds.Where(id => id != listenerId)];
                 return true;
 
+            case FrameType.Heartbeat when ControlFrames.TryReadHeartbeat(frame, out var heartbeat):
+                Worker.OnHeartbeat(heartbeat);
+                return true;
+
             case FrameType.Ready when frame.Length == 1 && !_ready:
                 _ready = true;
                 BecameReady?.Invoke(this);
-                _dispatcher.AddReady(this);
+                if (!_draining)
+                {
+                    _dispatcher.AddReady(this);
+                }
                 return true;
 
             default:

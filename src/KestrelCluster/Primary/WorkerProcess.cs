@@ -1,5 +1,7 @@
-// The primary's handle on one worker process: identity, secret, OS process and control channel.
+// The primary's handle on one worker process: identity, secret, OS process, control channel, and what its
+// heartbeats last said.
 using System.Diagnostics;
+using KestrelCluster.Protocol;
 
 namespace KestrelCluster.Primary;
 
@@ -8,20 +10,34 @@ internal sealed class WorkerProcess
     private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _handoffs;
+    private long _lastHeartbeatTicks;
+    private WorkerHeartbeat _heartbeat;
+    private volatile bool _retiring;
+    private int _recycleRequested;
 
-    public WorkerProcess(int id, int slot, byte[] secret)
+    public WorkerProcess(int id, int slot, int generation, int restarts, byte[] secret, long recycleAfterRequests)
     {
         Id = id;
         Slot = slot;
+        Generation = generation;
+        Restarts = restarts;
         Secret = secret;
+        RecycleAfterRequests = recycleAfterRequests;
     }
 
     public int Id { get; }
 
     public int Slot { get; }
 
+    public int Generation { get; }
+
+    public int Restarts { get; }
+
     /// <summary>The one-time secret the worker must present on the control channel.</summary>
     public byte[] Secret { get; }
+
+    /// <summary>Requests after which this worker is recycled (its own jittered limit); 0: never.</summary>
+    public long RecycleAfterRequests { get; }
 
     public Process? Process { get; private set; }
 
@@ -42,20 +58,62 @@ internal sealed class WorkerProcess
 
     public bool IsReady => _ready.Task.IsCompleted;
 
-    public void MarkReady() => _ready.TrySetResult();
+    /// <summary>Being replaced or removed on purpose: its exit is expected and starts no replacement.</summary>
+    public bool IsRetiring => _retiring;
+
+    public WorkerState State => _retiring ? WorkerState.Draining : IsReady ? WorkerState.Ready : WorkerState.Starting;
 
     public long Handoffs => Interlocked.Read(ref _handoffs);
 
+    public WorkerHeartbeat LastHeartbeat => _heartbeat;
+
+    /// <summary>Time since the last heartbeat (or since it became ready, before the first one).</summary>
+    public TimeSpan SilentFor => Stopwatch.GetElapsedTime(Interlocked.Read(ref _lastHeartbeatTicks));
+
     public void CountHandoff() => Interlocked.Increment(ref _handoffs);
 
-    public void Start(ProcessStartInfo startInfo)
+    public void MarkReady()
     {
-        var process = new Process { StartInfo = startInfo, EnableRaisingEvents = true };
+        Interlocked.Exchange(ref _lastHeartbeatTicks, Stopwatch.GetTimestamp());
+        _ready.TrySetResult();
+    }
+
+    /// <summary>The process could not be launched at all: it counts as exited.</summary>
+    public void MarkFailedToStart() => _exited.TrySetResult(-1);
+
+    /// <summary>True the first time only: a worker is recycled once.</summary>
+    public bool TryRequestRecycle() => Interlocked.Exchange(ref _recycleRequested, 1) == 0;
+
+    /// <summary>Whether a thread-pool starvation warning is out for this worker (logged once per episode).</summary>
+    public bool StarvationReported { get; set; }
+
+    public void OnHeartbeat(in WorkerHeartbeat heartbeat)
+    {
+        _heartbeat = heartbeat;
+        Interlocked.Exchange(ref _lastHeartbeatTicks, Stopwatch.GetTimestamp());
+    }
+
+    /// <summary>Marks the worker as leaving on purpose; returns false if it already was.</summary>
+    public bool BeginRetiring()
+    {
+        if (_retiring)
+        {
+            return false;
+        }
+
+        _retiring = true;
+        return true;
+    }
+
+    public void Start(ProcessStartInfo startInfo, WorkerSpawner spawner)
+    {
+        var process = spawner.Start(startInfo);
+        process.EnableRaisingEvents = true;
         process.Exited += (_, _) => _exited.TrySetResult(SafeExitCode(process));
-        process.Start();
         Process = process;
         ProcessId = process.Id;
         StartedAt = DateTimeOffset.UtcNow;
+        Interlocked.Exchange(ref _lastHeartbeatTicks, Stopwatch.GetTimestamp());
         if (process.HasExited)
         {
             _exited.TrySetResult(SafeExitCode(process));
@@ -77,6 +135,8 @@ internal sealed class WorkerProcess
             // Already gone.
         }
     }
+
+    public WorkerInfo ToInfo() => new(Id, Slot, ProcessId, State, Generation, Restarts, StartedAt, Handoffs, _heartbeat.Requests, _heartbeat.WorkingSetBytes);
 
     private static int SafeExitCode(Process process)
     {

@@ -70,6 +70,34 @@ internal static class ControlFrames
 
     public const int HandoffLength = 1 + HandoffEntryLength;
 
+    public const int HeartbeatLength = 1 + sizeof(long) + sizeof(long) + sizeof(int) + sizeof(int);
+
+    public static int WriteHeartbeat(Span<byte> destination, in WorkerHeartbeat heartbeat)
+    {
+        destination[0] = (byte)FrameType.Heartbeat;
+        BinaryPrimitives.WriteInt64LittleEndian(destination[1..], heartbeat.Requests);
+        BinaryPrimitives.WriteInt64LittleEndian(destination[9..], heartbeat.WorkingSetBytes);
+        BinaryPrimitives.WriteInt32LittleEndian(destination[17..], heartbeat.ThreadPoolLagMilliseconds);
+        BinaryPrimitives.WriteInt32LittleEndian(destination[21..], heartbeat.PendingWorkItems);
+        return HeartbeatLength;
+    }
+
+    public static bool TryReadHeartbeat(ReadOnlySpan<byte> frame, out WorkerHeartbeat heartbeat)
+    {
+        heartbeat = default;
+        if (frame.Length != HeartbeatLength)
+        {
+            return false;
+        }
+
+        heartbeat = new WorkerHeartbeat(
+            BinaryPrimitives.ReadInt64LittleEndian(frame[1..]),
+            BinaryPrimitives.ReadInt64LittleEndian(frame[9..]),
+            BinaryPrimitives.ReadInt32LittleEndian(frame[17..]),
+            BinaryPrimitives.ReadInt32LittleEndian(frame[21..]));
+        return heartbeat.Requests >= 0 && heartbeat.WorkingSetBytes >= 0 && heartbeat.ThreadPoolLagMilliseconds >= 0 && heartbeat.PendingWorkItems >= 0;
+    }
+
     public static bool TryReadHello(ReadOnlySpan<byte> frame, out int workerId, out ReadOnlySpan<byte> secret)
     {
         workerId = 0;
@@ -189,6 +217,13 @@ internal static class ControlFrames
         }
     }
 }
+
+/// <summary>What a worker reports with each heartbeat.</summary>
+/// <param name="Requests">Requests the worker has started since it launched.</param>
+/// <param name="WorkingSetBytes">Its resident memory.</param>
+/// <param name="ThreadPoolLagMilliseconds">How late its heartbeat timer ran: a thread-pool starvation signal.</param>
+/// <param name="PendingWorkItems">Work items queued to its thread pool.</param>
+internal readonly record struct WorkerHeartbeat(long Requests, long WorkingSetBytes, int ThreadPoolLagMilliseconds, int PendingWorkItems);
 
 /// <summary>The text form of the endpoints the control channel talks about: <c>tcp:127.0.0.1:80</c>, <c>tcp:[::]:80</c>, <c>unix:/path</c>.</summary>
 internal static class EndpointText

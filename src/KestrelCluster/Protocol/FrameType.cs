@@ -31,4 +31,7 @@ internal enum FrameType : byte
 
     /// <summary>Primary → worker: stop gracefully (drain, then exit).</summary>
     Stop = 8,
+
+    /// <summary>Worker → primary, every heartbeat interval: alive, with requests served, memory and thread-pool lag.</summary>
+    Heartbeat = 9,
 }

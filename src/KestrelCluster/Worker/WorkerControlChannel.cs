@@ -79,6 +79,13 @@ internal sealed class WorkerControlChannel : IDisposable
 
     public void SendReady() => TrySend(ControlFrames.Ready());
 
+    public void SendHeartbeat(in WorkerHeartbeat heartbeat)
+    {
+        Span<byte> frame = stackalloc byte[ControlFrames.HeartbeatLength];
+        ControlFrames.WriteHeartbeat(frame, heartbeat);
+        TrySend(frame);
+    }
+
     /// <summary>Acknowledges a handed-off socket: the primary closes its copy (accepted) or routes it elsewhere (refused).</summary>
     public void Acknowledge(long handoffId, bool accepted)
     {

@@ -51,7 +51,7 @@ internal sealed class ClusterAppFactory : WebApplicationFactory<Program>
     {
         StartServer();
         _started = true;
-        await Wait.UntilAsync(() => Supervisor.Workers.Count(w => w.IsReady) >= workers, TimeSpan.FromSeconds(60), $"{workers} workers are ready");
+        await Wait.UntilAsync(() => Supervisor.WorkerProcesses.Count(w => w.IsReady) >= workers, TimeSpan.FromSeconds(60), $"{workers} workers are ready");
     }
 
     /// <summary>Starts the primary (no wait for workers); false if startup threw (the exception propagates).</summary>
@@ -61,7 +61,7 @@ internal sealed class ClusterAppFactory : WebApplicationFactory<Program>
         _started = true;
     }
 
-    public IReadOnlyList<int> WorkerProcessIds() => [.. Supervisor.Workers.Select(w => w.ProcessId)];
+    public IReadOnlyList<int> WorkerProcessIds() => [.. Supervisor.WorkerProcesses.Select(w => w.ProcessId)];
 
     public override async ValueTask DisposeAsync()
     {

@@ -1,0 +1,71 @@
+// The primary's control surface for app code: what the workers are doing, rolling restart, scaling.
+namespace KestrelCluster;
+
+/// <summary>
+/// Controls the cluster from the primary: inspect the workers, restart them without downtime, change their
+/// number. Registered in the primary (and, with no effect but a clear error, when not clustered); workers
+/// have no <see cref="IClusterManager"/>.
+/// </summary>
+public interface IClusterManager
+{
+    /// <summary>The workers alive now (starting, ready or draining), by slot.</summary>
+    IReadOnlyList<WorkerInfo> Workers { get; }
+
+    /// <summary>The number of worker slots (the target worker count).</summary>
+    int WorkerCount { get; }
+
+    /// <summary>
+    /// Rolling restart: slot by slot, starts a replacement, waits until it is ready, stops routing to the old
+    /// worker and lets it drain. Connections keep being served throughout. Completes when every slot has been
+    /// replaced (or a replacement failed to start: then the old worker keeps serving and this throws).
+    /// The same happens on SIGHUP.
+    /// </summary>
+    /// <param name="cancellationToken">Stops the restart between slots.</param>
+    /// <returns>A task that completes when the restart is done.</returns>
+    Task RestartWorkersAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Changes the number of workers. New slots start at once; removed slots (the highest) stop routing and
+    /// drain. SIGTTIN adds one worker and SIGTTOU removes one, as in Gunicorn.
+    /// </summary>
+    /// <param name="workers">The new worker count, 1 or more.</param>
+    /// <param name="cancellationToken">Stops waiting; the change itself goes on.</param>
+    /// <returns>A task that completes when the new workers are ready and the removed ones have exited.</returns>
+    Task ScaleAsync(int workers, CancellationToken cancellationToken = default);
+}
+
+/// <summary>The lifecycle state of a worker.</summary>
+public enum WorkerState
+{
+    /// <summary>Launched; its app has not reported started yet. It gets no connections.</summary>
+    Starting,
+
+    /// <summary>Serving: the primary routes connections to it.</summary>
+    Ready,
+
+    /// <summary>Being retired (restart, recycle, scale down, shutdown): no new connections; it finishes what it has.</summary>
+    Draining,
+}
+
+/// <summary>A snapshot of one worker, as the primary sees it.</summary>
+/// <param name="Id">The worker id (1, 2, …; never reused).</param>
+/// <param name="SlotIndex">The slot it fills, 0 to <see cref="IClusterManager.WorkerCount"/> - 1.</param>
+/// <param name="ProcessId">Its process id.</param>
+/// <param name="State">Its lifecycle state.</param>
+/// <param name="Generation">0 for the first workers; each rolling restart starts the next generation.</param>
+/// <param name="Restarts">How many workers this slot had before this one (crashes, recycles, restarts).</param>
+/// <param name="StartedAt">When it was launched.</param>
+/// <param name="ConnectionsHandedOff">Connections it has taken from the primary.</param>
+/// <param name="Requests">Requests it has started, as of its last heartbeat.</param>
+/// <param name="MemoryBytes">Its resident memory, as of its last heartbeat.</param>
+public sealed record WorkerInfo(
+    int Id,
+    int SlotIndex,
+    int ProcessId,
+    WorkerState State,
+    int Generation,
+    int Restarts,
+    DateTimeOffset StartedAt,
+    long ConnectionsHandedOff,
+    long Requests,
+    long MemoryBytes);

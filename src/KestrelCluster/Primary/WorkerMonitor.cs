@@ -1,0 +1,79 @@
+// Watches the workers' heartbeats: kills the silent ones (hung), reports thread-pool starvation, and asks
+// for a graceful recycle when a worker passes its request or memory limit.
+using KestrelCluster.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace KestrelCluster.Primary;
+
+internal sealed class WorkerMonitor
+{
+    /// <summary>Heartbeat lateness that counts as thread-pool starvation.</summary>
+    private const int StarvationLagMilliseconds = 1_000;
+
+    private readonly WorkerPool _pool;
+    private readonly ClusterOptions _options;
+    private readonly ILogger _logger;
+
+    public WorkerMonitor(WorkerPool pool, ClusterOptions options, ILogger logger)
+    {
+        _pool = pool;
+        _options = options;
+        _logger = logger;
+    }
+
+    public async Task RunAsync(CancellationToken stopping)
+    {
+        var period = TimeSpan.FromTicks(Math.Min(_options.HeartbeatInterval.Ticks, TimeSpan.FromSeconds(1).Ticks));
+        using var timer = new PeriodicTimer(period);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
+            {
+                foreach (var worker in _pool.Workers)
+                {
+                    Check(worker);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private void Check(WorkerProcess worker)
+    {
+        if (!worker.IsReady || worker.IsRetiring || worker.HasExited)
+        {
+            return; // a starting worker is governed by WorkerStartTimeout, a draining one by WorkerStopTimeout
+        }
+
+        if (worker.SilentFor > _options.WorkerTimeout)
+        {
+            _pool.KillHung(worker);
+            return;
+        }
+
+        var heartbeat = worker.LastHeartbeat;
+        if (heartbeat.ThreadPoolLagMilliseconds >= StarvationLagMilliseconds)
+        {
+            if (!worker.StarvationReported)
+            {
+                worker.StarvationReported = true;
+                PrimaryLog.ThreadPoolStarvation(_logger, worker.Id, worker.ProcessId, heartbeat.ThreadPoolLagMilliseconds, heartbeat.PendingWorkItems);
+            }
+        }
+        else
+        {
+            worker.StarvationReported = false;
+        }
+
+        if (worker.RecycleAfterRequests > 0 && heartbeat.Requests >= worker.RecycleAfterRequests && worker.TryRequestRecycle())
+        {
+            _pool.Recycle(worker, $"served {heartbeat.Requests} requests (limit {worker.RecycleAfterRequests})");
+        }
+        else if (_options.MaxWorkerMemory > 0 && heartbeat.WorkingSetBytes > _options.MaxWorkerMemory && worker.TryRequestRecycle())
+        {
+            _pool.Recycle(worker, $"uses {heartbeat.WorkingSetBytes / (1024 * 1024)} MiB (limit {_options.MaxWorkerMemory / (1024 * 1024)} MiB)");
+        }
+    }
+}

@@ -1,0 +1,43 @@
+// The worker's heartbeat: every HeartbeatInterval, from a thread-pool timer (so a starved or deadlocked pool
+// shows up as silence), it tells the primary it is alive, with its request count, memory, and how late the
+// timer ran — the thread-pool starvation signal.
+using System.Diagnostics;
+using KestrelCluster.Protocol;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace KestrelCluster.Worker;
+
+internal sealed class WorkerHeartbeatService(WorkerControlChannel channel, WorkerRequestCounter requests, IOptions<ClusterOptions> options) : IHostedService, IDisposable
+{
+    private readonly TimeSpan _interval = options.Value.HeartbeatInterval;
+    private Timer? _timer;
+    private long _lastTick;
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _lastTick = Stopwatch.GetTimestamp();
+        _timer = new Timer(_ => Beat(), null, _interval, _interval);
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        _timer?.Change(Timeout.Infinite, Timeout.Infinite);
+        return Task.CompletedTask;
+    }
+
+    public void Dispose() => _timer?.Dispose();
+
+    private void Beat()
+    {
+        var now = Stopwatch.GetTimestamp();
+        var late = Stopwatch.GetElapsedTime(Interlocked.Exchange(ref _lastTick, now), now) - _interval;
+        var heartbeat = new WorkerHeartbeat(
+            requests.Count,
+            Environment.WorkingSet,
+            (int)Math.Clamp(late.TotalMilliseconds, 0, int.MaxValue),
+            (int)Math.Min(ThreadPool.PendingWorkItemCount, int.MaxValue));
+        channel.SendHeartbeat(heartbeat);
+    }
+}

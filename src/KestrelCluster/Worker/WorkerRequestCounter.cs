@@ -1,0 +1,23 @@
+// Counts the requests a worker starts (for MaxRequestsPerWorker), with a middleware put first in the
+// pipeline by a startup filter: the app's own pipeline is untouched.
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+
+namespace KestrelCluster.Worker;
+
+internal sealed class WorkerRequestCounter : IStartupFilter
+{
+    private long _count;
+
+    public long Count => Interlocked.Read(ref _count);
+
+    public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
+    {
+        app.Use((context, nextMiddleware) =>
+        {
+            Interlocked.Increment(ref _count);
+            return nextMiddleware(context);
+        });
+        next(app);
+    };
+}
