@@ -10,7 +10,7 @@ public sealed class LifecycleTests
     [Fact]
     public async Task Sample_StartedAsDotnetDll_ServesFromItsWorkers()
     {
-        using var sample = SampleProcess.Start(SampleProcess.FreePortEnvironment(workers: 2));
+        using var sample = AppProcess.Start(AppProcess.FreePortEnvironment(workers: 2));
         var endpoint = await sample.WaitUntilServingAsync(workers: 2);
         var workers = sample.Workers();
         Assert.Equal(2, workers.Count);
@@ -28,7 +28,7 @@ public sealed class LifecycleTests
     [Fact]
     public async Task Primary_KilledWithSigkill_NoWorkerLeftWithinTwoSeconds()
     {
-        using var sample = SampleProcess.Start(SampleProcess.FreePortEnvironment(workers: 2));
+        using var sample = AppProcess.Start(AppProcess.FreePortEnvironment(workers: 2));
         await sample.WaitUntilServingAsync(workers: 2);
         var workers = sample.Workers();
         Assert.Equal(2, workers.Count);
@@ -43,7 +43,7 @@ public sealed class LifecycleTests
     [InlineData(TestProcesses.SIGINT)]
     public async Task Primary_StopSignalDuringASlowRequest_RequestCompletesAndPrimaryExitsZero(int signal)
     {
-        using var sample = SampleProcess.Start(SampleProcess.FreePortEnvironment(workers: 2));
+        using var sample = AppProcess.Start(AppProcess.FreePortEnvironment(workers: 2));
         var endpoint = await sample.WaitUntilServingAsync(workers: 2);
         var workers = sample.Workers();
 

@@ -199,15 +199,7 @@ internal static unsafe partial class Libc
     /// <summary>The process id of this process's parent.</summary>
     public static int ParentProcessId => getppid();
 
-    /// <summary>Reaps <paramref name="pid"/> if it is a zombie child of this process; true if it was reaped.</summary>
-    public static bool TryReap(int pid)
-    {
-        int status;
-        return waitpid(pid, &status, WNOHANG) == pid;
-    }
-
     private const int PR_SET_PDEATHSIG = 1;
-    private const int WNOHANG = 1;
 
     private static int CmsgAlign(int length) => (length + sizeof(nuint) - 1) & ~(sizeof(nuint) - 1);
 
@@ -230,9 +222,6 @@ internal static unsafe partial class Libc
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int waitpid(int pid, int* status, int options);
 
     [StructLayout(LayoutKind.Sequential)]
     private struct IoVec

@@ -26,7 +26,6 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly List<PosixSignalRegistration> _signals = [];
-    private OrphanReaper? _reaper;
     private int _disposed;
 
     public ClusterSupervisor(IOptions<ClusterOptions> options, ClusterContext context, IHostApplicationLifetime lifetime, IServer server,
@@ -112,7 +111,6 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         }
 
         _stopping.Cancel();
-        _reaper?.Dispose();
         _pool.Dispose();
         _stopping.Dispose();
     }
@@ -137,11 +135,9 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
             return;
         }
 
+        // As PID 1 in a container, orphans re-parented to this process are reaped by the .NET runtime's own
+        // SIGCHLD handling (tests check it): nothing to add here.
         _ = new WorkerMonitor(_pool, _options, _logger).RunAsync(_stopping.Token);
-        if (Environment.ProcessId == 1)
-        {
-            _reaper = new OrphanReaper(() => _pool.Workers.Select(w => w.ProcessId));
-        }
 
         _signals.Add(PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal));
         _signals.Add(PosixSignalRegistration.Create((PosixSignal)SIGTTIN, OnSignal));

@@ -85,8 +85,11 @@ internal static partial class PrimaryLog
     [LoggerMessage(21, LogLevel.Error, "Worker {WorkerId} broke the control protocol (frame type {FrameType}, {Length} bytes); dropping it.", EventName = "ProtocolViolation")]
     public static partial void ProtocolViolation(ILogger logger, int workerId, byte frameType, int length);
 
-    [LoggerMessage(22, LogLevel.Information, "Control channel of worker {WorkerId} closed: {Reason}; {Unacknowledged} unacknowledged connections go to other workers.", EventName = "ChannelClosed")]
-    public static partial void ChannelClosed(ILogger logger, int workerId, string reason, int unacknowledged);
+    [LoggerMessage(22, LogLevel.Warning, "Control channel of worker {WorkerId} closed: {Reason}; its {Unacknowledged} unacknowledged connections go to other workers.", EventName = "ChannelClosedWithConnections")]
+    public static partial void ChannelClosedWithConnections(ILogger logger, int workerId, string reason, int unacknowledged);
+
+    [LoggerMessage(34, LogLevel.Debug, "Control channel of worker {WorkerId} closed: {Reason}.", EventName = "ChannelClosed")]
+    public static partial void ChannelClosed(ILogger logger, int workerId, string reason);
 
     [LoggerMessage(23, LogLevel.Debug, "Worker {WorkerId} serves listener {ListenerId} ({EndPoint}).", EventName = "ListenerRegistered")]
     public static partial void ListenerRegistered(ILogger logger, int workerId, int listenerId, EndPoint endPoint);

@@ -196,7 +196,14 @@ internal sealed class WorkerChannel
 
         _socket.Dispose();
         _dispatcher.RemoveReady(this);
-        PrimaryLog.ChannelClosed(_logger, Worker.Id, reason, unacknowledged.Count);
+        if (unacknowledged.Count > 0)
+        {
+            PrimaryLog.ChannelClosedWithConnections(_logger, Worker.Id, reason, unacknowledged.Count);
+        }
+        else
+        {
+            PrimaryLog.ChannelClosed(_logger, Worker.Id, reason);
+        }
         _closed.TrySetResult();
         if (unacknowledged.Count > 0)
         {

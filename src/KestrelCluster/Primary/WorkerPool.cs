@@ -62,7 +62,7 @@ internal sealed class WorkerPool : IDisposable
         {
             lock (_lock)
             {
-                return [.. _workers.Values.OrderBy(w => w.Slot).ThenBy(w => w.Id)];
+                return [.. _workers.Values.Where(w => !w.HasExited).OrderBy(w => w.Slot).ThenBy(w => w.Id)];
             }
         }
     }

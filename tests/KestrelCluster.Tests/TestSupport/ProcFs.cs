@@ -17,6 +17,29 @@ internal static class ProcFs
             .Select(d => int.TryParse(Path.GetFileName(d), out var p) ? p : -1)
             .Where(p => p > 0 && ReadStat(p) is { } s && s.ParentId == pid && s.State != 'Z')];
 
+    /// <summary>Children, grandchildren, … of <paramref name="pid"/>.</summary>
+    public static IReadOnlyList<int> DescendantsOf(int pid)
+    {
+        var result = new List<int>();
+        var next = new Queue<int>([pid]);
+        while (next.TryDequeue(out var parent))
+        {
+            foreach (var child in ChildrenOf(parent))
+            {
+                result.Add(child);
+                next.Enqueue(child);
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary>Zombie children of <paramref name="pid"/>: exited, and not reaped by their parent.</summary>
+    public static IReadOnlyList<int> ZombieChildrenOf(int pid) =>
+        [.. Directory.EnumerateDirectories("/proc")
+            .Select(d => int.TryParse(Path.GetFileName(d), out var p) ? p : -1)
+            .Where(p => p > 0 && ReadStat(p) is { } s && s.ParentId == pid && s.State == 'Z')];
+
     public static int CountFds(int pid) => Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd").Count();
 
     /// <summary>The inodes of the sockets the process has open.</summary>

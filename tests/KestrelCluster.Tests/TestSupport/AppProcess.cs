@@ -1,18 +1,19 @@
-// The sample app started the way a user starts it (`dotnet HelloCluster.dll`), as a separate process whose
-// output the test reads. Disposing ends the primary and the workers it started, by id, whatever happened.
+// An app (the sample, or the failure-test app) started the way a user starts it (`dotnet HelloCluster.dll`), as a
+// separate process whose output the test reads. Disposing ends the primary and the workers it started, by id,
+// whatever happened.
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text.RegularExpressions;
 
 namespace KestrelCluster.Tests.TestSupport;
 
-internal sealed partial class SampleProcess : IDisposable
+internal sealed partial class AppProcess : IDisposable
 {
     private readonly Process _process;
     private readonly ConcurrentQueue<string> _output = new();
     private readonly HashSet<int> _seenWorkers = [];
 
-    private SampleProcess(Process process)
+    private AppProcess(Process process)
     {
         _process = process;
     }
@@ -23,18 +24,29 @@ internal sealed partial class SampleProcess : IDisposable
 
     public string Output => string.Join('\n', _output);
 
-    public static SampleProcess Start(IReadOnlyDictionary<string, string?> environment, params string[] arguments)
+    public const string Sample = "HelloCluster";
+    public const string TestApp = "KestrelCluster.TestApp";
+
+    /// <summary>Starts the sample.</summary>
+    public static AppProcess Start(IReadOnlyDictionary<string, string?> environment, params string[] arguments) =>
+        Start(Sample, environment, arguments);
+
+    public static AppProcess Start(string app, IReadOnlyDictionary<string, string?> environment, params string[] arguments) =>
+        StartWrapped([], app, environment, arguments);
+
+    /// <summary>Starts the app under <paramref name="wrapper"/> (e.g. <c>unshare -pf --mount-proc</c>), which runs it as a child.</summary>
+    public static AppProcess StartWrapped(string[] wrapper, string app, IReadOnlyDictionary<string, string?> environment, params string[] arguments)
     {
-        var dll = Path.Combine(AppContext.BaseDirectory, "HelloCluster.dll");
-        var startInfo = new ProcessStartInfo(Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet")
+        var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet";
+        string[] command = [.. wrapper, dotnet, Path.Combine(AppContext.BaseDirectory, app + ".dll"), .. arguments];
+        var startInfo = new ProcessStartInfo(command[0])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
             WorkingDirectory = AppContext.BaseDirectory,
         };
-        startInfo.ArgumentList.Add(dll);
-        foreach (var argument in arguments)
+        foreach (var argument in command.Skip(1))
         {
             startInfo.ArgumentList.Add(argument);
         }
@@ -51,7 +63,7 @@ internal sealed partial class SampleProcess : IDisposable
         }
 
         var process = new Process { StartInfo = startInfo };
-        var sample = new SampleProcess(process);
+        var sample = new AppProcess(process);
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) sample._output.Enqueue(e.Data); };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) sample._output.Enqueue(e.Data); };
         process.Start();
@@ -96,6 +108,10 @@ internal sealed partial class SampleProcess : IDisposable
         return ProcFs.ChildrenOf(_process.Id);
     }
 
+    /// <summary>Waits until the output has a line containing <paramref name="text"/>.</summary>
+    public Task WaitForOutputAsync(string text, TimeSpan timeout) =>
+        Wait.UntilAsync(() => _output.Any(line => line.Contains(text, StringComparison.Ordinal)), timeout, $"the output says \"{text}\"");
+
     public void Dispose()
     {
         RememberWorkers();
@@ -112,7 +128,7 @@ internal sealed partial class SampleProcess : IDisposable
     {
         if (!_process.HasExited)
         {
-            foreach (var pid in ProcFs.ChildrenOf(_process.Id))
+            foreach (var pid in ProcFs.DescendantsOf(_process.Id))
             {
                 _seenWorkers.Add(pid);
             }

@@ -1,0 +1,208 @@
+// Supervision, checked from outside on real clusters: workers that die come back, hung ones are replaced,
+// rolling restarts and recycling lose no request, scaling follows the API and signals, and an app that cannot
+// start makes the primary fail loudly.
+using System.Net;
+using KestrelCluster.Tests.TestSupport;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace KestrelCluster.Tests;
+
+[Collection(ClusterCollection.Name)]
+public sealed class SupervisionTests(ClusterFixture cluster)
+{
+    private IClusterManager Manager => cluster.Factory.Services.GetRequiredService<IClusterManager>();
+
+    [Fact]
+    public async Task Worker_KilledUnderLoad_OtherWorkersServeOnAndAReplacementIsReadyWithinTwoSeconds()
+    {
+        var victim = cluster.Factory.Supervisor.WorkerProcesses[0];
+        var survivor = cluster.Factory.Supervisor.WorkerProcesses[1];
+
+        // A keep-alive connection pinned to the surviving worker, busy while the victim dies.
+        var pinned = await PinnedClientAsync(cluster.HttpAddress, survivor.ProcessId);
+        var failures = 0;
+        using var stop = new CancellationTokenSource();
+        var load = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                try
+                {
+                    Assert.Equal(survivor.ProcessId, HttpProbe.ServedBy(await pinned.GetStringAsync(cluster.HttpAddress)));
+                }
+                catch (Exception e) when (e is HttpRequestException or Xunit.Sdk.XunitException or TaskCanceledException)
+                {
+                    Interlocked.Increment(ref failures);
+                }
+            }
+        });
+
+        var killedAt = DateTime.UtcNow;
+        TestProcesses.Signal(victim.ProcessId, TestProcesses.SIGKILL);
+        await Wait.UntilAsync(() => cluster.Factory.Supervisor.WorkerProcesses.Any(w => w.Slot == victim.Slot && w.Id != victim.Id && w.IsReady),
+            TimeSpan.FromSeconds(2), "the replacement is ready");
+        var replacementReadyAfter = DateTime.UtcNow - killedAt;
+        await stop.CancelAsync();
+        await load.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(0, failures);
+        Assert.True(replacementReadyAfter < TimeSpan.FromSeconds(2), $"replacement ready after {replacementReadyAfter}");
+        var newcomer = await HttpProbe.NewConnectionRequestAsync(HttpProbe.EndPointOf(cluster.HttpAddress));
+        Assert.Contains(HttpProbe.ServedBy(newcomer), cluster.Factory.WorkerProcessIds());
+        pinned.Dispose();
+    }
+
+    /// <summary>A keep-alive client whose one connection is served by <paramref name="pid"/>.</summary>
+    private static async Task<HttpClient> PinnedClientAsync(string address, int pid)
+    {
+        for (var attempt = 0; attempt < 20; attempt++)
+        {
+            var client = HttpProbe.CreateClient();
+            if (HttpProbe.ServedBy(await client.GetStringAsync(address)) == pid)
+            {
+                return client;
+            }
+
+            client.Dispose();
+        }
+
+        throw new InvalidOperationException($"No connection landed on pid {pid} in 20 tries.");
+    }
+
+    [Fact]
+    public async Task RollingRestart_ThroughTheApiUnderLoad_NoRequestFailsAndEveryWorkerIsReplaced()
+    {
+        var before = Manager.Workers;
+        var load = LoadLoop.Start(HttpProbe.EndPointOf(cluster.HttpAddress));
+        await load.WaitForMoreAsync(50);
+
+        await Manager.RestartWorkersAsync().WaitAsync(TimeSpan.FromSeconds(90));
+        await load.WaitForMoreAsync(50);
+        await load.StopAsync();
+
+        Assert.Empty(load.Failures);
+        var after = Manager.Workers;
+        Assert.Equal(ClusterFixture.WorkerCount, after.Count);
+        Assert.Empty(after.Select(w => w.Id).Intersect(before.Select(w => w.Id)));
+        Assert.All(after, w => Assert.Equal(WorkerState.Ready, w.State));
+        Assert.All(after, w => Assert.True(w.Generation > before.Max(b => b.Generation)));
+        Assert.Equal([0, 1], after.Select(w => w.SlotIndex).Order());
+        Assert.DoesNotContain(before, w => ProcFs.IsAlive(w.ProcessId));
+    }
+
+    [Fact]
+    public async Task Scale_ThroughTheApi_UpToThreeThenBackToTwo()
+    {
+        await Manager.ScaleAsync(3).WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Equal(3, Manager.WorkerCount);
+        Assert.Equal([0, 1, 2], Manager.Workers.Select(w => w.SlotIndex).Order());
+        var servedBy = new HashSet<int>();
+        for (var i = 0; i < 12; i++)
+        {
+            servedBy.Add(HttpProbe.ServedBy(await HttpProbe.NewConnectionRequestAsync(HttpProbe.EndPointOf(cluster.HttpAddress))));
+        }
+
+        Assert.Equal(3, servedBy.Count);
+        var third = Manager.Workers.Single(w => w.SlotIndex == 2);
+
+        await Manager.ScaleAsync(2).WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Equal(2, Manager.WorkerCount);
+        Assert.Equal([0, 1], Manager.Workers.Select(w => w.SlotIndex).Order());
+        Assert.False(ProcFs.IsAlive(third.ProcessId));
+    }
+
+    [Fact]
+    public async Task ClusterManager_Workers_DescribeEachWorker()
+    {
+        await HttpProbe.NewConnectionRequestAsync(HttpProbe.EndPointOf(cluster.HttpAddress));
+        await HttpProbe.NewConnectionRequestAsync(HttpProbe.EndPointOf(cluster.HttpAddress));
+
+        // Requests and memory arrive with the next heartbeat.
+        await Wait.UntilAsync(() => Manager.Workers.All(w => w.MemoryBytes > 0) && Manager.Workers.Sum(w => w.Requests) >= 2,
+            TimeSpan.FromSeconds(10), "heartbeats report requests and memory");
+        var workers = Manager.Workers;
+
+        Assert.Equal(ClusterFixture.WorkerCount, workers.Count);
+        Assert.Equal(cluster.Factory.WorkerProcessIds().Order(), workers.Select(w => w.ProcessId).Order());
+        Assert.All(workers, w => Assert.Equal(WorkerState.Ready, w.State));
+        Assert.All(workers, w => Assert.True(w.StartedAt < DateTimeOffset.UtcNow && w.StartedAt > DateTimeOffset.UtcNow.AddHours(-1)));
+        Assert.True(workers.Sum(w => w.ConnectionsHandedOff) >= 2);
+    }
+
+    [Fact]
+    public async Task Worker_ThatStopsItsHeartbeat_IsKilledAndReplaced()
+    {
+        await using var factory = new ClusterAppFactory(new Dictionary<string, string?>
+        {
+            ["Cluster__Workers"] = "2",
+            ["Cluster__HeartbeatInterval"] = "00:00:00.250",
+            ["Cluster__WorkerTimeout"] = "00:00:02",
+        }, port: 0);
+        await factory.StartAsync(workers: 2);
+        var hung = factory.Supervisor.WorkerProcesses[0];
+
+        TestProcesses.Signal(hung.ProcessId, TestProcesses.SIGSTOP); // alive, but silent: a hung worker
+
+        await Wait.UntilAsync(() => !ProcFs.IsAlive(hung.ProcessId), TimeSpan.FromSeconds(15), "the silent worker is killed");
+        await Wait.UntilAsync(() => factory.Supervisor.WorkerProcesses.Any(w => w.Slot == hung.Slot && w.Id != hung.Id && w.IsReady),
+            TimeSpan.FromSeconds(15), "a replacement is ready");
+        Assert.Contains(factory.Logs.Entries, e => e.Message.Contains($"Worker {hung.Id} ", StringComparison.Ordinal) && e.Message.Contains("hung", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Recycle_AfterMaxRequests_WorkersReplacedWithoutAFailedRequest()
+    {
+        await using var factory = new ClusterAppFactory(new Dictionary<string, string?>
+        {
+            ["Cluster__Workers"] = "2",
+            ["Cluster__MaxRequestsPerWorker"] = "40",
+            ["Cluster__MaxRequestsJitter"] = "10",
+            ["Cluster__HeartbeatInterval"] = "00:00:00.200",
+            ["Logging__LogLevel__KestrelCluster"] = "Information",
+        }, port: 0);
+        await factory.StartAsync(workers: 2);
+        var first = factory.Supervisor.WorkerProcesses.Select(w => w.Id).ToList();
+        var load = LoadLoop.Start(HttpProbe.EndPointOf(Assert.Single(factory.Addresses)), newConnectionLoops: 2);
+
+        await Wait.UntilAsync(() => factory.Supervisor.WorkerProcesses.Count(w => !first.Contains(w.Id) && w.IsReady) >= 2,
+            TimeSpan.FromSeconds(60), "both first workers are recycled");
+        await load.WaitForMoreAsync(20);
+        await load.StopAsync();
+
+        Assert.Empty(load.Failures);
+        Assert.Contains(factory.Logs.Entries, e => e.Message.StartsWith("Recycling worker", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task CrashLoop_SlotFailingRepeatedly_IsNotRestartedUntilARollingRestart()
+    {
+        await using var factory = new ClusterAppFactory(new Dictionary<string, string?>
+        {
+            ["Cluster__Workers"] = "2",
+            ["Cluster__CrashLoopRestarts"] = "2",
+            ["Cluster__CrashLoopWindow"] = "00:05:00",
+        }, port: 0);
+        await factory.StartAsync(workers: 2);
+        var manager = factory.Services.GetRequiredService<IClusterManager>();
+
+        // Slot 0 dies, is replaced, dies again: two failures within the window.
+        var first = factory.Supervisor.WorkerProcesses.Single(w => w.Slot == 0);
+        TestProcesses.Signal(first.ProcessId, TestProcesses.SIGKILL);
+        await Wait.UntilAsync(() => factory.Supervisor.WorkerProcesses.Any(w => w.Slot == 0 && w.Id != first.Id && w.IsReady), TimeSpan.FromSeconds(30), "slot 0 is replaced once");
+        var second = factory.Supervisor.WorkerProcesses.Single(w => w.Slot == 0);
+        TestProcesses.Signal(second.ProcessId, TestProcesses.SIGKILL);
+
+        await Wait.UntilAsync(() => factory.Logs.Entries.Any(e => e.Message.Contains("crash-looped", StringComparison.Ordinal)), TimeSpan.FromSeconds(10), "the crash loop is reported");
+        var report = factory.Logs.Entries.First(e => e.Message.Contains("crash-looped", StringComparison.Ordinal));
+        Assert.Contains("killed by SIGKILL", report.Message, StringComparison.Ordinal);
+        await Wait.UntilAsync(() => !ProcFs.IsAlive(second.ProcessId), TimeSpan.FromSeconds(10), "the second worker is gone");
+        Assert.DoesNotContain(factory.Supervisor.WorkerProcesses, w => w.Slot == 0);
+
+        // The other slot keeps serving; a rolling restart gives slot 0 a fresh start.
+        Assert.Contains(HttpProbe.ServedBy(await HttpProbe.NewConnectionRequestAsync(HttpProbe.EndPointOf(Assert.Single(factory.Addresses)))), factory.WorkerProcessIds());
+        await manager.RestartWorkersAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal([0, 1], manager.Workers.Where(w => w.State == WorkerState.Ready).Select(w => w.SlotIndex).Order());
+    }
+}
