@@ -11,10 +11,6 @@ namespace KestrelCluster.Primary;
 
 internal sealed class WorkerPool : IDisposable
 {
-    private static readonly TimeSpan s_firstBackoff = TimeSpan.FromMilliseconds(100);
-    private static readonly TimeSpan s_maxBackoff = TimeSpan.FromSeconds(15);
-    private static readonly TimeSpan s_stableAfter = TimeSpan.FromSeconds(30);
-
     /// <summary>Failed starts in a row, with no worker ever ready, after which the primary gives up.</summary>
     private const int FirstStartAttempts = 3;
 
@@ -26,7 +22,7 @@ internal sealed class WorkerPool : IDisposable
     private readonly ILogger _logger;
     private readonly Func<WorkerProcess, System.Net.Sockets.Socket, WorkerChannel> _createChannel;
     private readonly Lock _lock = new();
-    private readonly List<Slot> _slots = [];
+    private readonly List<WorkerSlot> _slots = [];
     private readonly Dictionary<int, WorkerProcess> _workers = [];
     private readonly SemaphoreSlim _operations = new(1, 1);
     private readonly CancellationTokenSource _stopping = new();
@@ -181,7 +177,7 @@ internal sealed class WorkerPool : IDisposable
 
             try
             {
-                Slot? slot;
+                WorkerSlot? slot;
                 lock (_lock)
                 {
                     slot = worker.Slot < _slots.Count ? _slots[worker.Slot] : null;
@@ -255,7 +251,7 @@ internal sealed class WorkerPool : IDisposable
         _spawner.Dispose();
     }
 
-    private async Task<bool> ReplaceAsync(Slot slot, WorkerProcess old, string reason)
+    private async Task<bool> ReplaceAsync(WorkerSlot slot, WorkerProcess old, string reason)
     {
         var fresh = Spawn(slot);
         await Task.WhenAny(fresh.Ready, fresh.Exited).ConfigureAwait(false);
@@ -295,7 +291,7 @@ internal sealed class WorkerPool : IDisposable
         }
     }
 
-    private WorkerProcess Spawn(Slot slot)
+    private WorkerProcess Spawn(WorkerSlot slot)
     {
         var id = Interlocked.Increment(ref _nextWorkerId);
         var secret = RandomNumberGenerator.GetBytes(ControlFrames.SecretLength);
@@ -323,7 +319,7 @@ internal sealed class WorkerPool : IDisposable
         return worker;
     }
 
-    private async Task WatchAsync(Slot slot, WorkerProcess worker)
+    private async Task WatchAsync(WorkerSlot slot, WorkerProcess worker)
     {
         await Task.WhenAny(worker.Ready, worker.Exited, Task.Delay(_options.WorkerStartTimeout, _stopping.Token)).ConfigureAwait(false);
         if (!worker.IsReady && !worker.HasExited && !_stopping.IsCancellationRequested)
@@ -346,12 +342,12 @@ internal sealed class WorkerPool : IDisposable
             return;
         }
 
-        await RespawnAsync(slot, worker, DescribeExit(exitCode)).ConfigureAwait(false);
+        await RespawnAsync(slot, worker, WorkerSlot.DescribeExit(exitCode)).ConfigureAwait(false);
     }
 
-    private async Task RespawnAsync(Slot slot, WorkerProcess worker, string exitStatus)
+    private async Task RespawnAsync(WorkerSlot slot, WorkerProcess worker, string exitStatus)
     {
-        var ranStably = worker.IsReady && DateTimeOffset.UtcNow - worker.StartedAt >= s_stableAfter;
+        var ranStably = worker.IsReady && DateTimeOffset.UtcNow - worker.StartedAt >= WorkerSlot.StableAfter;
         var failures = slot.RecordFailure(ranStably, _options.CrashLoopWindow);
         slot.Current = null;
 
@@ -370,7 +366,7 @@ internal sealed class WorkerPool : IDisposable
             return;
         }
 
-        var delay = TimeSpan.FromTicks(Math.Min(s_maxBackoff.Ticks, s_firstBackoff.Ticks << Math.Min(failures.Consecutive - 1, 20)));
+        var delay = WorkerSlot.Backoff(failures.Consecutive);
         PrimaryLog.ReplacingWorker(_logger, worker.Id, slot.Index, worker.ProcessId, exitStatus, (long)delay.TotalMilliseconds);
         try
         {
@@ -387,26 +383,15 @@ internal sealed class WorkerPool : IDisposable
         }
     }
 
-    /// <summary>"exit code 3", or "killed by SIGKILL" (the runtime reports death by signal N as 128 + N).</summary>
-    internal static string DescribeExit(int exitCode) => exitCode switch
-    {
-        137 => "killed by SIGKILL",
-        143 => "killed by SIGTERM",
-        134 => "aborted (SIGABRT)",
-        139 => "crashed (SIGSEGV)",
-        > 128 and < 160 => $"killed by signal {exitCode - 128}",
-        _ => $"exit code {exitCode}",
-    };
-
     /// <summary>The lowest removed slot back in service, or a new one: live slots stay 0 … N-1.</summary>
-    private Slot AddSlot()
+    private WorkerSlot AddSlot()
     {
         lock (_lock)
         {
             var slot = _slots.FirstOrDefault(s => s.Removed);
             if (slot is null)
             {
-                slot = new Slot(_slots.Count);
+                slot = new WorkerSlot(_slots.Count);
                 _slots.Add(slot);
             }
 
@@ -415,7 +400,7 @@ internal sealed class WorkerPool : IDisposable
         }
     }
 
-    private List<Slot> LiveSlots()
+    private List<WorkerSlot> LiveSlots()
     {
         lock (_lock)
         {
@@ -457,47 +442,6 @@ internal sealed class WorkerPool : IDisposable
             if (!channel.Worker.HasExited && !_stopping.IsCancellationRequested)
             {
                 channel.Worker.Kill();
-            }
-        }
-    }
-
-    /// <summary>One worker position. A replacement keeps the slot (and its index) of the worker it replaces.</summary>
-    private sealed class Slot(int index)
-    {
-        private readonly Queue<DateTimeOffset> _recentFailures = new();
-        private int _consecutiveFailures;
-
-        public int Index { get; } = index;
-
-        public volatile WorkerProcess? Current;
-
-        public volatile bool Removed;
-
-        /// <summary>Workers started in this slot so far (the first is 0: it shows as "restarts").</summary>
-        public int StartCount;
-
-        public (int Consecutive, int InWindow) RecordFailure(bool afterStableRun, TimeSpan window)
-        {
-            lock (_recentFailures)
-            {
-                _consecutiveFailures = afterStableRun ? 1 : _consecutiveFailures + 1;
-                var now = DateTimeOffset.UtcNow;
-                _recentFailures.Enqueue(now);
-                while (_recentFailures.Peek() < now - window)
-                {
-                    _recentFailures.Dequeue();
-                }
-
-                return (_consecutiveFailures, _recentFailures.Count);
-            }
-        }
-
-        public void ResetFailures()
-        {
-            lock (_recentFailures)
-            {
-                _consecutiveFailures = 0;
-                _recentFailures.Clear();
             }
         }
     }
