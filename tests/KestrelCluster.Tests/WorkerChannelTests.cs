@@ -15,7 +15,7 @@ public sealed class WorkerChannelTests : IAsyncDisposable
     private readonly string _directory = Directory.CreateTempSubdirectory("kc-channel-test-").FullName;
     private readonly Socket _controlListener = new(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
     private readonly PrimaryListenerTable _table = new();
-    private readonly HandoffDispatcher _dispatcher = new(NullLogger<HandoffDispatcher>.Instance);
+    private readonly HandoffDispatcher _dispatcher = new(new KestrelCluster.Scheduling.RoundRobinScheduler(), NullLogger<HandoffDispatcher>.Instance);
     private readonly PrimaryConnectionListener _listener;
 
     public WorkerChannelTests()

@@ -18,6 +18,14 @@ public sealed class ClusterOptions
     public int Workers { get; set; } = Environment.ProcessorCount;
 
     /// <summary>
+    /// How the primary spreads connections over the workers. A scheduler registered in DI as
+    /// <see cref="IConnectionScheduler"/> replaces the built-in policies (except <see cref="SchedulingPolicy.Shared"/>,
+    /// where the primary schedules nothing).
+    /// </summary>
+    /// <remarks>Defaults to <see cref="SchedulingPolicy.RoundRobin"/>.</remarks>
+    public SchedulingPolicy Scheduling { get; set; } = SchedulingPolicy.RoundRobin;
+
+    /// <summary>
     /// How long a worker may take from launch to reporting ready (its host started and every endpoint registered)
     /// before it is killed and counted as a failed start.
     /// </summary>

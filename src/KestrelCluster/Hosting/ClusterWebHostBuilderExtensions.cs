@@ -64,8 +64,9 @@ public static class ClusterWebHostBuilderExtensions
 
         return hostBuilder.ConfigureServices((context, services) =>
         {
+            var section = context.Configuration.GetSection(ClusterOptions.SectionName);
             services.AddOptions<ClusterOptions>()
-                .Bind(context.Configuration.GetSection(ClusterOptions.SectionName))
+                .Configure(options => ClusterOptionsBinder.Bind(section, options))
                 .Configure(configureOptions)
                 .ValidateOnStart();
             services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ClusterOptions>, ClusterOptionsValidator>());
@@ -89,6 +90,9 @@ public static class ClusterWebHostBuilderExtensions
         services.AddSingleton(sp => ClusterContext.ForPrimary(sp.GetRequiredService<IOptions<ClusterOptions>>()));
         services.AddSingleton<PrimaryListenerTable>();
         services.AddSingleton<HandoffDispatcher>();
+
+        // A scheduler the app registers itself (before or after this call) wins over the built-in policy.
+        services.TryAddSingleton(sp => ClusterOptionsBinder.CreateScheduler(sp.GetRequiredService<IOptions<ClusterOptions>>().Value.Scheduling));
         services.AddSingleton<WorkerLauncher>();
         services.AddSingleton<ClusterSupervisor>();
         services.AddSingleton<IClusterManager>(sp => sp.GetRequiredService<ClusterSupervisor>());

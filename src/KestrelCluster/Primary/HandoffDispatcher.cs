@@ -1,7 +1,6 @@
 // Routes every accepted connection to a ready worker. Connections no worker can take right now (none ready,
 // all at their in-flight limit) wait in a bounded queue; when the queue is full the accept loops pause, so
 // the kernel's backlog absorbs the burst instead of the primary's memory. Nothing accepted is ever dropped.
-using KestrelCluster.Scheduling;
 using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Primary;
@@ -14,13 +13,15 @@ internal sealed class HandoffDispatcher
     private readonly Lock _lock = new();
     private readonly List<WorkerChannel> _ready = [];
     private readonly Queue<AcceptedConnection> _waiting = new();
-    private readonly RoundRobinScheduler _scheduler = new();
+    private readonly List<WorkerCandidate> _candidates = [];
+    private readonly IConnectionScheduler _scheduler;
     private readonly ILogger _logger;
     private TaskCompletionSource? _room;
     private bool _stopped;
 
-    public HandoffDispatcher(ILogger<HandoffDispatcher> logger)
+    public HandoffDispatcher(IConnectionScheduler scheduler, ILogger<HandoffDispatcher> logger)
     {
+        _scheduler = scheduler;
         _logger = logger;
     }
 
@@ -74,7 +75,9 @@ internal sealed class HandoffDispatcher
         {
             if (!_ready.Contains(worker))
             {
-                _ready.Add(worker);
+                // Kept in slot order: schedulers see candidates ordered by slot.
+                var index = _ready.FindIndex(w => w.Worker.Slot > worker.Worker.Slot);
+                _ready.Insert(index < 0 ? _ready.Count : index, worker);
             }
         }
 
@@ -111,7 +114,7 @@ internal sealed class HandoffDispatcher
                     return;
                 }
 
-                worker = _scheduler.Pick(_ready, _waiting.Peek().Listener.Id);
+                worker = Choose(_waiting.Peek());
                 if (worker is null)
                 {
                     return;
@@ -166,6 +169,27 @@ internal sealed class HandoffDispatcher
         {
             PrimaryLog.WaitingConnectionsClosed(_logger, waiting.Count);
         }
+    }
+
+    /// <summary>Asks the scheduler to choose among the workers that can take the connection now. Under the lock.</summary>
+    private WorkerChannel? Choose(AcceptedConnection connection)
+    {
+        _candidates.Clear();
+        foreach (var worker in _ready)
+        {
+            if (worker.CanTake(connection.Listener.Id))
+            {
+                _candidates.Add(worker.Candidate);
+            }
+        }
+
+        if (_candidates.Count == 0)
+        {
+            return null;
+        }
+
+        var index = _scheduler.Choose(new ScheduledConnection(connection), _candidates);
+        return (uint)index < (uint)_candidates.Count ? _candidates[index].Channel : null;
     }
 
     private void Requeue(AcceptedConnection connection)

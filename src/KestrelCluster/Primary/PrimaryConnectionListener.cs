@@ -166,4 +166,22 @@ internal sealed class AcceptedConnection(PrimaryConnectionListener listener, Soc
 
     /// <summary>How many times a worker refused it or went away holding it.</summary>
     public int Attempts { get; set; }
+
+    /// <summary>The client's endpoint, read from the socket on first use only (schedulers that need it).</summary>
+    public EndPoint? RemoteEndPoint
+    {
+        get
+        {
+            try
+            {
+                return _remoteEndPoint ??= Socket.RemoteEndPoint;
+            }
+            catch (SocketException)
+            {
+                return null; // the client is already gone
+            }
+        }
+    }
+
+    private EndPoint? _remoteEndPoint;
 }

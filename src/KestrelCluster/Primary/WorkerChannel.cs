@@ -26,6 +26,7 @@ internal sealed class WorkerChannel
     private volatile bool _isClosed;
     private volatile bool _draining;
     private long _handedOff;
+    private long _closedConnections;
 
     public WorkerChannel(WorkerProcess worker, Socket socket, HandoffDispatcher dispatcher, PrimaryListenerTable listeners, int maxInFlight, ILogger logger)
     {
@@ -35,9 +36,16 @@ internal sealed class WorkerChannel
         _listeners = listeners;
         _maxInFlight = maxInFlight;
         _logger = logger;
+        Candidate = new WorkerCandidate(this);
     }
 
     public WorkerProcess Worker { get; }
+
+    /// <summary>This worker as schedulers see it.</summary>
+    public WorkerCandidate Candidate { get; }
+
+    /// <summary>Connections the worker accepted and has not reported closed.</summary>
+    public long OpenConnections => HandedOff - Interlocked.Read(ref _closedConnections);
 
     public bool IsReady => _ready && !_isClosed && !_draining;
 
@@ -233,6 +241,10 @@ internal sealed class WorkerChannel
 
             case FrameType.Unregister when ControlFrames.TryReadUnregister(frame, out var listenerId):
                 _listenerIds = [.. _listenerIds.Where(id => id != listenerId)];
+                return true;
+
+            case FrameType.ConnectionsClosed when ControlFrames.TryReadConnectionsClosed(frame, out var closed):
+                Interlocked.Add(ref _closedConnections, closed);
                 return true;
 
             case FrameType.Heartbeat when ControlFrames.TryReadHeartbeat(frame, out var heartbeat):

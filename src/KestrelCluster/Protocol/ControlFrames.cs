@@ -70,6 +70,26 @@ internal static class ControlFrames
 
     public const int HandoffLength = 1 + HandoffEntryLength;
 
+    public static byte[] ConnectionsClosed(int count)
+    {
+        var frame = new byte[1 + sizeof(int)];
+        frame[0] = (byte)FrameType.ConnectionsClosed;
+        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(1), count);
+        return frame;
+    }
+
+    public static bool TryReadConnectionsClosed(ReadOnlySpan<byte> frame, out int count)
+    {
+        count = 0;
+        if (frame.Length != 1 + sizeof(int))
+        {
+            return false;
+        }
+
+        count = BinaryPrimitives.ReadInt32LittleEndian(frame[1..]);
+        return count > 0;
+    }
+
     public const int HeartbeatLength = 1 + sizeof(long) + sizeof(long) + sizeof(int) + sizeof(int);
 
     public static int WriteHeartbeat(Span<byte> destination, in WorkerHeartbeat heartbeat)

@@ -34,4 +34,10 @@ internal enum FrameType : byte
 
     /// <summary>Worker → primary, every heartbeat interval: alive, with requests served, memory and thread-pool lag.</summary>
     Heartbeat = 9,
+
+    /// <summary>Worker → primary: this many of its connections closed since the last such frame (least-connections).</summary>
+    ConnectionsClosed = 10,
+
+    /// <summary>Either way: an application message (IClusterMessenger).</summary>
+    Message = 11,
 }

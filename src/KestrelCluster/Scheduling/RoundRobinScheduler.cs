@@ -1,28 +1,24 @@
-// Round-robin over the workers that can take a connection now (Node's SCHED_RR).
-using KestrelCluster.Primary;
-
+// Round-robin (Node's SCHED_RR): every candidate in turn.
 namespace KestrelCluster.Scheduling;
 
-internal sealed class RoundRobinScheduler
+internal sealed class RoundRobinScheduler : IConnectionScheduler
 {
     private int _next;
 
-    /// <summary>Picks the next worker, in turn, that is ready, serves the connection's listener and is under its in-flight limit.</summary>
-    /// <remarks>Called under the dispatcher's lock.</remarks>
-    public WorkerChannel? Pick(IReadOnlyList<WorkerChannel> ready, int listenerId)
+    public int Choose(in ScheduledConnection connection, IReadOnlyList<WorkerCandidate> candidates)
     {
-        var count = ready.Count;
+        // Follow slots, not list positions: the candidate list changes as workers fill up and free up.
+        var count = candidates.Count;
         for (var i = 0; i < count; i++)
         {
-            var index = (_next + i) % count;
-            var worker = ready[index];
-            if (worker.CanTake(listenerId))
+            if (candidates[i].SlotIndex >= _next)
             {
-                _next = (index + 1) % count;
-                return worker;
+                _next = candidates[i].SlotIndex + 1;
+                return i;
             }
         }
 
-        return null;
+        _next = candidates[0].SlotIndex + 1;
+        return 0;
     }
 }

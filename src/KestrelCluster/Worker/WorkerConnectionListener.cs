@@ -76,6 +76,7 @@ internal sealed class WorkerConnectionListener : IConnectionListener
 
                 var connection = _contextFactory.Create(socket);
                 _channel.Acknowledge(handedOff.HandoffId, accepted: true);
+                connection.ConnectionClosed.UnsafeRegister(static channel => ((WorkerControlChannel)channel!).OnConnectionClosed(), _channel);
                 return connection;
             }
         }

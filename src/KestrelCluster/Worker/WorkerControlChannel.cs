@@ -28,6 +28,8 @@ internal sealed class WorkerControlChannel : IDisposable
     private readonly ConcurrentDictionary<int, TaskCompletionSource<(int ListenerId, string EndPoint)>> _registrations = new();
     private Socket? _socket;
     private int _nextRequestId;
+    private int _closedSinceReport;
+    private int _closeReportScheduled;
     private volatile bool _closed;
 
     public WorkerControlChannel(WorkerIdentity identity, IHostApplicationLifetime lifetime, ILogger<WorkerControlChannel> logger)
@@ -92,6 +94,29 @@ internal sealed class WorkerControlChannel : IDisposable
         Span<byte> frame = stackalloc byte[ControlFrames.AckLength];
         ControlFrames.WriteAck(frame, handoffId, accepted);
         TrySend(frame);
+    }
+
+    /// <summary>
+    /// Counts a closed connection for the primary's open-connection count (least-connections scheduling).
+    /// Closes that come in a burst are reported in one frame.
+    /// </summary>
+    public void OnConnectionClosed()
+    {
+        Interlocked.Increment(ref _closedSinceReport);
+        if (Interlocked.Exchange(ref _closeReportScheduled, 1) == 0)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static channel => channel.ReportClosed(), this, preferLocal: false);
+        }
+    }
+
+    private void ReportClosed()
+    {
+        Volatile.Write(ref _closeReportScheduled, 0);
+        var count = Interlocked.Exchange(ref _closedSinceReport, 0);
+        if (count > 0)
+        {
+            TrySend(ControlFrames.ConnectionsClosed(count));
+        }
     }
 
     public void Dispose()

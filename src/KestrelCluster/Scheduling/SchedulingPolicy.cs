@@ -1,0 +1,24 @@
+// The built-in scheduling policies, chosen with Cluster:Scheduling.
+namespace KestrelCluster;
+
+/// <summary>How the primary spreads connections over the workers.</summary>
+public enum SchedulingPolicy
+{
+    /// <summary>Each ready worker in turn (Node's SCHED_RR). Even spread of connections.</summary>
+    RoundRobin,
+
+    /// <summary>The worker with the fewest open connections (ties in turn): for long-lived connections.</summary>
+    LeastConnections,
+
+    /// <summary>
+    /// Sticky: the same client address goes to the same worker slot while it is ready (rendezvous hashing), so
+    /// SignalR negotiate + connect and long polling work without a backplane; scaling moves as few clients as possible.
+    /// </summary>
+    ClientIpHash,
+
+    /// <summary>
+    /// Node's SCHED_NONE: the listening socket itself is handed to every worker and the workers accept; the
+    /// kernel balances. Highest connection rate, uneven spread, and no per-connection routing by the primary.
+    /// </summary>
+    Shared,
+}
