@@ -9,9 +9,28 @@ builder.WebHost.UseClusterTransport();
 var app = builder.Build();
 app.UseWebSockets();
 
-// Who served this request: worker id and process id.
+// Who served this request: worker id, slot and process id.
 app.MapGet("/", (IClusterContext cluster, HttpContext http) =>
-    $"Hello from worker {cluster.WorkerId} (pid {Environment.ProcessId}), serving {http.Request.Protocol} for {http.Connection.RemoteIpAddress}:{http.Connection.RemotePort}\n");
+    $"Hello from worker {cluster.WorkerId} (slot {cluster.SlotIndex}, pid {Environment.ProcessId}), serving {http.Request.Protocol} for {http.Connection.RemoteIpAddress}:{http.Connection.RemotePort}\n");
+
+// A per-worker cache, cleared in every worker at once by a cluster broadcast: GET /cache, POST /cache/clear.
+var cache = new WorkerCache();
+app.Services.GetRequiredService<IClusterMessenger>().Subscribe(message =>
+{
+    if (message.GetString() == "cache:clear")
+    {
+        cache.Clear();
+    }
+
+    return ValueTask.CompletedTask;
+});
+app.MapGet("/cache", (IClusterContext cluster) =>
+    $"worker {cluster.WorkerId} (pid {Environment.ProcessId}): value computed at {cache.Value:O}, cache cleared {cache.Clears} times\n");
+app.MapPost("/cache/clear", async (IClusterMessenger messenger) =>
+{
+    await messenger.BroadcastAsync("cache:clear");
+    return "Asked every worker to clear its cache.\n";
+});
 
 // A slow request, handy to watch a graceful shutdown drain: /slow?ms=3000 (at most 60 s).
 app.MapGet("/slow", async (int? ms, IClusterContext cluster, CancellationToken aborted) =>
@@ -57,3 +76,20 @@ app.Run();
 
 /// <summary>The sample's entry point, visible to WebApplicationFactory in the tests.</summary>
 public partial class Program;
+
+/// <summary>Something expensive to compute, kept per worker process until a broadcast clears it.</summary>
+internal sealed class WorkerCache
+{
+    private Lazy<DateTimeOffset> _value = new(() => DateTimeOffset.UtcNow);
+    private int _clears;
+
+    public DateTimeOffset Value => _value.Value;
+
+    public int Clears => _clears;
+
+    public void Clear()
+    {
+        _value = new Lazy<DateTimeOffset>(() => DateTimeOffset.UtcNow);
+        Interlocked.Increment(ref _clears);
+    }
+}

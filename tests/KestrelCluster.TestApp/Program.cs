@@ -1,6 +1,9 @@
 // A cluster app for failure tests. Configuration (environment variables reach primary and workers):
 //   TestApp__FailStartup=true        every worker throws while starting (the primary starts normally)
 //   TestApp__StartupDelayMs=5000     every worker takes this long to start
+//   TestApp__RecordFile=/tmp/x       the primary-only and slot-0-only hosted services append "<kind> <pid>" lines here,
+//                                    and the primary appends "message <worker id> <text>" for each message a worker sends it
+// GET /tell-primary?text=hi: the worker serving it sends "hi" to the primary.
 using KestrelCluster;
 
 namespace KestrelCluster.TestApp;
@@ -12,9 +15,26 @@ internal static class Program
         var builder = WebApplication.CreateBuilder(args);
         builder.WebHost.UseClusterTransport();
         builder.Services.AddHostedService<WorkerStartup>();
+        builder.Services.AddPrimaryHostedService<RecordStart>();
+        builder.Services.AddSlotHostedService<RecordSlotZeroStart>(slotIndex: 0);
 
         var app = builder.Build();
         app.MapGet("/", (IClusterContext cluster) => $"worker {cluster.WorkerId} (pid {Environment.ProcessId})\n");
+        app.MapGet("/tell-primary", async (string text, IClusterMessenger messenger, IClusterContext cluster) =>
+        {
+            await messenger.SendToPrimaryAsync(System.Text.Encoding.UTF8.GetBytes(text));
+            return $"worker {cluster.WorkerId} (pid {Environment.ProcessId}) sent it\n";
+        });
+
+        var cluster = app.Services.GetRequiredService<IClusterContext>();
+        if (cluster.Role == ClusterRole.Primary && app.Configuration["TestApp:RecordFile"] is { Length: > 0 } record)
+        {
+            app.Services.GetRequiredService<IClusterMessenger>().Subscribe(message =>
+            {
+                File.AppendAllText(record, $"message {message.FromWorkerId} {message.GetString()}\n");
+                return ValueTask.CompletedTask;
+            });
+        }
         app.Run();
     }
 }
@@ -36,4 +56,27 @@ internal sealed class WorkerStartup(IClusterContext cluster, IConfiguration conf
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
+
+/// <summary>Records that it ran, and where: the test checks it ran exactly once in the cluster.</summary>
+internal class RecordStart(IConfiguration configuration) : IHostedService
+{
+    protected virtual string Kind => "primary-only";
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (configuration["TestApp:RecordFile"] is { Length: > 0 } path)
+        {
+            File.AppendAllText(path, $"{Kind} {Environment.ProcessId}\n");
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
+
+internal sealed class RecordSlotZeroStart(IConfiguration configuration) : RecordStart(configuration)
+{
+    protected override string Kind => "slot-0-only";
 }

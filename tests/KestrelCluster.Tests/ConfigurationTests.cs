@@ -20,6 +20,18 @@ public sealed class ConfigurationTests
         Assert.Contains(key, error.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("Cluster__Scheduling", "Sticky", "Cluster:Scheduling is 'Sticky'; allowed values: RoundRobin, LeastConnections, ClientIpHash, Shared")]
+    [InlineData("Cluster__Wrokers", "4", "'Wrokers'")]
+    public async Task Options_UnknownValueOrKey_StartupFailsNamingItAndWhatIsAllowed(string variable, string value, string expected)
+    {
+        await using var factory = new ClusterAppFactory(new Dictionary<string, string?> { [variable] = value }, port: 0);
+
+        var error = Assert.ThrowsAny<InvalidOperationException>(() => factory.StartServer());
+
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Options_NotANumber_StartupFailsNamingTheKey()
     {

@@ -40,7 +40,7 @@ public sealed class EndpointTests
 
             foreach (var (name, endpoint) in targets)
             {
-                var response = await RequestAsync(endpoint);
+                var response = await HttpProbe.NewConnectionRequestAsync(endpoint);
                 Assert.True(response.StartsWith("HTTP/1.1 200", StringComparison.Ordinal), $"{name}: {response}");
                 Assert.Contains(HttpProbe.ServedBy(response), workers);
             }
@@ -49,22 +49,5 @@ public sealed class EndpointTests
         {
             Directory.Delete(directory, recursive: true);
         }
-    }
-
-    private static async Task<string> RequestAsync(EndPoint endpoint)
-    {
-        using var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, endpoint is UnixDomainSocketEndPoint ? ProtocolType.Unspecified : ProtocolType.Tcp);
-        using var timeout = new CancellationTokenSource(HttpProbe.Timeout);
-        await socket.ConnectAsync(endpoint, timeout.Token);
-        await socket.SendAsync("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"u8.ToArray(), timeout.Token);
-        using var response = new MemoryStream();
-        var buffer = new byte[4096];
-        int read;
-        while ((read = await socket.ReceiveAsync(buffer, timeout.Token)) > 0)
-        {
-            response.Write(buffer, 0, read);
-        }
-
-        return System.Text.Encoding.ASCII.GetString(response.ToArray());
     }
 }

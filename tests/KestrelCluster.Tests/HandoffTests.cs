@@ -103,16 +103,10 @@ public sealed class HandoffTests(ClusterFixture cluster)
         await socket.ConnectAsync(HttpProbe.EndPointOf(cluster.HttpAddress));
         var local = (IPEndPoint)socket.LocalEndPoint!;
         await socket.SendAsync(Encoding.ASCII.GetBytes("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
-        var response = new StringBuilder();
-        var buffer = new byte[4096];
-        int read;
         using var timeout = new CancellationTokenSource(HttpProbe.Timeout);
-        while ((read = await socket.ReceiveAsync(buffer, timeout.Token)) > 0)
-        {
-            response.Append(Encoding.ASCII.GetString(buffer, 0, read));
-        }
+        var response = await HttpProbe.ReadToEndAsync(socket, timeout.Token);
 
-        Assert.Contains($"for {local.Address.MapToIPv4()}:{local.Port}", response.ToString(), StringComparison.Ordinal);
+        Assert.Contains($"for {local.Address.MapToIPv4()}:{local.Port}", response, StringComparison.Ordinal);
     }
 
     [Fact]

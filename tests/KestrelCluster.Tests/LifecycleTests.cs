@@ -59,25 +59,12 @@ public sealed class LifecycleTests
 
         TestProcesses.Signal(sample.ProcessId, signal);
 
-        var response = await ReadToEndAsync(client).WaitAsync(TimeSpan.FromSeconds(20));
+        var response = await HttpProbe.ReadToEndAsync(client).WaitAsync(TimeSpan.FromSeconds(20));
         Assert.StartsWith("HTTP/1.1 200", response, StringComparison.Ordinal);
         Assert.Contains("Slept 3000 ms", response, StringComparison.Ordinal);
 
         Assert.True(sample.Process.WaitForExit(20_000), "the primary exits");
         Assert.Equal(0, sample.Process.ExitCode);
         Assert.DoesNotContain(workers, ProcFs.IsAlive);
-    }
-
-    private static async Task<string> ReadToEndAsync(System.Net.Sockets.Socket socket)
-    {
-        var response = new System.Text.StringBuilder();
-        var buffer = new byte[4096];
-        int read;
-        while ((read = await socket.ReceiveAsync(buffer)) > 0)
-        {
-            response.Append(System.Text.Encoding.ASCII.GetString(buffer, 0, read));
-        }
-
-        return response.ToString();
     }
 }

@@ -70,6 +70,27 @@ public sealed class SupervisionTests(ClusterFixture cluster)
     }
 
     [Fact]
+    public async Task SlotIndex_KeptByTheReplacementOfAWorker_AsTheReplacementItselfSeesIt()
+    {
+        var victim = cluster.Factory.Supervisor.WorkerProcesses.Single(w => w.Slot == 1);
+        var restartsBefore = Manager.Workers.Single(w => w.Id == victim.Id).Restarts;
+
+        TestProcesses.Signal(victim.ProcessId, TestProcesses.SIGKILL);
+        await Wait.UntilAsync(() => cluster.Factory.Supervisor.WorkerProcesses.Any(w => w.Slot == 1 && w.Id != victim.Id && w.IsReady),
+            TimeSpan.FromSeconds(30), "slot 1 has a ready replacement");
+        var replacement = cluster.Factory.Supervisor.WorkerProcesses.Single(w => w.Slot == 1);
+
+        var answers = new List<string>();
+        for (var i = 0; i < 4; i++)
+        {
+            answers.Add(await HttpProbe.NewConnectionRequestAsync(HttpProbe.EndPointOf(cluster.HttpAddress)));
+        }
+
+        Assert.Contains(answers, a => a.Contains($"Hello from worker {replacement.Id} (slot 1, pid {replacement.ProcessId})", StringComparison.Ordinal));
+        Assert.Equal(restartsBefore + 1, Manager.Workers.Single(w => w.Id == replacement.Id).Restarts);
+    }
+
+    [Fact]
     public async Task RollingRestart_ThroughTheApiUnderLoad_NoRequestFailsAndEveryWorkerIsReplaced()
     {
         var before = Manager.Workers;

@@ -3,6 +3,7 @@
 using KestrelCluster;
 using KestrelCluster.Hosting;
 using KestrelCluster.Interop;
+using KestrelCluster.Messaging;
 using KestrelCluster.Primary;
 using KestrelCluster.Worker;
 using Microsoft.AspNetCore.Connections;
@@ -81,6 +82,8 @@ public static class ClusterWebHostBuilderExtensions
             }
 
             services.AddSingleton<IClusterContext>(sp => sp.GetRequiredService<ClusterContext>());
+            services.AddSingleton<ClusterMessenger>();
+            services.AddSingleton<IClusterMessenger>(sp => sp.GetRequiredService<ClusterMessenger>());
             services.AddSingleton<IMultiplexedConnectionListenerFactory, QuicRefusal>();
         });
     }

@@ -29,7 +29,7 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     private int _disposed;
 
     public ClusterSupervisor(IOptions<ClusterOptions> options, ClusterContext context, IHostApplicationLifetime lifetime, IServer server,
-        PrimaryListenerTable listeners, HandoffDispatcher dispatcher, WorkerLauncher launcher, ILoggerFactory loggerFactory)
+        PrimaryListenerTable listeners, HandoffDispatcher dispatcher, WorkerLauncher launcher, Messaging.ClusterMessenger messenger, ILoggerFactory loggerFactory)
     {
         _options = options.Value;
         _context = context;
@@ -40,7 +40,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         _logger = loggerFactory.CreateLogger("KestrelCluster.Primary");
         var channelLogger = loggerFactory.CreateLogger("KestrelCluster.Primary.WorkerChannel");
         _pool = new WorkerPool(_options, context, lifetime, launcher,
-            (worker, socket) => new WorkerChannel(worker, socket, dispatcher, listeners, _options.MaxHandoffsInFlight, channelLogger), loggerFactory);
+            (worker, socket) => new WorkerChannel(worker, socket, dispatcher, listeners, _options.MaxHandoffsInFlight, channelLogger, messenger), loggerFactory);
+        messenger.AttachPrimary(() => _pool.Workers);
     }
 
     /// <summary>The control socket's path, once workers are being started (tests use it).</summary>

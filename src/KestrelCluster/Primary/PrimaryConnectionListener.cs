@@ -43,8 +43,14 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
 
     public bool IsAccepting => Volatile.Read(ref _stopped) == 0;
 
-    /// <summary>Binds with Kestrel's own rules (dual mode for IPv6Any) and Kestrel's error for a taken address.</summary>
-    public static PrimaryConnectionListener Bind(int id, EndPoint endpoint, int backlog, HandoffDispatcher dispatcher, PrimaryListenerTable table, ILogger logger)
+    /// <summary>In shared mode, the listening socket's fd, handed to every worker; otherwise -1.</summary>
+    public int SharedListeningDescriptor { get; private set; } = -1;
+
+    /// <summary>
+    /// Binds with Kestrel's own rules (dual mode for IPv6Any) and Kestrel's error for a taken address. In shared
+    /// mode the workers accept on this socket and the primary runs no accept loop.
+    /// </summary>
+    public static PrimaryConnectionListener Bind(int id, EndPoint endpoint, int backlog, HandoffDispatcher dispatcher, PrimaryListenerTable table, ILogger logger, bool shared = false)
     {
         Socket socket;
         try
@@ -67,7 +73,15 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         }
 
         var listener = new PrimaryConnectionListener(id, endpoint, socket, dispatcher, table, logger);
-        listener._acceptLoop = listener.AcceptLoopAsync();
+        if (shared)
+        {
+            listener.SharedListeningDescriptor = (int)socket.SafeHandle.DangerousGetHandle();
+        }
+        else
+        {
+            listener._acceptLoop = listener.AcceptLoopAsync();
+        }
+
         return listener;
     }
 

@@ -18,11 +18,13 @@ internal sealed class PrimaryConnectionListenerFactory : IConnectionListenerFact
     private readonly PrimaryListenerTable _table;
     private readonly HandoffDispatcher _dispatcher;
     private readonly SocketTransportOptions _socketOptions;
+    private readonly bool _shared;
     private readonly ILogger _logger;
 
     public PrimaryConnectionListenerFactory(ClusterContext context, PrimaryListenerTable table, HandoffDispatcher dispatcher,
-        IOptions<SocketTransportOptions> socketOptions, ILoggerFactory loggerFactory)
+        IOptions<SocketTransportOptions> socketOptions, IOptions<ClusterOptions> clusterOptions, ILoggerFactory loggerFactory)
     {
+        _shared = clusterOptions.Value.Scheduling == SchedulingPolicy.Shared;
         _context = context;
         _table = table;
         _dispatcher = dispatcher;
@@ -50,7 +52,7 @@ internal sealed class PrimaryConnectionListenerFactory : IConnectionListenerFact
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
-        var listener = PrimaryConnectionListener.Bind(_table.NextId(), endpoint, _socketOptions.Backlog, _dispatcher, _table, _logger);
+        var listener = PrimaryConnectionListener.Bind(_table.NextId(), endpoint, _socketOptions.Backlog, _dispatcher, _table, _logger, _shared);
         _table.Add(listener);
         return ValueTask.FromResult<IConnectionListener>(listener);
     }

@@ -17,6 +17,7 @@ internal sealed class WorkerChannel
     private readonly PrimaryListenerTable _listeners;
     private readonly ILogger _logger;
     private readonly int _maxInFlight;
+    private readonly Messaging.ClusterMessenger? _messenger;
     private readonly Lock _lock = new();
     private readonly Dictionary<long, AcceptedConnection> _inFlight = [];
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -28,8 +29,10 @@ internal sealed class WorkerChannel
     private long _handedOff;
     private long _closedConnections;
 
-    public WorkerChannel(WorkerProcess worker, Socket socket, HandoffDispatcher dispatcher, PrimaryListenerTable listeners, int maxInFlight, ILogger logger)
+    public WorkerChannel(WorkerProcess worker, Socket socket, HandoffDispatcher dispatcher, PrimaryListenerTable listeners, int maxInFlight, ILogger logger,
+        Messaging.ClusterMessenger? messenger = null)
     {
+        _messenger = messenger;
         Worker = worker;
         _socket = socket;
         _dispatcher = dispatcher;
@@ -118,7 +121,10 @@ internal sealed class WorkerChannel
     }
 
     /// <summary>Sends a frame without fds; used for rare control frames, so a full queue is waited out briefly.</summary>
-    public bool TrySendControl(ReadOnlySpan<byte> frame)
+    public bool TrySendControl(ReadOnlySpan<byte> frame) => TrySendControl(frame, -1);
+
+    /// <summary>Sends a control frame, with one fd attached when <paramref name="fd"/> is not -1.</summary>
+    public bool TrySendControl(ReadOnlySpan<byte> frame, int fd)
     {
         var deadline = Environment.TickCount64 + 5_000;
         while (true)
@@ -131,7 +137,7 @@ internal sealed class WorkerChannel
                     return false;
                 }
 
-                errno = Libc.SendMessage(_socket.SafeHandle, frame, []);
+                errno = fd < 0 ? Libc.SendMessage(_socket.SafeHandle, frame, []) : Libc.SendMessage(_socket.SafeHandle, frame, [fd]);
             }
 
             if (errno == 0)
@@ -237,10 +243,15 @@ internal sealed class WorkerChannel
 
                 _listenerIds = [.. _listenerIds, listener.Id];
                 PrimaryLog.ListenerRegistered(_logger, Worker.Id, listener.Id, listener.EndPoint);
-                return TrySendControl(ControlFrames.Registered(requestId, listener.Id, EndpointText.Format(listener.EndPoint)));
+                // In shared mode the worker gets the listening socket itself and accepts on it (Node's SCHED_NONE).
+                return TrySendControl(ControlFrames.Registered(requestId, listener.Id, EndpointText.Format(listener.EndPoint)), listener.SharedListeningDescriptor);
 
             case FrameType.Unregister when ControlFrames.TryReadUnregister(frame, out var listenerId):
                 _listenerIds = [.. _listenerIds.Where(id => id != listenerId)];
+                return true;
+
+            case FrameType.Message when _messenger is not null && ControlFrames.TryReadMessage(frame, out var broadcast, out var from, out var payload) && from == Worker.Id:
+                _messenger.OnFrame(Worker.Id, broadcast, payload.ToArray());
                 return true;
 
             case FrameType.ConnectionsClosed when ControlFrames.TryReadConnectionsClosed(frame, out var closed):

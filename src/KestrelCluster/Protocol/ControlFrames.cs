@@ -9,8 +9,16 @@ namespace KestrelCluster.Protocol;
 
 internal static class ControlFrames
 {
-    /// <summary>Largest frame either side sends or accepts.</summary>
-    public const int MaxFrameLength = 4096;
+    /// <summary>Largest application message payload (IClusterMessenger).</summary>
+    public const int MaxMessageSize = 64 * 1024;
+
+    /// <summary>Largest frame either side sends or accepts: a message with its header.</summary>
+    public const int MaxFrameLength = MaxMessageSize + MessageHeaderLength;
+
+    private const int MessageHeaderLength = 1 + 1 + sizeof(int);
+
+    /// <summary>Largest registration frame (an endpoint or an error text).</summary>
+    private const int MaxTextFrameLength = 4096;
 
     public const int SecretLength = 32;
 
@@ -69,6 +77,32 @@ internal static class ControlFrames
     }
 
     public const int HandoffLength = 1 + HandoffEntryLength;
+
+    public static byte[] Message(bool broadcast, int fromWorkerId, ReadOnlySpan<byte> payload)
+    {
+        var frame = new byte[MessageHeaderLength + payload.Length];
+        frame[0] = (byte)FrameType.Message;
+        frame[1] = broadcast ? (byte)1 : (byte)0;
+        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(2), fromWorkerId);
+        payload.CopyTo(frame.AsSpan(MessageHeaderLength));
+        return frame;
+    }
+
+    public static bool TryReadMessage(ReadOnlySpan<byte> frame, out bool broadcast, out int fromWorkerId, out ReadOnlySpan<byte> payload)
+    {
+        broadcast = false;
+        fromWorkerId = 0;
+        payload = default;
+        if (frame.Length < MessageHeaderLength || frame.Length > MaxFrameLength || frame[1] > 1)
+        {
+            return false;
+        }
+
+        broadcast = frame[1] == 1;
+        fromWorkerId = BinaryPrimitives.ReadInt32LittleEndian(frame[2..]);
+        payload = frame[MessageHeaderLength..];
+        return true;
+    }
 
     public static byte[] ConnectionsClosed(int count)
     {
@@ -190,10 +224,10 @@ internal static class ControlFrames
     {
         var textLength = Encoding.UTF8.GetByteCount(text);
         var headerLength = 1 + headerInts;
-        if (headerLength + textLength > MaxFrameLength)
+        if (headerLength + textLength > MaxTextFrameLength)
         {
             // Error messages may be long; cut them rather than fail. Endpoints are far below the bound.
-            text = text[..Math.Min(text.Length, (MaxFrameLength - headerLength) / 4)];
+            text = text[..Math.Min(text.Length, (MaxTextFrameLength - headerLength) / 4)];
             textLength = Encoding.UTF8.GetByteCount(text);
         }
 
@@ -215,7 +249,7 @@ internal static class ControlFrames
         second = 0;
         text = string.Empty;
         var headerLength = 1 + (ints * sizeof(int));
-        if (frame.Length < headerLength || frame.Length > MaxFrameLength || frame[0] != (byte)type)
+        if (frame.Length < headerLength || frame.Length > MaxTextFrameLength || frame[0] != (byte)type)
         {
             return false;
         }

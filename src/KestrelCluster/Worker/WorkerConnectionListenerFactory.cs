@@ -39,7 +39,12 @@ internal sealed class WorkerConnectionListenerFactory : IConnectionListenerFacto
     public async ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
-        var (listenerId, bound) = await _channel.RegisterAsync(endpoint, cancellationToken).ConfigureAwait(false);
+        var (listenerId, bound, sharedFd) = await _channel.RegisterAsync(endpoint, cancellationToken).ConfigureAwait(false);
+        if (sharedFd >= 0)
+        {
+            return new SharedConnectionListener(sharedFd, bound, _contextFactory, _channel);
+        }
+
         var listener = new WorkerConnectionListener(listenerId, bound, _channel, _contextFactory, _logger);
         _channel.AddListener(listener);
         return listener;

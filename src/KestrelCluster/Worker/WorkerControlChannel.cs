@@ -25,38 +25,50 @@ internal sealed class WorkerControlChannel : IDisposable
     private readonly SemaphoreSlim _connectLock = new(1, 1);
     private readonly Lock _sendLock = new();
     private readonly ConcurrentDictionary<int, WorkerConnectionListener> _listeners = new();
-    private readonly ConcurrentDictionary<int, TaskCompletionSource<(int ListenerId, string EndPoint)>> _registrations = new();
+    private readonly ConcurrentDictionary<int, TaskCompletionSource<(int ListenerId, string EndPoint, int SharedFd)>> _registrations = new();
     private Socket? _socket;
     private int _nextRequestId;
     private int _closedSinceReport;
     private int _closeReportScheduled;
     private volatile bool _closed;
 
-    public WorkerControlChannel(WorkerIdentity identity, IHostApplicationLifetime lifetime, ILogger<WorkerControlChannel> logger)
+    private readonly Messaging.ClusterMessenger _messenger;
+
+    public WorkerControlChannel(WorkerIdentity identity, IHostApplicationLifetime lifetime, Messaging.ClusterMessenger messenger, ILogger<WorkerControlChannel> logger)
     {
+        _messenger = messenger;
+        messenger.AttachWorker(this);
         _identity = identity;
         _lifetime = lifetime;
         _logger = logger;
     }
 
-    /// <summary>Asks the primary which of its listeners serves <paramref name="endpoint"/>; returns its id and real endpoint.</summary>
-    public async Task<(int ListenerId, EndPoint BoundEndPoint)> RegisterAsync(EndPoint endpoint, CancellationToken cancellationToken)
+    /// <summary>
+    /// Asks the primary which of its listeners serves <paramref name="endpoint"/>; returns its id, its real endpoint,
+    /// and in shared mode the fd of the listening socket itself (else -1).
+    /// </summary>
+    public async Task<(int ListenerId, EndPoint BoundEndPoint, int SharedFd)> RegisterAsync(EndPoint endpoint, CancellationToken cancellationToken)
     {
         await EnsureConnectedAsync(cancellationToken).ConfigureAwait(false);
 
         var requestId = Interlocked.Increment(ref _nextRequestId);
-        var reply = new TaskCompletionSource<(int, string)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var reply = new TaskCompletionSource<(int, string, int)>(TaskCreationOptions.RunContinuationsAsynchronously);
         _registrations[requestId] = reply;
         try
         {
             Send(ControlFrames.Register(requestId, endpoint));
-            var (listenerId, text) = await reply.Task.WaitAsync(s_registerTimeout, cancellationToken).ConfigureAwait(false);
+            var (listenerId, text, sharedFd) = await reply.Task.WaitAsync(s_registerTimeout, cancellationToken).ConfigureAwait(false);
             if (listenerId < 0 || !EndpointText.TryParse(text, out var bound))
             {
+                if (sharedFd >= 0)
+                {
+                    Libc.CloseDescriptor(sharedFd);
+                }
+
                 throw new InvalidOperationException($"The cluster primary refused endpoint {endpoint}: {text}");
             }
 
-            return (listenerId, bound!);
+            return (listenerId, bound!, sharedFd);
         }
         catch (TimeoutException e)
         {
@@ -236,12 +248,20 @@ internal sealed class WorkerControlChannel : IDisposable
 
                 return true;
 
-            case FrameType.Registered when fds.IsEmpty && ControlFrames.TryReadRegistered(frame, out var requestId, out var listenerId, out var text):
-                if (_registrations.TryGetValue(requestId, out var reply))
+            case FrameType.Registered when fds.Length <= 1 && ControlFrames.TryReadRegistered(frame, out var requestId, out var listenerId, out var text):
+                var sharedFd = fds.IsEmpty ? -1 : fds[0];
+                if (!_registrations.TryGetValue(requestId, out var reply) || !reply.TrySetResult((listenerId, text, sharedFd)))
                 {
-                    reply.TrySetResult((listenerId, text));
+                    if (sharedFd >= 0)
+                    {
+                        Libc.CloseDescriptor(sharedFd); // nobody is waiting for it any more
+                    }
                 }
 
+                return true;
+
+            case FrameType.Message when fds.IsEmpty && ControlFrames.TryReadMessage(frame, out var broadcast, out var from, out var payload):
+                _messenger.OnFrame(from, broadcast, payload.ToArray());
                 return true;
 
             case FrameType.Stop when fds.IsEmpty && frame.Length == 1:
@@ -274,8 +294,14 @@ internal sealed class WorkerControlChannel : IDisposable
         _ = Task.Delay(OrphanExitDelay).ContinueWith(_ => Environment.Exit(1), TaskScheduler.Default);
     }
 
-    private void Send(ReadOnlySpan<byte> frame)
+    /// <summary>Sends a frame; throws if the channel is not connected or broken.</summary>
+    public void Send(ReadOnlySpan<byte> frame)
     {
+        if (_socket is null || _closed)
+        {
+            throw new InvalidOperationException("This worker is not connected to its primary.");
+        }
+
         lock (_sendLock)
         {
             _socket!.Send(frame);

@@ -13,12 +13,15 @@ namespace KestrelCluster.Tests.TestSupport;
 internal sealed class ClusterAppFactory : WebApplicationFactory<Program>
 {
     private readonly EnvironmentScope _environment;
+    private readonly Action<IServiceCollection>? _configureServices;
     private bool _started;
 
     /// <param name="environment">Configuration for the primary and its workers, as environment variables.</param>
     /// <param name="port">When set, UseKestrel(port): the factory imposes http://127.0.0.1:port on the primary.</param>
-    public ClusterAppFactory(IReadOnlyDictionary<string, string?> environment, int? port = null)
+    /// <param name="configureServices">Services for the primary (this process) only.</param>
+    public ClusterAppFactory(IReadOnlyDictionary<string, string?> environment, int? port = null, Action<IServiceCollection>? configureServices = null)
     {
+        _configureServices = configureServices;
         _environment = new EnvironmentScope(new Dictionary<string, string?>(environment)
         {
             // Quiet workers: the test output stays readable. Warnings and errors still show.
@@ -39,8 +42,14 @@ internal sealed class ClusterAppFactory : WebApplicationFactory<Program>
     /// <summary>Every message the primary (this process) logs.</summary>
     public CapturingLoggerProvider Logs { get; } = new();
 
-    protected override void ConfigureWebHost(IWebHostBuilder builder) =>
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
         builder.ConfigureLogging(logging => logging.AddProvider(Logs));
+        if (_configureServices is not null)
+        {
+            builder.ConfigureServices(_configureServices);
+        }
+    }
 
     internal ClusterSupervisor Supervisor => Services.GetRequiredService<ClusterSupervisor>();
 

@@ -41,18 +41,32 @@ internal static partial class HttpProbe
         return int.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    /// <summary>One HTTP/1.1 request on a new TCP connection (Connection: close); returns the whole response.</summary>
-    public static async Task<string> NewConnectionRequestAsync(IPEndPoint endpoint, string path = "/", CancellationToken cancellationToken = default)
+    /// <summary>
+    /// One HTTP/1.1 request on a new connection (Connection: close) to a TCP or Unix socket endpoint, optionally
+    /// from a given local address; returns the whole response.
+    /// </summary>
+    public static async Task<string> NewConnectionRequestAsync(EndPoint endpoint, string path = "/", IPAddress? from = null, CancellationToken cancellationToken = default)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(Timeout);
-        using var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        using var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, endpoint is UnixDomainSocketEndPoint ? ProtocolType.Unspecified : ProtocolType.Tcp);
+        if (from is not null)
+        {
+            socket.Bind(new IPEndPoint(from, 0));
+        }
+
         await socket.ConnectAsync(endpoint, timeout.Token);
         await socket.SendAsync(Encoding.ASCII.GetBytes($"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"), timeout.Token);
+        return await ReadToEndAsync(socket, timeout.Token);
+    }
+
+    /// <summary>Reads until the server closes the connection.</summary>
+    public static async Task<string> ReadToEndAsync(Socket socket, CancellationToken cancellationToken = default)
+    {
         var response = new MemoryStream();
         var buffer = new byte[4096];
         int read;
-        while ((read = await socket.ReceiveAsync(buffer, timeout.Token)) > 0)
+        while ((read = await socket.ReceiveAsync(buffer, cancellationToken)) > 0)
         {
             response.Write(buffer, 0, read);
         }

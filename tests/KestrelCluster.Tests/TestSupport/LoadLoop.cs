@@ -83,7 +83,7 @@ internal sealed class LoadLoop
 
     private void Record(string response)
     {
-        if (response.StartsWith("HTTP/1.1 200", StringComparison.Ordinal) && response.Contains("(pid ", StringComparison.Ordinal))
+        if (response.StartsWith("HTTP/1.1 200", StringComparison.Ordinal) && response.Contains(" pid ", StringComparison.Ordinal))
         {
             Interlocked.Increment(ref _succeeded);
             _servedBy.AddOrUpdate(HttpProbe.ServedBy(response), 1, (_, n) => n + 1);

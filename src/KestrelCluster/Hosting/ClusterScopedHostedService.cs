@@ -1,0 +1,40 @@
+// Runs a hosted service only in the processes a predicate on IClusterContext selects; elsewhere it is never created.
+using KestrelCluster;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace KestrelCluster.Hosting;
+
+internal sealed class ClusterScopedHostedService<THostedService>(IServiceProvider services, Func<IClusterContext, bool> runsHere) : IHostedService, IAsyncDisposable
+    where THostedService : class, IHostedService
+{
+    private THostedService? _inner;
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        // Without UseClusterTransport there is no cluster: the one process runs it.
+        var context = services.GetService<IClusterContext>();
+        if (context is not null && !runsHere(context))
+        {
+            return Task.CompletedTask;
+        }
+
+        _inner = ActivatorUtilities.CreateInstance<THostedService>(services);
+        return _inner.StartAsync(cancellationToken);
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => _inner?.StopAsync(cancellationToken) ?? Task.CompletedTask;
+
+    public async ValueTask DisposeAsync()
+    {
+        switch (_inner)
+        {
+            case IAsyncDisposable asyncDisposable:
+                await asyncDisposable.DisposeAsync().ConfigureAwait(false);
+                break;
+            case IDisposable disposable:
+                disposable.Dispose();
+                break;
+        }
+    }
+}

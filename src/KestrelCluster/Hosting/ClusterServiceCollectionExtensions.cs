@@ -1,0 +1,43 @@
+// Hosted services that run once across the cluster: in the primary only, or in one worker slot only.
+// Hosted services added with AddHostedService run in every process (the primary and each worker).
+using KestrelCluster;
+using KestrelCluster.Hosting;
+using Microsoft.Extensions.Hosting;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary><see cref="IServiceCollection"/> extension methods for hosted services that run once in a cluster.</summary>
+public static class ClusterServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds a hosted service that runs in the primary only — once across the cluster, like a cron job — or in the
+    /// single process when the app is not clustered.
+    /// </summary>
+    /// <typeparam name="THostedService">The hosted service.</typeparam>
+    /// <param name="services">The services.</param>
+    /// <returns>The services.</returns>
+    public static IServiceCollection AddPrimaryHostedService<THostedService>(this IServiceCollection services)
+        where THostedService : class, IHostedService
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        return services.AddHostedService(sp => new ClusterScopedHostedService<THostedService>(sp, context => context.Role != ClusterRole.Worker));
+    }
+
+    /// <summary>
+    /// Adds a hosted service that runs only in the worker of slot <paramref name="slotIndex"/> (its replacement runs
+    /// it again), or in the single process when the app is not clustered. Use it for work that needs the app's
+    /// request-serving services but must run once.
+    /// </summary>
+    /// <typeparam name="THostedService">The hosted service.</typeparam>
+    /// <param name="services">The services.</param>
+    /// <param name="slotIndex">The slot, 0 by default.</param>
+    /// <returns>The services.</returns>
+    public static IServiceCollection AddSlotHostedService<THostedService>(this IServiceCollection services, int slotIndex = 0)
+        where THostedService : class, IHostedService
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentOutOfRangeException.ThrowIfNegative(slotIndex);
+        return services.AddHostedService(sp => new ClusterScopedHostedService<THostedService>(sp,
+            context => context.Role == ClusterRole.Standalone || (context.Role == ClusterRole.Worker && context.SlotIndex == slotIndex)));
+    }
+}
