@@ -1,0 +1,155 @@
+// One server setup under test, started on a free port and stopped after each measurement.
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+
+namespace KestrelCluster.Benchmarks;
+
+/// <summary>A setup: how to start it and how many "is ready" lines mean it is serving.</summary>
+internal sealed record Setup(string Name, string Description, Func<int, (string FileName, string[] Arguments)> Command, int ReadyLines);
+
+internal sealed class Server : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _output = new();
+
+    private Server(Process process, int port)
+    {
+        _process = process;
+        Port = port;
+    }
+
+    public int Port { get; }
+
+    public int ProcessId => _process.Id;
+
+    public string Url => $"http://127.0.0.1:{Port}/";
+
+    public static async Task<Server> StartAsync(Setup setup)
+    {
+        var port = FreePort();
+        var (fileName, arguments) = setup.Command(port);
+        var startInfo = new ProcessStartInfo(fileName) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var argument in arguments)
+        {
+            startInfo.ArgumentList.Add(argument);
+        }
+
+        var server = new Server(new Process { StartInfo = startInfo }, port);
+        server._process.OutputDataReceived += (_, e) => { if (e.Data is not null) server._output.Enqueue(e.Data); };
+        server._process.ErrorDataReceived += (_, e) => { if (e.Data is not null) server._output.Enqueue(e.Data); };
+        server._process.Start();
+        server._process.BeginOutputReadLine();
+        server._process.BeginErrorReadLine();
+        await server.WaitUntilServingAsync(setup.ReadyLines);
+        return server;
+    }
+
+    /// <summary>CPU seconds (user + system) the server's main process has used so far.</summary>
+    public double CpuSeconds()
+    {
+        var stat = File.ReadAllText($"/proc/{ProcessId}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0; // CLK_TCK = 100
+    }
+
+    public long ResidentBytes()
+    {
+        var line = File.ReadLines($"/proc/{ProcessId}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+    }
+
+    public int OpenFds() => Directory.EnumerateFileSystemEntries($"/proc/{ProcessId}/fd").Count();
+
+    public async ValueTask DisposeAsync()
+    {
+        var tree = Descendants(_process.Id);
+        if (!_process.HasExited)
+        {
+            Kill(_process.Id, 15);
+            if (!await Task.Run(() => _process.WaitForExit(15_000)))
+            {
+                _process.Kill();
+            }
+        }
+
+        foreach (var pid in tree)
+        {
+            Kill(pid, 9); // anything left behind (already gone, normally)
+        }
+
+        _process.Dispose();
+    }
+
+    private async Task WaitUntilServingAsync(int readyLines)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        using var client = new HttpClient();
+        while (true)
+        {
+            if (_process.HasExited)
+            {
+                throw new InvalidOperationException("The server exited:\n" + string.Join('\n', _output));
+            }
+
+            if (_output.Count(l => l.Contains("is ready", StringComparison.Ordinal)) >= readyLines)
+            {
+                try
+                {
+                    if ((await client.GetAsync(Url)).IsSuccessStatusCode)
+                    {
+                        return;
+                    }
+                }
+                catch (HttpRequestException)
+                {
+                }
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException("The server did not start:\n" + string.Join('\n', _output));
+            }
+
+            await Task.Delay(50);
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)socket.LocalEndPoint!).Port;
+    }
+
+    private static List<int> Descendants(int pid)
+    {
+        var result = new List<int>();
+        foreach (var directory in Directory.EnumerateDirectories("/proc"))
+        {
+            if (int.TryParse(Path.GetFileName(directory), out var child))
+            {
+                try
+                {
+                    var stat = File.ReadAllText($"/proc/{child}/stat");
+                    if (stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1] == pid.ToString(CultureInfo.InvariantCulture))
+                    {
+                        result.Add(child);
+                    }
+                }
+                catch (IOException)
+                {
+                }
+            }
+        }
+
+        return result;
+    }
+
+    private static void Kill(int pid, int signal) => _ = kill(pid, signal);
+
+    [System.Runtime.InteropServices.DllImport("libc")]
+    private static extern int kill(int pid, int sig);
+}

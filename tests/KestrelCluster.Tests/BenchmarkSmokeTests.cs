@@ -1,0 +1,55 @@
+// The benchmark harness still works: a smoke run (one short round per setup) produces the results table.
+// It measures nothing; speed targets live in benchmarks/, never in a timed test.
+using System.Diagnostics;
+using KestrelCluster.Tests.TestSupport;
+
+namespace KestrelCluster.Tests;
+
+[Collection(ClusterCollection.Name)]
+public sealed class BenchmarkSmokeTests
+{
+    [Fact]
+    public async Task Harness_SmokeRun_WritesTheResultsTable()
+    {
+        var root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "KestrelCluster.sln")))
+        {
+            root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("The repository root (KestrelCluster.sln) is not above the test folder.");
+        }
+
+        var output = Directory.CreateTempSubdirectory("kc-bench-smoke-").FullName;
+        try
+        {
+            var startInfo = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            foreach (var argument in new[] { Path.Combine(root, "benchmarks", "run.sh"), "--smoke", "--out", output })
+            {
+                startInfo.ArgumentList.Add(argument);
+            }
+
+            using var harness = Process.Start(startInfo)!;
+            var stdout = harness.StandardOutput.ReadToEndAsync();
+            var stderr = harness.StandardError.ReadToEndAsync();
+            try
+            {
+                await harness.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(6));
+            }
+            finally
+            {
+                if (!harness.HasExited)
+                {
+                    harness.Kill(entireProcessTree: true); // the harness and the servers it started
+                }
+            }
+
+            Assert.True(harness.ExitCode == 0, $"{await stdout}\n{await stderr}");
+            var table = File.ReadAllText(Assert.Single(Directory.GetFiles(output, "*-smoke.md")));
+            Assert.Contains("| plain Kestrel, one process (the ceiling) |", table, StringComparison.Ordinal);
+            Assert.Contains("| KestrelCluster, 2 workers, round-robin |", table, StringComparison.Ordinal);
+            Assert.Contains("accept → ConnectionContext created", table, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(output, recursive: true);
+        }
+    }
+}
