@@ -53,12 +53,32 @@ public sealed class ControlFramesTests
         Assert.False(ControlFrames.TryReadHandoff(frame, 2, listeners, handoffs)); // more fds than entries
     }
 
+    [Fact]
+    public void Acks_RoundTrip_SeveralInOneFrame()
+    {
+        var frame = ControlFrames.Acks([(7L, true), (8L, false)]);
+
+        Assert.Equal(2, ControlFrames.ReadAckCount(frame));
+        Assert.True(ControlFrames.TryReadAck(frame, 1, out var id, out var accepted));
+        Assert.Equal((8L, false), (id, accepted));
+    }
+
     [Theory]
-    [InlineData(new byte[] { 6 })]                                   // ack without body
-    [InlineData(new byte[] { 6, 1, 0, 0, 0, 0, 0, 0, 0, 2 })]        // ack with an impossible flag
-    [InlineData(new byte[] { 6, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9 })]     // ack too long
-    public void Ack_Malformed_IsRefused(byte[] frame) =>
-        Assert.False(ControlFrames.TryReadAck(frame, out _, out _));
+    [InlineData(new byte[] { 6 })]                                         // no count
+    [InlineData(new byte[] { 6, 0, 0 })]                                   // zero acks
+    [InlineData(new byte[] { 6, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0 })]           // count 1, entry cut short
+    [InlineData(new byte[] { 6, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9 })]     // count 1, one byte too many
+    public void Acks_Malformed_AreRefused(byte[] frame) =>
+        Assert.Equal(-1, ControlFrames.ReadAckCount(frame));
+
+    [Fact]
+    public void Acks_ImpossibleAcceptedFlag_IsRefused()
+    {
+        var frame = ControlFrames.Acks([(7L, true)]);
+        frame[^1] = 2;
+
+        Assert.False(ControlFrames.TryReadAck(frame, 0, out _, out _));
+    }
 
     [Theory]
     [InlineData(new byte[] { 1, 0, 0 })]              // hello too short

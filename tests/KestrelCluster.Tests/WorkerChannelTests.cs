@@ -46,9 +46,7 @@ public sealed class WorkerChannelTests : IAsyncDisposable
         var (channelB, workerB) = await ConnectWorkerAsync(2);
         var (fdB, handoffId) = await ReceiveHandoffAsync(workerB);
         using var served = new Socket(new SafeSocketHandle(fdB, ownsHandle: true));
-        var ack = new byte[ControlFrames.AckLength];
-        ControlFrames.WriteAck(ack, handoffId, accepted: true);
-        await workerB.SendAsync(ack);
+        await workerB.SendAsync(ControlFrames.Acks([(handoffId, true)]));
         await served.SendAsync("hello"u8.ToArray());
 
         var buffer = new byte[16];
@@ -63,10 +61,7 @@ public sealed class WorkerChannelTests : IAsyncDisposable
     public async Task Channel_AckForAConnectionNeverSent_IsAProtocolViolation()
     {
         var (channel, worker) = await ConnectWorkerAsync(1);
-        var ack = new byte[ControlFrames.AckLength];
-        ControlFrames.WriteAck(ack, handoffId: 123_456, accepted: true);
-
-        await worker.SendAsync(ack);
+        await worker.SendAsync(ControlFrames.Acks([(123_456L, true)]));
 
         await channel.Closed.WaitAsync(TimeSpan.FromSeconds(10));
     }

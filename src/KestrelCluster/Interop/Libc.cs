@@ -10,6 +10,9 @@ internal static unsafe partial class Libc
     public const int EINTR = 4;
     public const int EAGAIN = 11;
     public const int EPIPE = 32;
+    public const int EINVAL = 22;
+    public const int EMFILE = 24;
+    public const int ENFILE = 23;
     public const int ECONNRESET = 104;
 
     /// <summary>Most fds one control message carries. The kernel allows 253; the receiver's control
@@ -170,6 +173,50 @@ internal static unsafe partial class Libc
         }
     }
 
+    /// <summary>
+    /// Accepts one connection on a blocking listening socket (accept4 with SOCK_CLOEXEC). Returns the new fd, or
+    /// -errno: -EINVAL once the listening socket is shut down, -ECONNABORTED for a connection reset in the backlog.
+    /// </summary>
+    public static int Accept(SafeSocketHandle listener)
+    {
+        var addRef = false;
+        try
+        {
+            listener.DangerousAddRef(ref addRef);
+            while (true)
+            {
+                var fd = accept4((int)listener.DangerousGetHandle(), null, null, SOCK_CLOEXEC);
+                if (fd >= 0)
+                {
+                    return fd;
+                }
+
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno != EINTR)
+                {
+                    return -errno;
+                }
+            }
+        }
+        finally
+        {
+            if (addRef)
+            {
+                listener.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>Wakes a thread blocked in <see cref="Accept"/> on this socket (shutdown(SHUT_RDWR)).</summary>
+    public static void Shutdown(SafeSocketHandle socket) => shutdown((int)socket.DangerousGetHandle(), SHUT_RDWR);
+
+    /// <summary>Sets TCP_NODELAY on a raw fd. It belongs to the socket, so it holds in the worker too.</summary>
+    public static void SetNoDelay(int fd)
+    {
+        var one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(int));
+    }
+
     /// <summary>Closes a raw fd that was never wrapped in a <see cref="Socket"/>.</summary>
     public static void CloseDescriptor(int fd) => close(fd);
 
@@ -200,6 +247,10 @@ internal static unsafe partial class Libc
     public static int ParentProcessId => getppid();
 
     private const int PR_SET_PDEATHSIG = 1;
+    private const int SOCK_CLOEXEC = 0x80000;
+    private const int SHUT_RDWR = 2;
+    private const int IPPROTO_TCP = 6;
+    private const int TCP_NODELAY = 1;
 
     private static int CmsgAlign(int length) => (length + sizeof(nuint) - 1) & ~(sizeof(nuint) - 1);
 
@@ -219,6 +270,15 @@ internal static unsafe partial class Libc
 
     [LibraryImport("libc")]
     private static partial int getppid();
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int accept4(int sockfd, void* addr, void* addrlen, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int shutdown(int sockfd, int how);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int setsockopt(int sockfd, int level, int optname, void* optval, int optlen);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);

@@ -5,7 +5,7 @@ using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Primary;
 
-internal sealed class HandoffDispatcher
+internal sealed class HandoffDispatcher : IDisposable
 {
     /// <summary>Accepted connections waiting for a worker before the accept loops pause.</summary>
     internal const int MaxWaiting = 4096;
@@ -16,7 +16,7 @@ internal sealed class HandoffDispatcher
     private readonly List<WorkerCandidate> _candidates = [];
     private readonly IConnectionScheduler _scheduler;
     private readonly ILogger _logger;
-    private TaskCompletionSource? _room;
+    private readonly ManualResetEventSlim _room = new(initialState: true);
     private bool _stopped;
 
     public HandoffDispatcher(IConnectionScheduler scheduler, ILogger<HandoffDispatcher> logger)
@@ -43,29 +43,27 @@ internal sealed class HandoffDispatcher
         {
             if (_stopped)
             {
-                connection.Socket.Dispose();
+                connection.Close();
                 return;
             }
 
             _waiting.Enqueue(connection);
+            if (_waiting.Count >= MaxWaiting)
+            {
+                _room.Reset();
+            }
         }
 
         Flush();
     }
 
-    /// <summary>Completes when the waiting queue has room; the accept loops await it before each accept.</summary>
-    public ValueTask WaitForRoomAsync()
+    /// <summary>Blocks the accept thread while the waiting queue is full (the kernel's backlog holds the rest).</summary>
+    public void WaitForRoom()
     {
-        lock (_lock)
+        if (!_room.IsSet)
         {
-            if (_waiting.Count < MaxWaiting || _stopped)
-            {
-                return ValueTask.CompletedTask;
-            }
-
-            _room ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            PrimaryLog.AcceptPaused(_logger, _waiting.Count);
-            return new ValueTask(_room.Task);
+            PrimaryLog.AcceptPaused(_logger, WaitingCount);
+            _room.Wait();
         }
     }
 
@@ -121,10 +119,9 @@ internal sealed class HandoffDispatcher
                 }
 
                 connection = _waiting.Dequeue();
-                if (_room is not null && _waiting.Count < MaxWaiting / 2)
+                if (!_room.IsSet && _waiting.Count < MaxWaiting / 2)
                 {
-                    _room.TrySetResult();
-                    _room = null;
+                    _room.Set();
                 }
             }
 
@@ -148,6 +145,8 @@ internal sealed class HandoffDispatcher
         Flush();
     }
 
+    public void Dispose() => _room.Dispose();
+
     /// <summary>Stops routing: closes every waiting connection (the primary is shutting down).</summary>
     public void Stop()
     {
@@ -157,12 +156,12 @@ internal sealed class HandoffDispatcher
             _stopped = true;
             waiting = [.. _waiting];
             _waiting.Clear();
-            _room?.TrySetResult();
+            _room.Set();
         }
 
         foreach (var connection in waiting)
         {
-            connection.Socket.Dispose();
+            connection.Close();
         }
 
         if (waiting.Count > 0)
@@ -203,6 +202,6 @@ internal sealed class HandoffDispatcher
             }
         }
 
-        connection.Socket.Dispose();
+        connection.Close();
     }
 }

@@ -1,8 +1,13 @@
 // The primary's listener for one endpoint: a real listening socket and the accept loop that hands every
 // accepted socket to the dispatcher. Kestrel in the primary never sees a connection: AcceptAsync only waits
 // for unbind, then returns null.
+//
+// The accept loop is a dedicated thread in a blocking accept4(): per connection it costs one syscall, a
+// setsockopt and no Socket object, task or thread-pool hop — the primary's whole job is this loop, and with
+// Connection: close traffic its CPU per connection is what limits the cluster (see benchmarks/).
 using System.Net;
 using System.Net.Sockets;
+using KestrelCluster.Interop;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;
@@ -17,7 +22,7 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
     private readonly ILogger _logger;
     private readonly bool _isTcp;
     private readonly TaskCompletionSource _unbound = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private Task _acceptLoop = Task.CompletedTask;
+    private Thread? _acceptThread;
     private int _stopped;
 
     private PrimaryConnectionListener(int id, EndPoint requested, Socket listenSocket, HandoffDispatcher dispatcher, PrimaryListenerTable table, ILogger logger)
@@ -79,7 +84,8 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         }
         else
         {
-            listener._acceptLoop = listener.AcceptLoopAsync();
+            listener._acceptThread = new Thread(listener.AcceptLoop) { IsBackground = true, Name = $"KestrelCluster accept {listener.EndPoint}" };
+            listener._acceptThread.Start();
         }
 
         return listener;
@@ -103,6 +109,12 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
     {
         if (Interlocked.Exchange(ref _stopped, 1) == 0)
         {
+            if (_acceptThread is not null)
+            {
+                // Wakes the blocked accept4 (EINVAL). Never in shared mode: the workers hold this same socket.
+                Libc.Shutdown(_listenSocket.SafeHandle);
+            }
+
             _listenSocket.Dispose();
             if (EndPoint is UnixDomainSocketEndPoint unix && unix.ToString() is { Length: > 0 } path && !path.StartsWith('\0'))
             {
@@ -126,57 +138,63 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         StopAccepting();
         _table.Remove(this);
         _unbound.TrySetResult();
-        await _acceptLoop.ConfigureAwait(false);
+        if (_acceptThread is { } thread)
+        {
+            await Task.Run(thread.Join, CancellationToken.None).ConfigureAwait(false);
+        }
     }
 
     public ValueTask DisposeAsync() => UnbindAsync();
 
-    private async Task AcceptLoopAsync()
+    private void AcceptLoop()
     {
-        await Task.Yield();
         while (true)
         {
-            await _dispatcher.WaitForRoomAsync().ConfigureAwait(false);
+            _dispatcher.WaitForRoom();
+            var fd = Libc.Accept(_listenSocket.SafeHandle);
+            if (fd >= 0)
+            {
+                if (_isTcp)
+                {
+                    Libc.SetNoDelay(fd);
+                }
 
-            Socket accepted;
-            try
-            {
-                accepted = await _listenSocket.AcceptAsync().ConfigureAwait(false);
-            }
-            catch (ObjectDisposedException)
-            {
-                return;
-            }
-            catch (SocketException e) when (e.SocketErrorCode is SocketError.OperationAborted or SocketError.Interrupted or SocketError.InvalidArgument)
-            {
-                return;
-            }
-            catch (SocketException e)
-            {
-                // The connection was reset while it waited in the backlog: nothing was lost, accept the next one.
-                PrimaryLog.AcceptFailed(_logger, EndPoint, e.SocketErrorCode);
+                _dispatcher.Dispatch(new AcceptedConnection(this, fd));
                 continue;
             }
 
-            if (_isTcp)
+            if (!IsAccepting)
             {
-                // TCP_NODELAY belongs to the socket, not the fd: set here, it holds in the worker.
-                accepted.NoDelay = true;
+                return; // unbound: the shutdown woke us
             }
 
-            _dispatcher.Dispatch(new AcceptedConnection(this, accepted));
+            if (-fd is Libc.EMFILE or Libc.ENFILE)
+            {
+                // Out of descriptors: the connection stays in the backlog; try again shortly rather than spin.
+                PrimaryLog.AcceptFailed(_logger, EndPoint, SocketError.TooManyOpenSockets);
+                Thread.Sleep(100);
+            }
+            else if (-fd == Libc.EINVAL)
+            {
+                return;
+            }
+
+            // ECONNABORTED and the like: the connection was reset while it waited in the backlog; nothing was lost.
         }
     }
 
     public override string ToString() => $"listener {Id} ({EndPoint})";
 }
 
-/// <summary>A socket the primary accepted and still owns until a worker acknowledges it.</summary>
-internal sealed class AcceptedConnection(PrimaryConnectionListener listener, Socket socket)
+/// <summary>A socket the primary accepted (a raw fd) and still owns until a worker acknowledges it.</summary>
+internal sealed class AcceptedConnection(PrimaryConnectionListener listener, int fd)
 {
+    private EndPoint? _remoteEndPoint;
+    private int _closed;
+
     public PrimaryConnectionListener Listener { get; } = listener;
 
-    public Socket Socket { get; } = socket;
+    public int Fd { get; } = fd;
 
     /// <summary>How many times a worker refused it or went away holding it.</summary>
     public int Attempts { get; set; }
@@ -186,16 +204,30 @@ internal sealed class AcceptedConnection(PrimaryConnectionListener listener, Soc
     {
         get
         {
-            try
+            if (_remoteEndPoint is null && Volatile.Read(ref _closed) == 0)
             {
-                return _remoteEndPoint ??= Socket.RemoteEndPoint;
+                try
+                {
+                    // A non-owning wrapper: disposing it leaves the fd (and the socket) alone.
+                    using var socket = new Socket(new SafeSocketHandle(Fd, ownsHandle: false));
+                    _remoteEndPoint = socket.RemoteEndPoint;
+                }
+                catch (SocketException)
+                {
+                    // The client is already gone.
+                }
             }
-            catch (SocketException)
-            {
-                return null; // the client is already gone
-            }
+
+            return _remoteEndPoint;
         }
     }
 
-    private EndPoint? _remoteEndPoint;
+    /// <summary>Closes the primary's copy: after a worker's ack, or at shutdown.</summary>
+    public void Close()
+    {
+        if (Interlocked.Exchange(ref _closed, 1) == 0)
+        {
+            Libc.CloseDescriptor(Fd);
+        }
+    }
 }

@@ -93,7 +93,7 @@ internal sealed class WorkerChannel
 
             var handoffId = Interlocked.Increment(ref s_nextHandoffId);
             ControlFrames.WriteHandoff(frame, connection.Listener.Id, handoffId);
-            ReadOnlySpan<int> fds = [(int)connection.Socket.SafeHandle.DangerousGetHandle()];
+            ReadOnlySpan<int> fds = [connection.Fd];
             errno = Libc.SendMessage(_socket.SafeHandle, frame, fds);
             if (errno == 0)
             {
@@ -229,8 +229,16 @@ internal sealed class WorkerChannel
     {
         switch ((FrameType)frame[0])
         {
-            case FrameType.Ack when ControlFrames.TryReadAck(frame, out var handoffId, out var accepted):
-                return OnAck(handoffId, accepted);
+            case FrameType.Ack when ControlFrames.ReadAckCount(frame) is > 0 and var count:
+                for (var i = 0; i < count; i++)
+                {
+                    if (!ControlFrames.TryReadAck(frame, i, out var handoffId, out var accepted) || !OnAck(handoffId, accepted))
+                    {
+                        return false;
+                    }
+                }
+
+                return true;
 
             case FrameType.Register when ControlFrames.TryReadRegister(frame, out var requestId, out var endpoint):
                 var listener = _listeners.Match(endpoint!, new HashSet<int>(_listenerIds));
@@ -296,7 +304,7 @@ internal sealed class WorkerChannel
 
             // The worker owns the connection now. Closing our copy matters: kept, it leaks an fd per connection
             // and a dying worker's clients would get neither FIN nor RST (FACTS pitfall 1).
-            connection.Socket.Dispose();
+            connection.Close();
             _dispatcher.Flush();
         }
         else

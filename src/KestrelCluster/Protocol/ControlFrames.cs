@@ -57,15 +57,52 @@ internal static class ControlFrames
         return frame;
     }
 
-    public static int WriteAck(Span<byte> destination, long handoffId, bool accepted)
+    /// <summary>Most acknowledgements one Ack frame carries.</summary>
+    public const int MaxAcksPerFrame = 256;
+
+    private const int AckEntryLength = sizeof(long) + 1;
+
+    /// <summary>An Ack frame for up to <see cref="MaxAcksPerFrame"/> handed-off sockets: (handoff id, accepted) each.</summary>
+    public static byte[] Acks(ReadOnlySpan<(long HandoffId, bool Accepted)> acks)
     {
-        destination[0] = (byte)FrameType.Ack;
-        BinaryPrimitives.WriteInt64LittleEndian(destination[1..], handoffId);
-        destination[1 + sizeof(long)] = accepted ? (byte)1 : (byte)0;
-        return AckLength;
+        if (acks.IsEmpty || acks.Length > MaxAcksPerFrame)
+        {
+            throw new ArgumentOutOfRangeException(nameof(acks), $"An Ack frame carries 1 to {MaxAcksPerFrame} acknowledgements.");
+        }
+
+        var frame = new byte[1 + sizeof(ushort) + (acks.Length * AckEntryLength)];
+        frame[0] = (byte)FrameType.Ack;
+        BinaryPrimitives.WriteUInt16LittleEndian(frame.AsSpan(1), (ushort)acks.Length);
+        for (var i = 0; i < acks.Length; i++)
+        {
+            var entry = frame.AsSpan(1 + sizeof(ushort) + (i * AckEntryLength));
+            BinaryPrimitives.WriteInt64LittleEndian(entry, acks[i].HandoffId);
+            entry[sizeof(long)] = acks[i].Accepted ? (byte)1 : (byte)0;
+        }
+
+        return frame;
     }
 
-    public const int AckLength = 1 + sizeof(long) + 1;
+    /// <summary>The number of acknowledgements in an Ack frame, or -1 if it is malformed.</summary>
+    public static int ReadAckCount(ReadOnlySpan<byte> frame)
+    {
+        if (frame.Length < 1 + sizeof(ushort))
+        {
+            return -1;
+        }
+
+        int count = BinaryPrimitives.ReadUInt16LittleEndian(frame[1..]);
+        return count is > 0 and <= MaxAcksPerFrame && frame.Length == 1 + sizeof(ushort) + (count * AckEntryLength) ? count : -1;
+    }
+
+    /// <summary>Reads acknowledgement <paramref name="index"/> of an Ack frame whose count was checked.</summary>
+    public static bool TryReadAck(ReadOnlySpan<byte> frame, int index, out long handoffId, out bool accepted)
+    {
+        var entry = frame.Slice(1 + sizeof(ushort) + (index * AckEntryLength), AckEntryLength);
+        handoffId = BinaryPrimitives.ReadInt64LittleEndian(entry);
+        accepted = entry[sizeof(long)] == 1;
+        return entry[sizeof(long)] <= 1;
+    }
 
     /// <summary>Writes a handoff frame for one fd; returns its length.</summary>
     public static int WriteHandoff(Span<byte> destination, int listenerId, long handoffId)
@@ -185,20 +222,6 @@ internal static class ControlFrames
         }
 
         listenerId = BinaryPrimitives.ReadInt32LittleEndian(frame[1..]);
-        return true;
-    }
-
-    public static bool TryReadAck(ReadOnlySpan<byte> frame, out long handoffId, out bool accepted)
-    {
-        handoffId = 0;
-        accepted = false;
-        if (frame.Length != AckLength || frame[AckLength - 1] > 1)
-        {
-            return false;
-        }
-
-        handoffId = BinaryPrimitives.ReadInt64LittleEndian(frame[1..]);
-        accepted = frame[AckLength - 1] == 1;
         return true;
     }
 

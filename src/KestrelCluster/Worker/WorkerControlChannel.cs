@@ -28,6 +28,9 @@ internal sealed class WorkerControlChannel : IDisposable
     private readonly ConcurrentDictionary<int, TaskCompletionSource<(int ListenerId, string EndPoint, int SharedFd)>> _registrations = new();
     private Socket? _socket;
     private int _nextRequestId;
+    private readonly Lock _ackLock = new();
+    private readonly List<(long HandoffId, bool Accepted)> _pendingAcks = [];
+    private bool _ackFlushScheduled;
     private int _closedSinceReport;
     private int _closeReportScheduled;
     private volatile bool _closed;
@@ -100,12 +103,41 @@ internal sealed class WorkerControlChannel : IDisposable
         TrySend(frame);
     }
 
-    /// <summary>Acknowledges a handed-off socket: the primary closes its copy (accepted) or routes it elsewhere (refused).</summary>
+    /// <summary>
+    /// Acknowledges a handed-off socket: the primary closes its copy (accepted) or routes it elsewhere (refused).
+    /// Acknowledgements made in a burst (Kestrel accepting several queued connections in a row) travel in one
+    /// frame: one send here and one wake-up in the primary instead of one per connection.
+    /// </summary>
     public void Acknowledge(long handoffId, bool accepted)
     {
-        Span<byte> frame = stackalloc byte[ControlFrames.AckLength];
-        ControlFrames.WriteAck(frame, handoffId, accepted);
-        TrySend(frame);
+        lock (_ackLock)
+        {
+            _pendingAcks.Add((handoffId, accepted));
+            if (_ackFlushScheduled)
+            {
+                return;
+            }
+
+            _ackFlushScheduled = true;
+        }
+
+        ThreadPool.UnsafeQueueUserWorkItem(static channel => channel.FlushAcks(), this, preferLocal: false);
+    }
+
+    private void FlushAcks()
+    {
+        (long, bool)[] acks;
+        lock (_ackLock)
+        {
+            acks = [.. _pendingAcks];
+            _pendingAcks.Clear();
+            _ackFlushScheduled = false;
+        }
+
+        for (var start = 0; start < acks.Length; start += ControlFrames.MaxAcksPerFrame)
+        {
+            TrySend(ControlFrames.Acks(acks.AsSpan(start, Math.Min(ControlFrames.MaxAcksPerFrame, acks.Length - start))));
+        }
     }
 
     /// <summary>
