@@ -32,12 +32,15 @@ for (var round = 1; round <= options.Rounds; round++)
 
 // The primary alone: memory at idle, and descriptors before and after many handed-off connections.
 var primarySetup = setups.First(s => s.Name == "cluster-2");
-long idleRss;
+long idleRss, idlePrivate;
 int fdsBefore, fdsAfter;
 long connectionsForFds = 0;
 await using (var server = await Server.StartAsync(primarySetup))
 {
-    idleRss = server.ResidentBytes();
+    (idleRss, idlePrivate) = (server.ResidentBytes(), server.PrivateResidentBytes());
+
+    // One short run first, so descriptors the runtime opens lazily on first use are not counted as growth.
+    await Wrk.RunAsync(server.Url, keepAlive: false, options.Threads, options.Connections, TimeSpan.FromSeconds(1));
     fdsBefore = server.OpenFds();
     var target = options.Smoke ? 5_000 : 100_000;
     while (connectionsForFds < target)
@@ -58,7 +61,7 @@ var fdsPerSecondSingle = await HandoffBenchmark.FdsPerSecondAsync(options.Smoke 
 var fdsPerSecondBatched = await HandoffBenchmark.FdsPerSecondAsync(options.Smoke ? 20_000 : 2_000_000, perMessage: 16);
 var latencies = (await HandoffBenchmark.AcceptToContextMicrosecondsAsync(options.Smoke ? 200 : 5_000)).Order().ToArray();
 
-var report = Report(options, setups, results, idleRss, fdsBefore, fdsAfter, connectionsForFds, fdsPerSecondSingle, fdsPerSecondBatched, latencies);
+var report = Report(options, setups, results, idleRss, idlePrivate, fdsBefore, fdsAfter, connectionsForFds, fdsPerSecondSingle, fdsPerSecondBatched, latencies);
 Directory.CreateDirectory(options.Output);
 var file = Path.Combine(options.Output, $"{DateTime.UtcNow:yyyyMMdd-HHmmss}{(options.Smoke ? "-smoke" : "")}.md");
 await File.WriteAllTextAsync(file, report);
@@ -83,7 +86,7 @@ static IEnumerable<Setup> Setups(HarnessOptions options)
 }
 
 static string Report(HarnessOptions options, List<Setup> setups, Dictionary<string, List<(WrkResult KeepAlive, WrkResult Close, double? CpuPer10k)>> results,
-    long idleRss, int fdsBefore, int fdsAfter, long connectionsForFds, double fdsSingle, double fdsBatched, double[] latencies)
+    long idleRss, long idlePrivate, int fdsBefore, int fdsAfter, long connectionsForFds, double fdsSingle, double fdsBatched, double[] latencies)
 {
     static double Median(IEnumerable<double> values)
     {
@@ -119,7 +122,7 @@ static string Report(HarnessOptions options, List<Setup> setups, Dictionary<stri
     text.AppendLine(CultureInfo.InvariantCulture, $"| fds/s over SOCK_SEQPACKET, 1 fd per sendmsg | {fdsSingle:N0} |");
     text.AppendLine(CultureInfo.InvariantCulture, $"| fds/s over SOCK_SEQPACKET, 16 fds per sendmsg | {fdsBatched:N0} |");
     text.AppendLine(CultureInfo.InvariantCulture, $"| accept → ConnectionContext created, p50 / p99 ({latencies.Length} connections) | {latencies[latencies.Length / 2]:0.0} µs / {latencies[(int)(latencies.Length * 0.99)]:0.0} µs |");
-    text.AppendLine(CultureInfo.InvariantCulture, $"| primary RSS at idle (2 workers) | {idleRss / (1024.0 * 1024):0.0} MB |");
+    text.AppendLine(CultureInfo.InvariantCulture, $"| primary RSS at idle (2 workers): total / private (RssAnon; the rest is mapped framework files, shared) | {idleRss / (1024.0 * 1024):0.0} MB / {idlePrivate / (1024.0 * 1024):0.0} MB |");
     text.AppendLine(CultureInfo.InvariantCulture, $"| primary open fds before / after {connectionsForFds:N0} connections | {fdsBefore} / {fdsAfter} |");
     return text.ToString();
 }

@@ -55,9 +55,14 @@ internal sealed class Server : IAsyncDisposable
         return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0; // CLK_TCK = 100
     }
 
-    public long ResidentBytes()
+    public long ResidentBytes() => StatusBytes("VmRSS:");
+
+    /// <summary>Anonymous resident memory: what this process alone costs (mapped files are shared).</summary>
+    public long PrivateResidentBytes() => StatusBytes("RssAnon:");
+
+    private long StatusBytes(string field)
     {
-        var line = File.ReadLines($"/proc/{ProcessId}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+        var line = File.ReadLines($"/proc/{ProcessId}/status").First(l => l.StartsWith(field, StringComparison.Ordinal));
         return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
     }
 
