@@ -197,6 +197,26 @@ public sealed class SupervisionTests(ClusterFixture cluster)
     }
 
     [Fact]
+    public async Task Recycle_AboveMaxWorkerMemory_ReplacedGracefully()
+    {
+        await using var factory = new ClusterAppFactory(new Dictionary<string, string?>
+        {
+            ["Cluster__Workers"] = "1",
+            ["Cluster__MaxWorkerMemory"] = (20 * 1024 * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture), // below any .NET web app
+            ["Cluster__HeartbeatInterval"] = "00:00:00.200",
+            ["Logging__LogLevel__KestrelCluster"] = "Information",
+        }, port: 0);
+        await factory.StartAsync(workers: 1);
+        var first = factory.Supervisor.WorkerProcesses.Single();
+
+        await Wait.UntilAsync(() => factory.Supervisor.WorkerProcesses.Any(w => w.Id != first.Id && w.IsReady) && !ProcFs.IsAlive(first.ProcessId),
+            TimeSpan.FromSeconds(60), "the first worker is replaced, replacement first");
+
+        Assert.Contains(factory.Logs.Entries, e => e.Message.StartsWith($"Recycling worker {first.Id} ", StringComparison.Ordinal) && e.Message.Contains("(limit 20 MiB)", StringComparison.Ordinal));
+        Assert.DoesNotContain(factory.Logs.Entries, e => e.Message.Contains("killed by SIGKILL", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task CrashLoop_SlotFailingRepeatedly_IsNotRestartedUntilARollingRestart()
     {
         await using var factory = new ClusterAppFactory(new Dictionary<string, string?>
