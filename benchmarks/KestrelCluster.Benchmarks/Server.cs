@@ -37,15 +37,35 @@ internal sealed class Server : IAsyncDisposable
             startInfo.ArgumentList.Add(argument);
         }
 
+        // Every setup reads only its command line: no endpoints, cluster options or logging from the caller's environment.
+        foreach (var name in startInfo.Environment.Keys.Where(IsAppConfiguration).ToList())
+        {
+            startInfo.Environment.Remove(name);
+        }
+
         var server = new Server(new Process { StartInfo = startInfo }, port);
         server._process.OutputDataReceived += (_, e) => { if (e.Data is not null) server._output.Enqueue(e.Data); };
         server._process.ErrorDataReceived += (_, e) => { if (e.Data is not null) server._output.Enqueue(e.Data); };
         server._process.Start();
         server._process.BeginOutputReadLine();
         server._process.BeginErrorReadLine();
-        await server.WaitUntilServingAsync(setup.ReadyLines);
+        try
+        {
+            await server.WaitUntilServingAsync(setup.ReadyLines);
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
+
         return server;
     }
+
+    private static bool IsAppConfiguration(string name) =>
+        name.StartsWith("Kestrel__", StringComparison.OrdinalIgnoreCase) || name.StartsWith("Cluster__", StringComparison.OrdinalIgnoreCase)
+        || name.StartsWith("Logging__", StringComparison.OrdinalIgnoreCase) || name.StartsWith("ASPNETCORE_", StringComparison.OrdinalIgnoreCase)
+        || name.StartsWith("DOTNET_URLS", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>CPU seconds (user + system) the server's main process has used so far.</summary>
     public double CpuSeconds()

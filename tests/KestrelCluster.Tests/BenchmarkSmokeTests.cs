@@ -26,6 +26,11 @@ public sealed class BenchmarkSmokeTests
                 startInfo.ArgumentList.Add(argument);
             }
 
+            foreach (var name in startInfo.Environment.Keys.Where(AppProcess.IsAppConfiguration).ToList())
+            {
+                startInfo.Environment.Remove(name);
+            }
+
             using var harness = Process.Start(startInfo)!;
             var stdout = harness.StandardOutput.ReadToEndAsync();
             var stderr = harness.StandardError.ReadToEndAsync();

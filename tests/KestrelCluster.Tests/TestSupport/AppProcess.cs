@@ -72,7 +72,8 @@ internal sealed partial class AppProcess : IDisposable
         return sample;
     }
 
-    private static bool IsAppConfiguration(string name) =>
+    /// <summary>Configuration a cluster fixture may have put in this process's environment.</summary>
+    internal static bool IsAppConfiguration(string name) =>
         name.StartsWith("Kestrel__", StringComparison.OrdinalIgnoreCase) || name.StartsWith("Logging__", StringComparison.OrdinalIgnoreCase)
         || name.StartsWith("Cluster__", StringComparison.OrdinalIgnoreCase) || name.StartsWith("ASPNETCORE_", StringComparison.OrdinalIgnoreCase);
 
