@@ -90,13 +90,6 @@ internal sealed class HandoffDispatcher : IDisposable
         }
     }
 
-    public IReadOnlyList<WorkerChannel> ReadyWorkers()
-    {
-        lock (_lock)
-        {
-            return [.. _ready];
-        }
-    }
 
     /// <summary>Hands out waiting connections while some worker can take them.</summary>
     public void Flush()
@@ -138,7 +131,6 @@ internal sealed class HandoffDispatcher : IDisposable
     {
         foreach (var connection in connections)
         {
-            connection.Attempts++;
             Requeue(connection);
         }
 

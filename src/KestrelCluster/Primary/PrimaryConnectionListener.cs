@@ -196,9 +196,6 @@ internal sealed class AcceptedConnection(PrimaryConnectionListener listener, int
 
     public int Fd { get; } = fd;
 
-    /// <summary>How many times a worker refused it or went away holding it.</summary>
-    public int Attempts { get; set; }
-
     /// <summary>The client's endpoint, read from the socket on first use only (schedulers that need it).</summary>
     public EndPoint? RemoteEndPoint
     {

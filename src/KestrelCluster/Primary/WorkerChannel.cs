@@ -300,7 +300,6 @@ internal sealed class WorkerChannel
         if (accepted)
         {
             Interlocked.Increment(ref _handedOff);
-            Worker.CountHandoff();
 
             // The worker owns the connection now. Closing our copy matters: kept, it leaks an fd per connection
             // and a dying worker's clients would get neither FIN nor RST (FACTS pitfall 1).

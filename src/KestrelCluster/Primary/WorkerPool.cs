@@ -49,8 +49,6 @@ internal sealed class WorkerPool : IDisposable
 
     public string? ControlSocketPath => _control?.SocketPath;
 
-    public bool IsStopping => _stopping.IsCancellationRequested;
-
     /// <summary>Every live worker process, by slot (a slot has two while one replaces the other).</summary>
     public IReadOnlyList<WorkerProcess> Workers
     {

@@ -9,7 +9,6 @@ internal sealed class WorkerProcess
 {
     private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private long _handoffs;
     private long _lastHeartbeatTicks;
     private WorkerHeartbeat _heartbeat;
     private volatile bool _retiring;
@@ -63,14 +62,13 @@ internal sealed class WorkerProcess
 
     public WorkerState State => _retiring ? WorkerState.Draining : IsReady ? WorkerState.Ready : WorkerState.Starting;
 
-    public long Handoffs => Interlocked.Read(ref _handoffs);
+    /// <summary>Connections this worker has taken from the primary.</summary>
+    public long Handoffs => Channel?.HandedOff ?? 0;
 
     public WorkerHeartbeat LastHeartbeat => _heartbeat;
 
     /// <summary>Time since the last heartbeat (or since it became ready, before the first one).</summary>
     public TimeSpan SilentFor => Stopwatch.GetElapsedTime(Interlocked.Read(ref _lastHeartbeatTicks));
-
-    public void CountHandoff() => Interlocked.Increment(ref _handoffs);
 
     public void MarkReady()
     {
