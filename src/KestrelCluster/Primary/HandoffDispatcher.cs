@@ -194,6 +194,8 @@ internal sealed class HandoffDispatcher : IDisposable
             }
         }
 
+        // Shutting down: a worker handed it back while draining, and no worker is left to take it.
         connection.Close();
+        PrimaryLog.WaitingConnectionsClosed(_logger, 1);
     }
 }
