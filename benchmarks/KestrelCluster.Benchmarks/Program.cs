@@ -11,7 +11,7 @@ using System.Text;
 using KestrelCluster.Benchmarks;
 
 var options = HarnessOptions.Parse(args);
-var setups = Setups(options).Where(s => s.Name == "plain" || options.Setups is null || options.Setups.Contains(s.Name)).ToList();
+var setups = Setups(options).Where(s => s.Name == "plain" || (options.Setups is null ? !s.OptIn : options.Setups.Contains(s.Name))).ToList();
 var results = setups.ToDictionary(s => s.Name, _ => new List<(WrkResult KeepAlive, WrkResult Close, double? CpuPer10k)>());
 
 Console.WriteLine($"{setups.Count} setups, {options.Rounds} rounds, wrk -t{options.Threads} -c{options.Connections} -d{options.Duration.TotalSeconds}s");
@@ -78,6 +78,7 @@ static IEnumerable<Setup> Setups(HarnessOptions options)
     yield return new Setup("cluster-1", "KestrelCluster, 1 worker, round-robin", port => Bench(port, "--Cluster:Workers=1"), 1);
     yield return new Setup("cluster-2", "KestrelCluster, 2 workers, round-robin", port => Bench(port, "--Cluster:Workers=2"), 2);
     yield return new Setup("cluster-2-lc", "KestrelCluster, 2 workers, least-connections", port => Bench(port, "--Cluster:Workers=2", "--Cluster:Scheduling=LeastConnections"), 2);
+    yield return new Setup("cluster-2-io2", "KestrelCluster, 2 workers, round-robin, 2 IO queues per worker", port => Bench(port, "--Cluster:Workers=2", "--io-queues", "2"), 2) { OptIn = true };
     yield return new Setup("cluster-2-shared", "KestrelCluster, 2 workers, shared listener (kernel balances)", port => Bench(port, "--Cluster:Workers=2", "--Cluster:Scheduling=Shared"), 2);
     if (options.NodeScript is not null)
     {

@@ -7,8 +7,11 @@ using System.Net.Sockets;
 
 namespace KestrelCluster.Benchmarks;
 
-/// <summary>A setup: how to start it and how many "is ready" lines mean it is serving.</summary>
-internal sealed record Setup(string Name, string Description, Func<int, (string FileName, string[] Arguments)> Command, int ReadyLines);
+/// <summary>A setup: how to start it and how many "is ready" lines mean it is serving. Opt-in setups run only when named.</summary>
+internal sealed record Setup(string Name, string Description, Func<int, (string FileName, string[] Arguments)> Command, int ReadyLines)
+{
+    public bool OptIn { get; init; }
+}
 
 internal sealed class Server : IAsyncDisposable
 {

@@ -12,6 +12,8 @@ namespace KestrelCluster.Worker;
 
 internal sealed class WorkerConnectionListenerFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector, IDisposable
 {
+    private static readonly int s_defaultIOQueueCount = new SocketTransportOptions().IOQueueCount;
+
     private readonly WorkerControlChannel _channel;
     private readonly SocketConnectionContextFactory _contextFactory;
     private readonly ILogger _logger;
@@ -23,9 +25,11 @@ internal sealed class WorkerConnectionListenerFactory : IConnectionListenerFacto
         var transport = socketOptions.Value;
         var options = new SocketConnectionFactoryOptions
         {
-            // Each worker gets its share of the cores, not all of them: N workers with one IO queue per core each
-            // would oversubscribe the machine N times (FACTS pitfall 10).
-            IOQueueCount = Math.Max(1, Math.Min(transport.IOQueueCount, Environment.ProcessorCount / Math.Max(1, identity.WorkerCount))),
+            // By default each worker gets its share of the cores, not all of them: N workers with one IO queue per
+            // core each would oversubscribe the machine N times. A count the app set itself (UseSockets) is kept.
+            IOQueueCount = transport.IOQueueCount == s_defaultIOQueueCount
+                ? Math.Max(1, Environment.ProcessorCount / Math.Max(1, identity.WorkerCount))
+                : transport.IOQueueCount,
             WaitForDataBeforeAllocatingBuffer = transport.WaitForDataBeforeAllocatingBuffer,
             MaxReadBufferSize = transport.MaxReadBufferSize,
             MaxWriteBufferSize = transport.MaxWriteBufferSize,
