@@ -1,6 +1,7 @@
 // A cluster app for failure tests. Configuration (environment variables reach primary and workers):
 //   TestApp__FailStartup=true        every worker throws while starting (the primary starts normally)
 //   TestApp__StartupDelayMs=5000     every worker takes this long to start
+//   TestApp__FailStartupIfExists=/tmp/f   workers started while this file exists throw while starting (a broken deploy)
 //   TestApp__RecordFile=/tmp/x       the primary-only and slot-0-only hosted services append "<kind> <pid>" lines here,
 //                                    and the primary appends "message <worker id> <text>" for each message a worker sends it
 // GET /tell-primary?text=hi: the worker serving it sends "hi" to the primary.
@@ -49,7 +50,8 @@ internal sealed class WorkerStartup(IClusterContext cluster, IConfiguration conf
         }
 
         await Task.Delay(configuration.GetValue("TestApp:StartupDelayMs", 0), cancellationToken);
-        if (configuration.GetValue("TestApp:FailStartup", false))
+        if (configuration.GetValue("TestApp:FailStartup", false)
+            || (configuration["TestApp:FailStartupIfExists"] is { Length: > 0 } flag && File.Exists(flag)))
         {
             throw new InvalidOperationException("TestApp: failing startup on purpose.");
         }

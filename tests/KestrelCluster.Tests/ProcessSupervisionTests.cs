@@ -30,6 +30,36 @@ public sealed class ProcessSupervisionTests
     }
 
     [Fact]
+    public async Task RollingRestart_WhenTheNewVersionCannotStart_StopsAndTheOldWorkersKeepServing()
+    {
+        var brokenDeploy = Path.Combine(Path.GetTempPath(), $"kc-broken-{Guid.NewGuid():N}");
+        var environment = AppProcess.FreePortEnvironment(workers: 2);
+        environment["TestApp__FailStartupIfExists"] = brokenDeploy;
+        using var app = AppProcess.Start(AppProcess.TestApp, environment);
+        try
+        {
+            var endpoint = await app.WaitUntilServingAsync(workers: 2);
+            var before = app.Workers();
+
+            File.WriteAllText(brokenDeploy, "replacements fail from now on");
+            TestProcesses.Signal(app.ProcessId, TestProcesses.SIGHUP);
+
+            await app.WaitForOutputAsync("did not become ready; worker", TimeSpan.FromSeconds(60));
+            await app.WaitForOutputAsync("rolling restart failed.", TimeSpan.FromSeconds(10));
+            Assert.Contains("TestApp: failing startup on purpose.", app.Output, StringComparison.Ordinal);
+            Assert.All(before, pid => Assert.True(ProcFs.IsAlive(pid), $"old worker {pid} still runs"));
+            for (var i = 0; i < 6; i++)
+            {
+                Assert.Contains(HttpProbe.ServedBy(await HttpProbe.NewConnectionRequestAsync(endpoint)), before);
+            }
+        }
+        finally
+        {
+            File.Delete(brokenDeploy);
+        }
+    }
+
+    [Fact]
     public async Task Scale_OnSigttinAndSigttou_OneWorkerMoreThenOneLess()
     {
         using var sample = AppProcess.Start(AppProcess.FreePortEnvironment(workers: 2));
