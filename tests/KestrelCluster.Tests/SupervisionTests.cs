@@ -159,7 +159,8 @@ public sealed class SupervisionTests(ClusterFixture cluster)
         {
             ["Cluster__Workers"] = "2",
             ["Cluster__HeartbeatInterval"] = "00:00:00.250",
-            ["Cluster__WorkerTimeout"] = "00:00:02",
+            ["Cluster__WorkerTimeout"] = "00:00:04",
+            ["Logging__LogLevel__KestrelCluster"] = "Warning",
         }, port: 0);
         await factory.StartAsync(workers: 2);
         var hung = factory.Supervisor.WorkerProcesses[0];
@@ -170,6 +171,11 @@ public sealed class SupervisionTests(ClusterFixture cluster)
         await Wait.UntilAsync(() => factory.Supervisor.WorkerProcesses.Any(w => w.Slot == hung.Slot && w.Id != hung.Id && w.IsReady),
             TimeSpan.FromSeconds(15), "a replacement is ready");
         Assert.Contains(factory.Logs.Entries, e => e.Message.Contains($"Worker {hung.Id} ", StringComparison.Ordinal) && e.Message.Contains("hung", StringComparison.Ordinal));
+
+        // Before the kill, the silence itself was reported (a starved thread pool looks the same from outside).
+        var warned = factory.Logs.Entries.FindIndex(e => e.Message.StartsWith($"Worker {hung.Id} (pid {hung.ProcessId}) has sent no heartbeat", StringComparison.Ordinal));
+        var killed = factory.Logs.Entries.FindIndex(e => e.Message.Contains("hung; killing it", StringComparison.Ordinal));
+        Assert.InRange(warned, 0, killed - 1);
     }
 
     [Fact]

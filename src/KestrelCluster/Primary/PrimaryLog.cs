@@ -55,6 +55,9 @@ internal static partial class PrimaryLog
     [LoggerMessage(16, LogLevel.Warning, "Worker {WorkerId} (pid {ProcessId}) thread pool is starving: its heartbeat ran {LagMilliseconds} ms late with {PendingWorkItems} work items queued.", EventName = "ThreadPoolStarvation")]
     public static partial void ThreadPoolStarvation(ILogger logger, int workerId, int processId, int lagMilliseconds, int pendingWorkItems);
 
+    [LoggerMessage(35, LogLevel.Warning, "Worker {WorkerId} (pid {ProcessId}) has sent no heartbeat for {Silent}: its thread pool may be starved or the process stopped. It is killed if the silence reaches WorkerTimeout ({Timeout}).", EventName = "HeartbeatOverdue")]
+    public static partial void HeartbeatOverdue(ILogger logger, int workerId, int processId, TimeSpan silent, TimeSpan timeout);
+
     [LoggerMessage(17, LogLevel.Information, "Rolling restart (generation {Generation}) starting: each worker is replaced once its replacement is ready.", EventName = "RollingRestartStarting")]
     public static partial void RollingRestartStarting(ILogger logger, int generation);
 

@@ -47,10 +47,26 @@ internal sealed class WorkerMonitor
             return; // a starting worker is governed by WorkerStartTimeout, a draining one by WorkerStopTimeout
         }
 
-        if (worker.SilentFor > _options.WorkerTimeout)
+        var silentFor = worker.SilentFor;
+        if (silentFor > _options.WorkerTimeout)
         {
             _pool.KillHung(worker);
             return;
+        }
+
+        // A starved thread pool delays the heartbeat itself: say so long before WorkerTimeout ends the worker.
+        var overdueAfter = TimeSpan.FromTicks(Math.Max(_options.HeartbeatInterval.Ticks * 3, TimeSpan.FromSeconds(2).Ticks));
+        if (silentFor > overdueAfter && silentFor < _options.WorkerTimeout)
+        {
+            if (!worker.SilenceReported)
+            {
+                worker.SilenceReported = true;
+                PrimaryLog.HeartbeatOverdue(_logger, worker.Id, worker.ProcessId, silentFor, _options.WorkerTimeout);
+            }
+        }
+        else
+        {
+            worker.SilenceReported = false;
         }
 
         var heartbeat = worker.LastHeartbeat;

@@ -85,6 +85,9 @@ internal sealed class WorkerProcess
     /// <summary>Whether a thread-pool starvation warning is out for this worker (logged once per episode).</summary>
     public bool StarvationReported { get; set; }
 
+    /// <summary>Whether an overdue-heartbeat warning is out for this worker (logged once per silence).</summary>
+    public bool SilenceReported { get; set; }
+
     public void OnHeartbeat(in WorkerHeartbeat heartbeat)
     {
         _heartbeat = heartbeat;
