@@ -90,7 +90,6 @@ internal sealed class HandoffDispatcher : IDisposable
         }
     }
 
-
     /// <summary>Hands out waiting connections while some worker can take them.</summary>
     public void Flush()
     {

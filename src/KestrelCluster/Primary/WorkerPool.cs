@@ -20,6 +20,7 @@ internal sealed partial class WorkerPool : IDisposable
     private readonly WorkerLauncher _launcher;
     private readonly WorkerSpawner _spawner = new();
     private readonly ILogger _logger;
+    private readonly ILogger _controlLogger;
     private readonly Func<WorkerProcess, System.Net.Sockets.Socket, WorkerChannel> _createChannel;
     private readonly Lock _lock = new();
     private readonly List<WorkerSlot> _slots = [];
@@ -32,8 +33,6 @@ internal sealed partial class WorkerPool : IDisposable
     private int _nextWorkerId;
     private int _generation;
     private volatile bool _anyWorkerReady;
-
-    private readonly ILogger _controlLogger;
 
     public WorkerPool(ClusterOptions options, ClusterContext context, IHostApplicationLifetime lifetime, WorkerLauncher launcher,
         Func<WorkerProcess, System.Net.Sockets.Socket, WorkerChannel> createChannel, ILoggerFactory loggerFactory)
