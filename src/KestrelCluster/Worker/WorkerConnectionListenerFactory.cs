@@ -12,8 +12,6 @@ namespace KestrelCluster.Worker;
 
 internal sealed class WorkerConnectionListenerFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector, IDisposable
 {
-    private static readonly int s_defaultIOQueueCount = new SocketTransportOptions().IOQueueCount;
-
     private readonly WorkerControlChannel _channel;
     private readonly SocketConnectionContextFactory _contextFactory;
     private readonly ILogger _logger;
@@ -22,19 +20,7 @@ internal sealed class WorkerConnectionListenerFactory : IConnectionListenerFacto
     {
         _channel = channel;
         _logger = loggerFactory.CreateLogger("KestrelCluster.Worker");
-        var transport = socketOptions.Value;
-        var options = new SocketConnectionFactoryOptions
-        {
-            // By default each worker gets its share of the cores, not all of them: N workers with one IO queue per
-            // core each would oversubscribe the machine N times. A count the app set itself (UseSockets) is kept.
-            IOQueueCount = transport.IOQueueCount == s_defaultIOQueueCount
-                ? Math.Max(1, Environment.ProcessorCount / Math.Max(1, identity.WorkerCount))
-                : transport.IOQueueCount,
-            WaitForDataBeforeAllocatingBuffer = transport.WaitForDataBeforeAllocatingBuffer,
-            MaxReadBufferSize = transport.MaxReadBufferSize,
-            MaxWriteBufferSize = transport.MaxWriteBufferSize,
-            UnsafePreferInlineScheduling = transport.UnsafePreferInlineScheduling,
-        };
+        var options = WorkerSocketOptions.Create(socketOptions.Value, identity.WorkerCount, _logger);
         _contextFactory = new SocketConnectionContextFactory(options, loggerFactory.CreateLogger("Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets"));
     }
 

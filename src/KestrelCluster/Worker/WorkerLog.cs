@@ -14,4 +14,7 @@ internal static partial class WorkerLog
 
     [LoggerMessage(102, LogLevel.Debug, "Handed-off socket {HandoffId} is unusable ({Error}); returned to the primary.", EventName = "HandoffUnusable")]
     public static partial void HandoffUnusable(ILogger logger, long handoffId, SocketError error);
+
+    [LoggerMessage(103, LogLevel.Warning, "This version of ASP.NET Core does not let KestrelCluster give workers Kestrel's memory pool; connections use the shared array pool (slower).", EventName = "NoKestrelMemoryPool")]
+    public static partial void NoKestrelMemoryPool(ILogger logger);
 }
