@@ -84,11 +84,13 @@ internal sealed class ControlServer : IDisposable
                 continue;
             }
 
-            _ = AuthenticateAsync(socket);
+            // The hello is awaited on a thread of its own, with poll(): an async receive would register the socket
+            // with the runtime's epoll thread for good, and every ack the worker sends later would wake it.
+            _ = ControlChannelThread.Start("KestrelCluster control hello", () => Authenticate(socket));
         }
     }
 
-    private async Task AuthenticateAsync(Socket socket)
+    private void Authenticate(Socket socket)
     {
         var credentials = default(PeerCredentials);
         try
@@ -101,9 +103,14 @@ internal sealed class ControlServer : IDisposable
             }
 
             var buffer = new byte[ControlFrames.MaxFrameLength + 1];
-            using var timeout = new CancellationTokenSource(s_helloTimeout);
-            var length = await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token).ConfigureAwait(false);
-            if (!ControlFrames.TryReadHello(buffer.AsSpan(0, length), out var workerId, out var secret))
+            if (!socket.Poll(s_helloTimeout, SelectMode.SelectRead))
+            {
+                Reject(socket, credentials, "it sent no hello in time");
+                return;
+            }
+
+            var errno = Libc.ReceiveMessage(socket.SafeHandle, buffer, [], out var length, out _, out var truncated);
+            if (errno != 0 || truncated || !ControlFrames.TryReadHello(buffer.AsSpan(0, length), out var workerId, out var secret))
             {
                 Reject(socket, credentials, "its first frame is not a valid hello");
                 return;
@@ -130,9 +137,11 @@ internal sealed class ControlServer : IDisposable
 
             _onAuthenticated(worker, socket);
         }
-        catch (Exception e) when (e is SocketException or OperationCanceledException or InvalidOperationException)
+#pragma warning disable CA1031 // on this thread, any failure rejects the peer and must not end the primary
+        catch (Exception e)
+#pragma warning restore CA1031
         {
-            Reject(socket, credentials, e is OperationCanceledException ? "it sent no hello in time" : e.Message);
+            Reject(socket, credentials, e.Message);
         }
     }
 

@@ -155,38 +155,67 @@ internal sealed class WorkerChannel
         }
     }
 
-    /// <summary>Reads the worker's frames until the channel closes or the worker breaks the protocol.</summary>
-    public async Task RunAsync()
+    /// <summary>
+    /// Reads the worker's frames, on a thread of its own, until the channel closes or the worker breaks the protocol;
+    /// the task completes when the channel is closed.
+    /// </summary>
+    public Task RunAsync()
+    {
+        _ = ControlChannelThread.Start($"KestrelCluster worker {Worker.Id} channel", ReadLoop);
+        return Closed;
+    }
+
+    private void ReadLoop()
     {
         var buffer = new byte[ControlFrames.MaxFrameLength + 1];
+        var noFds = Array.Empty<int>(); // a worker never sends fds: any it sends are closed on receipt and drop it
         var reason = "the worker closed its control channel";
         try
         {
             while (true)
             {
-                var length = await _socket.ReceiveAsync(buffer, SocketFlags.None).ConfigureAwait(false);
-                if (length == 0)
+                ControlChannelThread.WaitReadable(_socket);
+                while (true)
                 {
-                    break;
-                }
+                    var errno = Libc.ReceiveMessage(_socket.SafeHandle, buffer, noFds, out var length, out _, out var truncated);
+                    if (errno == Libc.EAGAIN)
+                    {
+                        break;
+                    }
 
-                if (length > ControlFrames.MaxFrameLength || !Handle(buffer.AsSpan(0, length)))
-                {
-                    reason = $"protocol violation: malformed or unexpected frame (type {buffer[0]}, {length} bytes)";
-                    PrimaryLog.ProtocolViolation(_logger, Worker.Id, buffer[0], length);
-                    break;
+                    if (errno != 0)
+                    {
+                        reason = $"control channel error: errno {errno}";
+                        return;
+                    }
+
+                    if (length == 0 && !truncated)
+                    {
+                        return;
+                    }
+
+                    if (truncated || length > ControlFrames.MaxFrameLength || !Handle(buffer.AsSpan(0, length)))
+                    {
+                        reason = $"protocol violation: malformed or unexpected frame (type {buffer[0]}, {length} bytes)";
+                        PrimaryLog.ProtocolViolation(_logger, Worker.Id, buffer[0], length);
+                        return;
+                    }
                 }
             }
-        }
-        catch (SocketException e)
-        {
-            reason = $"control channel error: {e.SocketErrorCode}";
         }
         catch (ObjectDisposedException)
         {
         }
-
-        Close(reason);
+#pragma warning disable CA1031 // this thread must never take the primary down: whatever happened ends this channel only
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            reason = $"internal error reading the channel: {e.Message}";
+        }
+        finally
+        {
+            Close(reason);
+        }
     }
 
     /// <summary>
@@ -208,6 +237,7 @@ internal sealed class WorkerChannel
             _inFlight.Clear();
         }
 
+        Libc.Shutdown(_socket.SafeHandle); // wakes the reader thread if it waits in poll()
         _socket.Dispose();
         _dispatcher.RemoveReady(this);
         if (unacknowledged.Count > 0)

@@ -166,7 +166,12 @@ internal sealed class WorkerControlChannel : IDisposable
     public void Dispose()
     {
         _closed = true;
-        _socket?.Dispose();
+        if (_socket is { } socket)
+        {
+            Libc.Shutdown(socket.SafeHandle); // wakes the reader thread
+            socket.Dispose();
+        }
+
         _connectLock.Dispose();
     }
 
@@ -188,7 +193,9 @@ internal sealed class WorkerControlChannel : IDisposable
             var socket = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
             try
             {
-                await socket.ConnectAsync(new UnixDomainSocketEndPoint(_identity.ControlPath), cancellationToken).ConfigureAwait(false);
+                // Synchronous on purpose (a local socket connects at once): an async call would register the socket
+                // with the runtime's epoll thread, which every handed-off connection would then wake for nothing.
+                socket.Connect(new UnixDomainSocketEndPoint(_identity.ControlPath));
                 socket.Send(ControlFrames.Hello(_identity.WorkerId, _identity.Secret));
             }
             catch (SocketException e)
@@ -198,7 +205,7 @@ internal sealed class WorkerControlChannel : IDisposable
             }
 
             _socket = socket;
-            _ = ReceiveLoopAsync(socket);
+            _ = ControlChannelThread.Start("KestrelCluster control channel", () => ReceiveLoop(socket));
         }
         finally
         {
@@ -206,7 +213,7 @@ internal sealed class WorkerControlChannel : IDisposable
         }
     }
 
-    private async Task ReceiveLoopAsync(Socket socket)
+    private void ReceiveLoop(Socket socket)
     {
         var buffer = new byte[ControlFrames.MaxFrameLength + 1];
         var fds = new int[Libc.MaxFdsPerMessage];
@@ -217,9 +224,8 @@ internal sealed class WorkerControlChannel : IDisposable
         {
             while (true)
             {
-                // Wait for a message without holding a thread: a zero-byte receive completes on readability and
-                // consumes neither the message nor its fds (FACTS pitfall 4). Then drain with recvmsg.
-                await socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                // Wait for readability in poll(), then drain with recvmsg: the fds arrive with their message.
+                ControlChannelThread.WaitReadable(socket);
                 while (true)
                 {
                     var errno = Libc.ReceiveMessage(socket.SafeHandle, buffer, fds, out var length, out var fdCount, out var truncated);
@@ -253,9 +259,16 @@ internal sealed class WorkerControlChannel : IDisposable
                 }
             }
         }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+#pragma warning disable CA1031 // this thread must not end the process with an exception: the worker shuts down in order instead
+        catch (Exception e)
+#pragma warning restore CA1031
         {
-            reason = e is SocketException se ? $"control channel error {se.SocketErrorCode}" : reason;
+            reason = e switch
+            {
+                SocketException se => $"control channel error {se.SocketErrorCode}",
+                ObjectDisposedException => reason,
+                _ => $"internal error reading the control channel: {e.Message}",
+            };
         }
         finally
         {
@@ -298,7 +311,7 @@ internal sealed class WorkerControlChannel : IDisposable
 
             case FrameType.Stop when fds.IsEmpty && frame.Length == 1:
                 WorkerLog.StopRequested(_logger);
-                _lifetime.StopApplication();
+                StopApplication();
                 return true;
 
             default:
@@ -320,11 +333,15 @@ internal sealed class WorkerControlChannel : IDisposable
         }
 
         WorkerLog.PrimaryGone(_logger, reason, OrphanExitDelay);
-        _lifetime.StopApplication();
+        StopApplication();
 
         // A worker must not outlive its primary: give the graceful stop a moment, then exit regardless.
         _ = Task.Delay(OrphanExitDelay).ContinueWith(_ => Environment.Exit(1), TaskScheduler.Default);
     }
+
+    /// <summary>Stopping runs the app's ApplicationStopping callbacks: on the thread pool, never on the reader thread.</summary>
+    private void StopApplication() =>
+        ThreadPool.UnsafeQueueUserWorkItem(static lifetime => lifetime.StopApplication(), _lifetime, preferLocal: false);
 
     /// <summary>Sends a frame; throws if the channel is not connected or broken.</summary>
     public void Send(ReadOnlySpan<byte> frame)
