@@ -4,6 +4,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using System.Threading.Channels;
 using KestrelCluster.Interop;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -71,45 +72,97 @@ internal static class HandoffBenchmark
         }
     }
 
-    /// <summary>Microseconds from accept (in the "primary") to a started ConnectionContext (in the "worker"), per connection.</summary>
+    /// <summary>
+    /// Microseconds from accept (in the "primary") to a started ConnectionContext (in the "worker"), per connection,
+    /// one connection at a time, along the product's path: the accept timestamp travels in the frame; a reader
+    /// thread waits in poll() and drains with recvmsg (WorkerControlChannel); an async loop takes the fd from a
+    /// channel, as Kestrel's accept loop does from WorkerConnectionListener, and creates the ConnectionContext with
+    /// the workers' socket options.
+    /// </summary>
     public static async Task<double[]> AcceptToContextMicrosecondsAsync(int connections)
     {
         var (sender, receiver, directory) = await SeqPacketPairAsync();
         using var listener = new Socket(SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         listener.Listen();
-        using var factory = new SocketConnectionContextFactory(new SocketConnectionFactoryOptions { IOQueueCount = 1 }, NullLogger.Instance);
+        var options = KestrelCluster.Worker.WorkerSocketOptions.Create(new SocketTransportOptions(), workerCount: 2, NullLogger.Instance);
+        using var factory = new SocketConnectionContextFactory(options, NullLogger.Instance);
         var latencies = new double[connections];
-        var frame = new byte[1 + 8];
-        var buffer = new byte[64];
-        var received = new int[Libc.MaxFdsPerMessage];
+        var queue = Channel.CreateUnbounded<(int Fd, long AcceptedAt)>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
+        using var created = new SemaphoreSlim(0);
+
+        var reader = new Thread(() =>
+        {
+            var buffer = new byte[64];
+            var received = new int[Libc.MaxFdsPerMessage];
+            try
+            {
+                while (true)
+                {
+                    receiver.Poll(-1, SelectMode.SelectRead);
+                    while (Libc.ReceiveMessage(receiver.SafeHandle, buffer, received, out var length, out var fdCount, out _) == 0)
+                    {
+                        if (length == 0)
+                        {
+                            return;
+                        }
+
+                        for (var i = 0; i < fdCount; i++)
+                        {
+                            queue.Writer.TryWrite((received[i], BitConverter.ToInt64(buffer, 1)));
+                        }
+                    }
+                }
+            }
+            catch (ObjectDisposedException)
+            {
+            }
+            finally
+            {
+                queue.Writer.TryComplete();
+            }
+        }) { IsBackground = true, Name = "bench reader" };
+        reader.Start();
+
+        var accepting = Task.Run(async () =>
+        {
+            for (var i = 0; i < connections; i++)
+            {
+                var (fd, acceptedAt) = await queue.Reader.ReadAsync();
+                var connection = factory.Create(new Socket(new SafeSocketHandle(fd, ownsHandle: true)));
+                latencies[i] = Stopwatch.GetElapsedTime(acceptedAt).TotalMicroseconds;
+                created.Release();
+                await connection.DisposeAsync();
+            }
+        });
+
+        var frame = new byte[1 + sizeof(long)];
         try
         {
             for (var i = 0; i < connections; i++)
             {
                 using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
                 await client.ConnectAsync(listener.LocalEndPoint!);
-                using var accepted = await listener.AcceptAsync();
-                accepted.NoDelay = true;
+                using var accepted = listener.Accept();
                 var acceptedAt = Stopwatch.GetTimestamp();
-
-                // Primary side: send the fd, as WorkerChannel.TrySend does.
+                accepted.NoDelay = true;
+                BitConverter.TryWriteBytes(frame.AsSpan(1), acceptedAt);
                 Libc.SendMessage(sender.SafeHandle, frame, [(int)accepted.SafeHandle.DangerousGetHandle()]);
 
-                // Worker side: wait for readability without a thread, recvmsg, wrap, create the Kestrel connection.
-                await receiver.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
-                Libc.ReceiveMessage(receiver.SafeHandle, buffer, received, out _, out var fdCount, out _);
-                var socket = new Socket(new SafeSocketHandle(received[0], ownsHandle: true));
-                var connection = factory.Create(socket);
-                latencies[i] = Stopwatch.GetElapsedTime(acceptedAt).TotalMicroseconds;
-                await connection.DisposeAsync();
+                // One at a time: wait until the "worker" has created this connection before the next accept.
+                if (!await created.WaitAsync(TimeSpan.FromSeconds(10)))
+                {
+                    throw new TimeoutException($"Connection {i} never became a ConnectionContext.");
+                }
             }
 
+            await accepting;
             return latencies;
         }
         finally
         {
             sender.Dispose();
+            receiver.Shutdown(SocketShutdown.Both);
             receiver.Dispose();
             Directory.Delete(directory, recursive: true);
         }

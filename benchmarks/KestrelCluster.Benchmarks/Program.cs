@@ -30,14 +30,23 @@ for (var round = 1; round <= options.Rounds; round++)
     }
 }
 
+// Plain Kestrel's memory at idle: the reference for the primary's.
+long plainIdleRss;
+await using (var server = await Server.StartAsync(setups.First(s => s.Name == "plain")))
+{
+    await Task.Delay(TimeSpan.FromSeconds(2));
+    plainIdleRss = server.ResidentBytes();
+}
+
 // The primary alone: memory at idle, and descriptors before and after many handed-off connections.
 var primarySetup = setups.First(s => s.Name == "cluster-2");
-long idleRss, idlePrivate;
+long idleRss, idlePrivate, idlePss;
 int fdsBefore, fdsAfter;
 long connectionsForFds = 0;
 await using (var server = await Server.StartAsync(primarySetup))
 {
-    (idleRss, idlePrivate) = (server.ResidentBytes(), server.PrivateResidentBytes());
+    await Task.Delay(TimeSpan.FromSeconds(2));
+    (idleRss, idlePrivate, idlePss) = (server.ResidentBytes(), server.PrivateResidentBytes(), server.ProportionalBytes());
 
     // One short run first, so descriptors the runtime opens lazily on first use are not counted as growth.
     await Wrk.RunAsync(server.Url, keepAlive: false, options.Threads, options.Connections, TimeSpan.FromSeconds(1));
@@ -61,7 +70,7 @@ var fdsPerSecondSingle = await HandoffBenchmark.FdsPerSecondAsync(options.Smoke 
 var fdsPerSecondBatched = await HandoffBenchmark.FdsPerSecondAsync(options.Smoke ? 20_000 : 2_000_000, perMessage: 16);
 var latencies = (await HandoffBenchmark.AcceptToContextMicrosecondsAsync(options.Smoke ? 200 : 5_000)).Order().ToArray();
 
-var report = Report(options, setups, results, idleRss, idlePrivate, fdsBefore, fdsAfter, connectionsForFds, fdsPerSecondSingle, fdsPerSecondBatched, latencies);
+var report = Report(options, setups, results, plainIdleRss, idleRss, idlePrivate, idlePss, fdsBefore, fdsAfter, connectionsForFds, fdsPerSecondSingle, fdsPerSecondBatched, latencies);
 Directory.CreateDirectory(options.Output);
 var file = Path.Combine(options.Output, $"{DateTime.UtcNow:yyyyMMdd-HHmmss}{(options.Smoke ? "-smoke" : "")}.md");
 await File.WriteAllTextAsync(file, report);
@@ -79,6 +88,11 @@ static IEnumerable<Setup> Setups(HarnessOptions options)
     yield return new Setup("cluster-2", "KestrelCluster, 2 workers, round-robin", port => Bench(port, "--Cluster:Workers=2"), 2);
     yield return new Setup("cluster-2-lc", "KestrelCluster, 2 workers, least-connections", port => Bench(port, "--Cluster:Workers=2", "--Cluster:Scheduling=LeastConnections"), 2);
     yield return new Setup("cluster-2-io2", "KestrelCluster, 2 workers, round-robin, 2 IO queues per worker", port => Bench(port, "--Cluster:Workers=2", "--io-queues", "2"), 2) { OptIn = true };
+    yield return new Setup("cluster-2-nospin", "KestrelCluster, 2 workers, round-robin, thread pools that do not spin", port => Bench(port, "--Cluster:Workers=2"), 2)
+    {
+        OptIn = true,
+        Environment = new Dictionary<string, string> { ["DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"] = "0" },
+    };
     yield return new Setup("cluster-2-shared", "KestrelCluster, 2 workers, shared listener (kernel balances)", port => Bench(port, "--Cluster:Workers=2", "--Cluster:Scheduling=Shared"), 2);
     if (options.NodeScript is not null)
     {
@@ -87,7 +101,7 @@ static IEnumerable<Setup> Setups(HarnessOptions options)
 }
 
 static string Report(HarnessOptions options, List<Setup> setups, Dictionary<string, List<(WrkResult KeepAlive, WrkResult Close, double? CpuPer10k)>> results,
-    long idleRss, long idlePrivate, int fdsBefore, int fdsAfter, long connectionsForFds, double fdsSingle, double fdsBatched, double[] latencies)
+    long plainIdleRss, long idleRss, long idlePrivate, long idlePss, int fdsBefore, int fdsAfter, long connectionsForFds, double fdsSingle, double fdsBatched, double[] latencies)
 {
     static double Median(IEnumerable<double> values)
     {
@@ -123,7 +137,9 @@ static string Report(HarnessOptions options, List<Setup> setups, Dictionary<stri
     text.AppendLine(CultureInfo.InvariantCulture, $"| fds/s over SOCK_SEQPACKET, 1 fd per sendmsg | {fdsSingle:N0} |");
     text.AppendLine(CultureInfo.InvariantCulture, $"| fds/s over SOCK_SEQPACKET, 16 fds per sendmsg | {fdsBatched:N0} |");
     text.AppendLine(CultureInfo.InvariantCulture, $"| accept → ConnectionContext created, p50 / p99 ({latencies.Length} connections) | {latencies[latencies.Length / 2]:0.0} µs / {latencies[(int)(latencies.Length * 0.99)]:0.0} µs |");
-    text.AppendLine(CultureInfo.InvariantCulture, $"| primary RSS at idle (2 workers): total / private (RssAnon; the rest is mapped framework files, shared) | {idleRss / (1024.0 * 1024):0.0} MB / {idlePrivate / (1024.0 * 1024):0.0} MB |");
+    static string Mb(long bytes) => (bytes / (1024.0 * 1024)).ToString("0.0", CultureInfo.InvariantCulture) + " MB";
+    text.AppendLine(CultureInfo.InvariantCulture, $"| primary RSS at idle (2 workers) | {Mb(idleRss)} ({(double)idleRss / plainIdleRss:0.00}× plain Kestrel's {Mb(plainIdleRss)}) |");
+    text.AppendLine(CultureInfo.InvariantCulture, $"| primary at idle: private (RssAnon) / proportional (PSS: framework files are shared with the workers) | {Mb(idlePrivate)} / {Mb(idlePss)} |");
     text.AppendLine(CultureInfo.InvariantCulture, $"| primary open fds before / after {connectionsForFds:N0} connections | {fdsBefore} / {fdsAfter} |");
     return text.ToString();
 }

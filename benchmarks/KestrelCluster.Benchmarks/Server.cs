@@ -11,6 +11,9 @@ namespace KestrelCluster.Benchmarks;
 internal sealed record Setup(string Name, string Description, Func<int, (string FileName, string[] Arguments)> Command, int ReadyLines)
 {
     public bool OptIn { get; init; }
+
+    /// <summary>Environment variables set for the server (and so for its workers).</summary>
+    public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
 }
 
 internal sealed class Server : IAsyncDisposable
@@ -44,6 +47,11 @@ internal sealed class Server : IAsyncDisposable
         foreach (var name in startInfo.Environment.Keys.Where(IsAppConfiguration).ToList())
         {
             startInfo.Environment.Remove(name);
+        }
+
+        foreach (var (name, value) in setup.Environment)
+        {
+            startInfo.Environment[name] = value;
         }
 
         var server = new Server(new Process { StartInfo = startInfo }, port);
@@ -82,6 +90,13 @@ internal sealed class Server : IAsyncDisposable
 
     /// <summary>Anonymous resident memory: what this process alone costs (mapped files are shared).</summary>
     public long PrivateResidentBytes() => StatusBytes("RssAnon:");
+
+    /// <summary>Proportional resident memory (PSS): private pages plus this process's share of pages mapped by several.</summary>
+    public long ProportionalBytes()
+    {
+        var line = File.ReadLines($"/proc/{ProcessId}/smaps_rollup").First(l => l.StartsWith("Pss:", StringComparison.Ordinal));
+        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+    }
 
     private long StatusBytes(string field)
     {

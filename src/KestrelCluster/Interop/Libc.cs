@@ -220,6 +220,35 @@ internal static unsafe partial class Libc
     /// <summary>Closes a raw fd that was never wrapped in a <see cref="Socket"/>.</summary>
     public static void CloseDescriptor(int fd) => close(fd);
 
+    /// <summary>
+    /// Fills <paramref name="destination"/> from the kernel's CSPRNG (getrandom(2)). Used for the workers' secrets
+    /// instead of RandomNumberGenerator, which would load OpenSSL's libcrypto into the primary (3.4 MB resident) for
+    /// 32 bytes per worker.
+    /// </summary>
+    public static void FillRandom(Span<byte> destination)
+    {
+        fixed (byte* start = destination)
+        {
+            var filled = 0;
+            while (filled < destination.Length)
+            {
+                var read = getrandom(start + filled, (nuint)(destination.Length - filled), 0);
+                if (read < 0)
+                {
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (errno != EINTR)
+                    {
+                        throw new InvalidOperationException($"getrandom failed (errno {errno}).");
+                    }
+
+                    continue;
+                }
+
+                filled += (int)read;
+            }
+        }
+    }
+
     /// <summary>The effective user id of this process.</summary>
     public static uint EffectiveUserId => geteuid();
 
@@ -264,6 +293,9 @@ internal static unsafe partial class Libc
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int close(int fd);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial nint getrandom(byte* buffer, nuint length, uint flags);
 
     [LibraryImport("libc")]
     private static partial uint geteuid();

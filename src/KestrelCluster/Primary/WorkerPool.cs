@@ -1,8 +1,8 @@
 // The workers, slot by slot: starting them, replacing the ones that die (with backoff and a crash-loop
 // breaker), replacing live ones without downtime (rolling restart, recycle), scaling, and stopping them all.
 // Operations that retire workers on purpose run one at a time.
-using System.Security.Cryptography;
 using KestrelCluster.Hosting;
+using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -291,7 +291,8 @@ internal sealed partial class WorkerPool : IDisposable
     private WorkerProcess Spawn(WorkerSlot slot)
     {
         var id = Interlocked.Increment(ref _nextWorkerId);
-        var secret = RandomNumberGenerator.GetBytes(ControlFrames.SecretLength);
+        var secret = new byte[ControlFrames.SecretLength];
+        Libc.FillRandom(secret);
         var recycleAfter = _options.MaxRequestsPerWorker <= 0 ? 0
             : _options.MaxRequestsPerWorker + (_options.MaxRequestsJitter > 0 ? Random.Shared.NextInt64(_options.MaxRequestsJitter + 1) : 0);
         var worker = new WorkerProcess(id, slot.Index, Volatile.Read(ref _generation), slot.StartCount++, secret, recycleAfter);

@@ -17,6 +17,9 @@ internal sealed class WorkerControlChannel : IDisposable
     /// <summary>How long a worker whose primary died may drain before it exits anyway.</summary>
     internal static readonly TimeSpan OrphanExitDelay = TimeSpan.FromSeconds(1);
 
+    /// <summary>How long a closed connection may go unreported to the primary when no acknowledgement carries it.</summary>
+    internal static readonly TimeSpan CloseReportDelay = TimeSpan.FromMilliseconds(5);
+
     private static readonly TimeSpan s_registerTimeout = TimeSpan.FromSeconds(30);
 
     private readonly WorkerIdentity _identity;
@@ -33,6 +36,7 @@ internal sealed class WorkerControlChannel : IDisposable
     private bool _ackFlushScheduled;
     private int _closedSinceReport;
     private int _closeReportScheduled;
+    private readonly Timer _closeReportTimer;
     private volatile bool _closed;
 
     private readonly Messaging.ClusterMessenger _messenger;
@@ -41,6 +45,7 @@ internal sealed class WorkerControlChannel : IDisposable
     {
         _messenger = messenger;
         messenger.AttachWorker(this);
+        _closeReportTimer = new Timer(static channel => ((WorkerControlChannel)channel!).ReportClosed(), this, Timeout.Infinite, Timeout.Infinite);
         _identity = identity;
         _lifetime = lifetime;
         _logger = logger;
@@ -138,18 +143,27 @@ internal sealed class WorkerControlChannel : IDisposable
         {
             TrySend(ControlFrames.Acks(acks.AsSpan(start, Math.Min(ControlFrames.MaxAcksPerFrame, acks.Length - start))));
         }
+
+        // Closes counted so far go along (the primary reads both frames in one wake-up); a pending timer then finds nothing.
+        var closed = Interlocked.Exchange(ref _closedSinceReport, 0);
+        if (closed > 0)
+        {
+            TrySend(ControlFrames.ConnectionsClosed(closed));
+        }
     }
 
     /// <summary>
-    /// Counts a closed connection for the primary's open-connection count (least-connections scheduling).
-    /// Closes that come in a burst are reported in one frame.
+    /// Counts a closed connection for the primary's open-connection count (least-connections scheduling, the
+    /// connection counts of IClusterManager). The count travels with the next batch of acknowledgements, or at the
+    /// latest <see cref="CloseReportDelay"/> after the first unreported close: one frame per connection would cost
+    /// a send here and a wake-up in the primary each, for a figure nobody needs to the microsecond.
     /// </summary>
     public void OnConnectionClosed()
     {
         Interlocked.Increment(ref _closedSinceReport);
         if (Interlocked.Exchange(ref _closeReportScheduled, 1) == 0)
         {
-            ThreadPool.UnsafeQueueUserWorkItem(static channel => channel.ReportClosed(), this, preferLocal: false);
+            _closeReportTimer.Change(CloseReportDelay, Timeout.InfiniteTimeSpan);
         }
     }
 
@@ -166,6 +180,7 @@ internal sealed class WorkerControlChannel : IDisposable
     public void Dispose()
     {
         _closed = true;
+        _closeReportTimer.Dispose();
         if (_socket is { } socket)
         {
             Libc.Shutdown(socket.SafeHandle); // wakes the reader thread
