@@ -88,10 +88,10 @@ static IEnumerable<Setup> Setups(HarnessOptions options)
     yield return new Setup("cluster-2", "KestrelCluster, 2 workers, round-robin", port => Bench(port, "--Cluster:Workers=2"), 2);
     yield return new Setup("cluster-2-lc", "KestrelCluster, 2 workers, least-connections", port => Bench(port, "--Cluster:Workers=2", "--Cluster:Scheduling=LeastConnections"), 2);
     yield return new Setup("cluster-2-io2", "KestrelCluster, 2 workers, round-robin, 2 IO queues per worker", port => Bench(port, "--Cluster:Workers=2", "--io-queues", "2"), 2) { OptIn = true };
-    yield return new Setup("cluster-2-nospin", "KestrelCluster, 2 workers, round-robin, thread pools that do not spin", port => Bench(port, "--Cluster:Workers=2"), 2)
+    yield return new Setup("cluster-2-spin", "KestrelCluster, 2 workers, round-robin, thread pools spinning as by default in .NET", port => Bench(port, "--Cluster:Workers=2"), 2)
     {
         OptIn = true,
-        Environment = new Dictionary<string, string> { ["DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"] = "0" },
+        Environment = new Dictionary<string, string> { ["DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"] = "70" }, // the runtime's default; workers otherwise get 0
     };
     yield return new Setup("cluster-2-shared", "KestrelCluster, 2 workers, shared listener (kernel balances)", port => Bench(port, "--Cluster:Workers=2", "--Cluster:Scheduling=Shared"), 2);
     if (options.NodeScript is not null)

@@ -32,6 +32,12 @@ app.MapPost("/cache/clear", async (IClusterMessenger messenger) =>
     return "Asked every worker to clear its cache.\n";
 });
 
+// How long connections took to get from the primary's accept to this worker's Kestrel (the
+// kestrelcluster.handoff.duration histogram of the "KestrelCluster" meter): GET /handoff.
+using var handoffs = new HandoffLatency();
+app.MapGet("/handoff", (IClusterContext cluster) =>
+    $"worker {cluster.WorkerId} (pid {Environment.ProcessId}): {handoffs.Describe()}\n");
+
 // A slow request, handy to watch a graceful shutdown drain: /slow?ms=3000 (at most 60 s).
 app.MapGet("/slow", async (int? ms, IClusterContext cluster, CancellationToken aborted) =>
 {
@@ -91,5 +97,46 @@ internal sealed class WorkerCache
     {
         _value = new Lazy<DateTimeOffset>(() => DateTimeOffset.UtcNow);
         Interlocked.Increment(ref _clears);
+    }
+}
+
+/// <summary>
+/// Listens to this worker's kestrelcluster.handoff.duration measurements (what dotnet-counters or OpenTelemetry's
+/// AddMeter("KestrelCluster") would export) and keeps the latest 10,000 for a percentile summary.
+/// </summary>
+internal sealed class HandoffLatency : IDisposable
+{
+    private readonly System.Diagnostics.Metrics.MeterListener _listener = new();
+    private readonly double[] _seconds = new double[10_000];
+    private long _count;
+
+    public HandoffLatency()
+    {
+        _listener.InstrumentPublished = (instrument, listener) =>
+        {
+            if (instrument.Meter.Name == "KestrelCluster" && instrument.Name == "kestrelcluster.handoff.duration")
+            {
+                listener.EnableMeasurementEvents(instrument);
+            }
+        };
+        _listener.SetMeasurementEventCallback<double>((_, seconds, _, _) =>
+            _seconds[(Interlocked.Increment(ref _count) - 1) % _seconds.Length] = seconds);
+        _listener.Start();
+    }
+
+    public void Dispose() => _listener.Dispose();
+
+    public string Describe()
+    {
+        var count = Interlocked.Read(ref _count);
+        if (count == 0)
+        {
+            return "no connections handed over yet (the primary serves none itself: are you calling the primary's port?)";
+        }
+
+        var sorted = _seconds.AsSpan(0, (int)Math.Min(count, _seconds.Length)).ToArray();
+        Array.Sort(sorted);
+        static string Micro(double seconds) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{seconds * 1e6:0.0} µs");
+        return $"{count} connections handed over; accept → Kestrel p50 {Micro(sorted[sorted.Length / 2])}, p99 {Micro(sorted[(int)(sorted.Length * 0.99)])}, max {Micro(sorted[^1])} (last {sorted.Length})";
     }
 }

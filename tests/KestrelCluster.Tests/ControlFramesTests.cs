@@ -43,14 +43,15 @@ public sealed class ControlFramesTests
     public void Handoff_EntriesMustMatchTheFdsReceived()
     {
         Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength];
-        ControlFrames.WriteHandoff(frame, listenerId: 2, handoffId: 99);
+        ControlFrames.WriteHandoff(frame, listenerId: 2, handoffId: 99, acceptedAt: 123_456_789);
         var listeners = new int[4];
         var handoffs = new long[4];
+        var acceptedAts = new long[4];
 
-        Assert.True(ControlFrames.TryReadHandoff(frame, 1, listeners, handoffs));
-        Assert.Equal((2, 99L), (listeners[0], handoffs[0]));
-        Assert.False(ControlFrames.TryReadHandoff(frame, 0, listeners, handoffs)); // no fd came with it
-        Assert.False(ControlFrames.TryReadHandoff(frame, 2, listeners, handoffs)); // more fds than entries
+        Assert.True(ControlFrames.TryReadHandoff(frame, 1, listeners, handoffs, acceptedAts));
+        Assert.Equal((2, 99L, 123_456_789L), (listeners[0], handoffs[0], acceptedAts[0]));
+        Assert.False(ControlFrames.TryReadHandoff(frame, 0, listeners, handoffs, acceptedAts)); // no fd came with it
+        Assert.False(ControlFrames.TryReadHandoff(frame, 2, listeners, handoffs, acceptedAts)); // more fds than entries
     }
 
     [Fact]

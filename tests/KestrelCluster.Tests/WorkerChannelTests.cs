@@ -58,6 +58,21 @@ public sealed class WorkerChannelTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Handoff_TcpConnection_ArrivesWithNoDelaySet()
+    {
+        // TCP_NODELAY is set once, on the listening socket; accepted sockets inherit it (FACTS pitfall 8: a custom listener must set it).
+        var (_, worker) = await ConnectWorkerAsync(1);
+        using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(_listener.EndPoint);
+
+        var (fd, handoffId) = await ReceiveHandoffAsync(worker);
+        using var received = new Socket(new SafeSocketHandle(fd, ownsHandle: true));
+        await worker.SendAsync(ControlFrames.Acks([(handoffId, true)]));
+
+        Assert.True(received.NoDelay);
+    }
+
+    [Fact]
     public async Task Channel_AckForAConnectionNeverSent_IsAProtocolViolation()
     {
         var (channel, worker) = await ConnectWorkerAsync(1);
@@ -105,7 +120,7 @@ public sealed class WorkerChannelTests : IAsyncDisposable
         Assert.False(truncated);
         var listeners = new int[4];
         var handoffs = new long[4];
-        Assert.True(ControlFrames.TryReadHandoff(frame.AsSpan(0, length), fdCount, listeners, handoffs));
+        Assert.True(ControlFrames.TryReadHandoff(frame.AsSpan(0, length), fdCount, listeners, handoffs, new long[4]));
         return (fds[0], handoffs[0]);
     }
 }

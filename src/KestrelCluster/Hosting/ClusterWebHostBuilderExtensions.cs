@@ -119,6 +119,8 @@ public static class ClusterWebHostBuilderExtensions
         services.AddSingleton(worker);
         services.AddSingleton(ClusterContext.ForWorker(worker));
         services.AddSingleton<WorkerControlChannel>();
+        services.AddMetrics();
+        services.AddSingleton<WorkerMetrics>();
         services.AddHostedService<WorkerReadiness>();
         services.AddSingleton<WorkerRequestCounter>();
         services.AddSingleton<IStartupFilter>(sp => sp.GetRequiredService<WorkerRequestCounter>());

@@ -210,13 +210,6 @@ internal static unsafe partial class Libc
     /// <summary>Wakes a thread blocked in <see cref="Accept"/> on this socket (shutdown(SHUT_RDWR)).</summary>
     public static void Shutdown(SafeSocketHandle socket) => shutdown((int)socket.DangerousGetHandle(), SHUT_RDWR);
 
-    /// <summary>Sets TCP_NODELAY on a raw fd. It belongs to the socket, so it holds in the worker too.</summary>
-    public static void SetNoDelay(int fd)
-    {
-        var one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(int));
-    }
-
     /// <summary>Closes a raw fd that was never wrapped in a <see cref="Socket"/>.</summary>
     public static void CloseDescriptor(int fd) => close(fd);
 
@@ -278,8 +271,6 @@ internal static unsafe partial class Libc
     private const int PR_SET_PDEATHSIG = 1;
     private const int SOCK_CLOEXEC = 0x80000;
     private const int SHUT_RDWR = 2;
-    private const int IPPROTO_TCP = 6;
-    private const int TCP_NODELAY = 1;
 
     private static int CmsgAlign(int length) => (length + sizeof(nuint) - 1) & ~(sizeof(nuint) - 1);
 
@@ -308,9 +299,6 @@ internal static unsafe partial class Libc
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int shutdown(int sockfd, int how);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int setsockopt(int sockfd, int level, int optname, void* optval, int optlen);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);

@@ -2,9 +2,10 @@
 // accepted socket to the dispatcher. Kestrel in the primary never sees a connection: AcceptAsync only waits
 // for unbind, then returns null.
 //
-// The accept loop is a dedicated thread in a blocking accept4(): per connection it costs one syscall, a
-// setsockopt and no Socket object, task or thread-pool hop — the primary's whole job is this loop, and with
+// The accept loop is a dedicated thread in a blocking accept4(): per connection it costs one syscall and no
+// Socket object, task or thread-pool hop — the primary's whole job is this loop, and with
 // Connection: close traffic its CPU per connection is what limits the cluster (see benchmarks/).
+using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using KestrelCluster.Interop;
@@ -20,7 +21,6 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
     private readonly HandoffDispatcher _dispatcher;
     private readonly PrimaryListenerTable _table;
     private readonly ILogger _logger;
-    private readonly bool _isTcp;
     private readonly TaskCompletionSource _unbound = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Thread? _acceptThread;
     private int _stopped;
@@ -34,7 +34,6 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         _table = table;
         _logger = logger;
         EndPoint = listenSocket.LocalEndPoint!;
-        _isTcp = EndPoint is IPEndPoint;
     }
 
     /// <summary>The id workers use for this listener on the control channel.</summary>
@@ -53,9 +52,12 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
 
     /// <summary>
     /// Binds with Kestrel's own rules (dual mode for IPv6Any) and Kestrel's error for a taken address. In shared
-    /// mode the workers accept on this socket and the primary runs no accept loop.
+    /// mode the workers accept on this socket and the primary runs no accept loop. TCP_NODELAY (Kestrel's
+    /// SocketTransportOptions.NoDelay) is set once, on the listening socket: Linux gives every accepted socket the
+    /// listener's options, which saves a setsockopt per connection.
     /// </summary>
-    public static PrimaryConnectionListener Bind(int id, EndPoint endpoint, int backlog, HandoffDispatcher dispatcher, PrimaryListenerTable table, ILogger logger, bool shared = false)
+    public static PrimaryConnectionListener Bind(int id, EndPoint endpoint, int backlog, HandoffDispatcher dispatcher, PrimaryListenerTable table, ILogger logger,
+        bool shared = false, bool noDelay = true)
     {
         Socket socket;
         try
@@ -69,6 +71,11 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
 
         try
         {
+            if (noDelay && endpoint is IPEndPoint)
+            {
+                socket.NoDelay = true;
+            }
+
             socket.Listen(backlog);
         }
         catch
@@ -154,11 +161,6 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
             var fd = Libc.Accept(_listenSocket.SafeHandle);
             if (fd >= 0)
             {
-                if (_isTcp)
-                {
-                    Libc.SetNoDelay(fd);
-                }
-
                 _dispatcher.Dispatch(new AcceptedConnection(this, fd));
                 continue;
             }
@@ -195,6 +197,9 @@ internal sealed class AcceptedConnection(PrimaryConnectionListener listener, int
     public PrimaryConnectionListener Listener { get; } = listener;
 
     public int Fd { get; } = fd;
+
+    /// <summary>When the primary accepted it (Stopwatch timestamp); workers measure the handoff from here.</summary>
+    public long AcceptedAt { get; } = Stopwatch.GetTimestamp();
 
     /// <summary>The client's endpoint, read from the socket on first use only (schedulers that need it).</summary>
     public EndPoint? RemoteEndPoint

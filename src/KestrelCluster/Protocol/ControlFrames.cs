@@ -22,8 +22,11 @@ internal static class ControlFrames
 
     public const int SecretLength = 32;
 
-    /// <summary>Size of one (listener id, handoff id) entry in a <see cref="FrameType.Handoff"/> frame.</summary>
-    private const int HandoffEntryLength = sizeof(int) + sizeof(long);
+    /// <summary>
+    /// Size of one (listener id, handoff id, accepted-at) entry in a <see cref="FrameType.Handoff"/> frame. Accepted-at is
+    /// the primary's Stopwatch timestamp at accept: CLOCK_MONOTONIC, the same clock in every process of the machine.
+    /// </summary>
+    private const int HandoffEntryLength = sizeof(int) + sizeof(long) + sizeof(long);
 
     public static byte[] Hello(int workerId, ReadOnlySpan<byte> secret)
     {
@@ -105,11 +108,12 @@ internal static class ControlFrames
     }
 
     /// <summary>Writes a handoff frame for one fd; returns its length.</summary>
-    public static int WriteHandoff(Span<byte> destination, int listenerId, long handoffId)
+    public static int WriteHandoff(Span<byte> destination, int listenerId, long handoffId, long acceptedAt)
     {
         destination[0] = (byte)FrameType.Handoff;
         BinaryPrimitives.WriteInt32LittleEndian(destination[1..], listenerId);
         BinaryPrimitives.WriteInt64LittleEndian(destination[(1 + sizeof(int))..], handoffId);
+        BinaryPrimitives.WriteInt64LittleEndian(destination[(1 + sizeof(int) + sizeof(long))..], acceptedAt);
         return 1 + HandoffEntryLength;
     }
 
@@ -226,9 +230,10 @@ internal static class ControlFrames
     }
 
     /// <summary>Reads the (listener id, handoff id) pairs of a handoff frame; their count must equal the fds received.</summary>
-    public static bool TryReadHandoff(ReadOnlySpan<byte> frame, int fdCount, Span<int> listenerIds, Span<long> handoffIds)
+    public static bool TryReadHandoff(ReadOnlySpan<byte> frame, int fdCount, Span<int> listenerIds, Span<long> handoffIds, Span<long> acceptedAts)
     {
-        if (fdCount == 0 || frame.Length != 1 + (fdCount * HandoffEntryLength) || listenerIds.Length < fdCount)
+        if (fdCount == 0 || frame.Length != 1 + (fdCount * HandoffEntryLength) || listenerIds.Length < fdCount
+            || handoffIds.Length < fdCount || acceptedAts.Length < fdCount)
         {
             return false;
         }
@@ -238,6 +243,7 @@ internal static class ControlFrames
             var entry = frame.Slice(1 + (i * HandoffEntryLength), HandoffEntryLength);
             listenerIds[i] = BinaryPrimitives.ReadInt32LittleEndian(entry);
             handoffIds[i] = BinaryPrimitives.ReadInt64LittleEndian(entry[sizeof(int)..]);
+            acceptedAts[i] = BinaryPrimitives.ReadInt64LittleEndian(entry[(sizeof(int) + sizeof(long))..]);
         }
 
         return true;

@@ -48,11 +48,7 @@ internal sealed class SharedConnectionListener : IConnectionListener
                 continue; // reset while in the backlog
             }
 
-            if (accepted.LocalEndPoint is IPEndPoint)
-            {
-                accepted.NoDelay = true;
-            }
-
+            // TCP_NODELAY comes from the listening socket, where the primary set it (as Kestrel's NoDelay says).
             var connection = _contextFactory.Create(accepted);
             connection.ConnectionClosed.UnsafeRegister(static channel => ((WorkerControlChannel)channel!).OnConnectionClosed(), _channel);
             return connection;

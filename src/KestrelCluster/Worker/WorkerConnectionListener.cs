@@ -23,9 +23,11 @@ internal sealed class WorkerConnectionListener : IConnectionListener
     private readonly WorkerControlChannel _channel;
     private readonly SocketConnectionContextFactory _contextFactory;
     private readonly ILogger _logger;
+    private readonly WorkerMetrics _metrics;
 
-    public WorkerConnectionListener(int listenerId, EndPoint boundEndPoint, WorkerControlChannel channel, SocketConnectionContextFactory contextFactory, ILogger logger)
+    public WorkerConnectionListener(int listenerId, EndPoint boundEndPoint, WorkerControlChannel channel, SocketConnectionContextFactory contextFactory, WorkerMetrics metrics, ILogger logger)
     {
+        _metrics = metrics;
         ListenerId = listenerId;
         EndPoint = boundEndPoint;
         _channel = channel;
@@ -39,7 +41,7 @@ internal sealed class WorkerConnectionListener : IConnectionListener
     public EndPoint EndPoint { get; }
 
     /// <summary>Called by the receive loop; false when this listener is unbound (the caller refuses the socket).</summary>
-    public bool TryEnqueue(int fd, long handoffId) => _queue.Writer.TryWrite(new HandedOffSocket(fd, handoffId));
+    public bool TryEnqueue(int fd, long handoffId, long acceptedAt) => _queue.Writer.TryWrite(new HandedOffSocket(fd, handoffId, acceptedAt));
 
     public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
     {
@@ -76,6 +78,7 @@ internal sealed class WorkerConnectionListener : IConnectionListener
 
                 var connection = _contextFactory.Create(socket);
                 _channel.Acknowledge(handedOff.HandoffId, accepted: true);
+                _metrics.RecordHandoff(handedOff.AcceptedAt);
                 connection.ConnectionClosed.UnsafeRegister(static channel => ((WorkerControlChannel)channel!).OnConnectionClosed(), _channel);
                 return connection;
             }
@@ -100,5 +103,5 @@ internal sealed class WorkerConnectionListener : IConnectionListener
 
     public ValueTask DisposeAsync() => UnbindAsync();
 
-    private readonly record struct HandedOffSocket(int Fd, long HandoffId);
+    private readonly record struct HandedOffSocket(int Fd, long HandoffId, long AcceptedAt);
 }

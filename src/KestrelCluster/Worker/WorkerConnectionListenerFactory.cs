@@ -15,9 +15,11 @@ internal sealed class WorkerConnectionListenerFactory : IConnectionListenerFacto
     private readonly WorkerControlChannel _channel;
     private readonly SocketConnectionContextFactory _contextFactory;
     private readonly ILogger _logger;
+    private readonly WorkerMetrics _metrics;
 
-    public WorkerConnectionListenerFactory(WorkerControlChannel channel, WorkerIdentity identity, IOptions<SocketTransportOptions> socketOptions, ILoggerFactory loggerFactory)
+    public WorkerConnectionListenerFactory(WorkerControlChannel channel, WorkerIdentity identity, IOptions<SocketTransportOptions> socketOptions, WorkerMetrics metrics, ILoggerFactory loggerFactory)
     {
+        _metrics = metrics;
         _channel = channel;
         _logger = loggerFactory.CreateLogger("KestrelCluster.Worker");
         var options = WorkerSocketOptions.Create(socketOptions.Value, identity.WorkerCount, _logger);
@@ -35,7 +37,7 @@ internal sealed class WorkerConnectionListenerFactory : IConnectionListenerFacto
             return new SharedConnectionListener(sharedFd, bound, _contextFactory, _channel);
         }
 
-        var listener = new WorkerConnectionListener(listenerId, bound, _channel, _contextFactory, _logger);
+        var listener = new WorkerConnectionListener(listenerId, bound, _channel, _contextFactory, _metrics, _logger);
         _channel.AddListener(listener);
         return listener;
     }

@@ -234,6 +234,7 @@ internal sealed class WorkerControlChannel : IDisposable
         var fds = new int[Libc.MaxFdsPerMessage];
         var listenerIds = new int[Libc.MaxFdsPerMessage];
         var handoffIds = new long[Libc.MaxFdsPerMessage];
+        var acceptedAts = new long[Libc.MaxFdsPerMessage];
         var reason = "the primary closed the control channel";
         try
         {
@@ -261,7 +262,7 @@ internal sealed class WorkerControlChannel : IDisposable
                     }
 
                     if (truncated || length == 0 || length > ControlFrames.MaxFrameLength
-                        || !Handle(buffer.AsSpan(0, length), fds.AsSpan(0, fdCount), listenerIds, handoffIds))
+                        || !Handle(buffer.AsSpan(0, length), fds.AsSpan(0, fdCount), listenerIds, handoffIds, acceptedAts))
                     {
                         foreach (var fd in fds.AsSpan(0, fdCount))
                         {
@@ -291,14 +292,14 @@ internal sealed class WorkerControlChannel : IDisposable
         }
     }
 
-    private bool Handle(ReadOnlySpan<byte> frame, ReadOnlySpan<int> fds, Span<int> listenerIds, Span<long> handoffIds)
+    private bool Handle(ReadOnlySpan<byte> frame, ReadOnlySpan<int> fds, Span<int> listenerIds, Span<long> handoffIds, Span<long> acceptedAts)
     {
         switch ((FrameType)frame[0])
         {
-            case FrameType.Handoff when ControlFrames.TryReadHandoff(frame, fds.Length, listenerIds, handoffIds):
+            case FrameType.Handoff when ControlFrames.TryReadHandoff(frame, fds.Length, listenerIds, handoffIds, acceptedAts):
                 for (var i = 0; i < fds.Length; i++)
                 {
-                    if (!_listeners.TryGetValue(listenerIds[i], out var listener) || !listener.TryEnqueue(fds[i], handoffIds[i]))
+                    if (!_listeners.TryGetValue(listenerIds[i], out var listener) || !listener.TryEnqueue(fds[i], handoffIds[i], acceptedAts[i]))
                     {
                         // Not ours (any more): close our copy only; the primary still holds the connection and re-routes it.
                         Libc.CloseDescriptor(fds[i]);
