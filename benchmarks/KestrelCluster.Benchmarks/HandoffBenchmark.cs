@@ -77,9 +77,10 @@ internal static class HandoffBenchmark
     /// one connection at a time, along the product's path: the accept timestamp travels in the frame; a reader
     /// thread waits in poll() and drains with recvmsg (WorkerControlChannel); an async loop takes the fd from a
     /// channel, as Kestrel's accept loop does from WorkerConnectionListener, and creates the ConnectionContext with
-    /// the workers' socket options.
+    /// the workers' socket options. Returns two figures per connection: accept → fd received by the reader thread
+    /// (the handoff itself), and accept → ConnectionContext created (adds new Socket(fd) and Kestrel's own Create).
     /// </summary>
-    public static async Task<double[]> AcceptToContextMicrosecondsAsync(int connections)
+    public static async Task<(double[] FdReceived, double[] ContextCreated)> AcceptToContextMicrosecondsAsync(int connections)
     {
         var (sender, receiver, directory) = await SeqPacketPairAsync();
         using var listener = new Socket(SocketType.Stream, ProtocolType.Tcp);
@@ -88,28 +89,32 @@ internal static class HandoffBenchmark
         var options = KestrelCluster.Worker.WorkerSocketOptions.Create(new SocketTransportOptions(), workerCount: 2, NullLogger.Instance);
         using var factory = new SocketConnectionContextFactory(options, NullLogger.Instance);
         var latencies = new double[connections];
+        var received = new double[connections];
         var queue = Channel.CreateUnbounded<(int Fd, long AcceptedAt)>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
         using var created = new SemaphoreSlim(0);
 
         var reader = new Thread(() =>
         {
             var buffer = new byte[64];
-            var received = new int[Libc.MaxFdsPerMessage];
+            var fds = new int[Libc.MaxFdsPerMessage];
+            var count = 0;
             try
             {
                 while (true)
                 {
                     receiver.Poll(-1, SelectMode.SelectRead);
-                    while (Libc.ReceiveMessage(receiver.SafeHandle, buffer, received, out var length, out var fdCount, out _) == 0)
+                    while (Libc.ReceiveMessage(receiver.SafeHandle, buffer, fds, out var length, out var fdCount, out _) == 0)
                     {
                         if (length == 0)
                         {
                             return;
                         }
 
+                        var acceptedAt = BitConverter.ToInt64(buffer, 1);
                         for (var i = 0; i < fdCount; i++)
                         {
-                            queue.Writer.TryWrite((received[i], BitConverter.ToInt64(buffer, 1)));
+                            received[count++] = Stopwatch.GetElapsedTime(acceptedAt).TotalMicroseconds;
+                            queue.Writer.TryWrite((fds[i], acceptedAt));
                         }
                     }
                 }
@@ -157,7 +162,7 @@ internal static class HandoffBenchmark
             }
 
             await accepting;
-            return latencies;
+            return (received, latencies);
         }
         finally
         {

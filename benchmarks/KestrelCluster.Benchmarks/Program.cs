@@ -4,6 +4,7 @@
 //   --smoke           1 round of 2 s per case and small micro-benchmarks: proves the harness works, measures nothing
 //   --setups a,b      only these setups (plain is always included: it is the reference)
 //   --out DIR         where the Markdown table goes; default benchmarks/results
+//   --handoff-only    only the accept → ConnectionContext latency micro-benchmark (for iterating on the handoff path)
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -11,6 +12,13 @@ using System.Text;
 using KestrelCluster.Benchmarks;
 
 var options = HarnessOptions.Parse(args);
+if (options.HandoffOnly)
+{
+    var (received, created) = await HandoffBenchmark.AcceptToContextMicrosecondsAsync(5_000);
+    Console.WriteLine($"accept → fd received {Percentiles(received)}; accept → ConnectionContext {Percentiles(created)} (p50 / p99)");
+    return;
+}
+
 var setups = Setups(options).Where(s => s.Name == "plain" || (options.Setups is null ? !s.OptIn : options.Setups.Contains(s.Name))).ToList();
 var results = setups.ToDictionary(s => s.Name, _ => new List<(WrkResult KeepAlive, WrkResult Close, double? CpuPer10k)>());
 
@@ -68,9 +76,9 @@ await using (var server = await Server.StartAsync(primarySetup))
 
 var fdsPerSecondSingle = await HandoffBenchmark.FdsPerSecondAsync(options.Smoke ? 20_000 : 500_000, perMessage: 1);
 var fdsPerSecondBatched = await HandoffBenchmark.FdsPerSecondAsync(options.Smoke ? 20_000 : 2_000_000, perMessage: 16);
-var latencies = (await HandoffBenchmark.AcceptToContextMicrosecondsAsync(options.Smoke ? 200 : 5_000)).Order().ToArray();
+var (fdReceived, contextCreated) = await HandoffBenchmark.AcceptToContextMicrosecondsAsync(options.Smoke ? 200 : 5_000);
 
-var report = Report(options, setups, results, plainIdleRss, idleRss, idlePrivate, idlePss, fdsBefore, fdsAfter, connectionsForFds, fdsPerSecondSingle, fdsPerSecondBatched, latencies);
+var report = Report(options, setups, results, plainIdleRss, idleRss, idlePrivate, idlePss, fdsBefore, fdsAfter, connectionsForFds, fdsPerSecondSingle, fdsPerSecondBatched, fdReceived, contextCreated);
 Directory.CreateDirectory(options.Output);
 var file = Path.Combine(options.Output, $"{DateTime.UtcNow:yyyyMMdd-HHmmss}{(options.Smoke ? "-smoke" : "")}.md");
 await File.WriteAllTextAsync(file, report);
@@ -100,8 +108,14 @@ static IEnumerable<Setup> Setups(HarnessOptions options)
     }
 }
 
+static string Percentiles(double[] microseconds)
+{
+    var sorted = microseconds.Order().ToArray();
+    return string.Create(CultureInfo.InvariantCulture, $"{sorted[sorted.Length / 2]:0.0} µs / {sorted[(int)(sorted.Length * 0.99)]:0.0} µs");
+}
+
 static string Report(HarnessOptions options, List<Setup> setups, Dictionary<string, List<(WrkResult KeepAlive, WrkResult Close, double? CpuPer10k)>> results,
-    long plainIdleRss, long idleRss, long idlePrivate, long idlePss, int fdsBefore, int fdsAfter, long connectionsForFds, double fdsSingle, double fdsBatched, double[] latencies)
+    long plainIdleRss, long idleRss, long idlePrivate, long idlePss, int fdsBefore, int fdsAfter, long connectionsForFds, double fdsSingle, double fdsBatched, double[] fdReceived, double[] contextCreated)
 {
     static double Median(IEnumerable<double> values)
     {
@@ -136,7 +150,8 @@ static string Report(HarnessOptions options, List<Setup> setups, Dictionary<stri
     text.AppendLine("|---|---:|");
     text.AppendLine(CultureInfo.InvariantCulture, $"| fds/s over SOCK_SEQPACKET, 1 fd per sendmsg | {fdsSingle:N0} |");
     text.AppendLine(CultureInfo.InvariantCulture, $"| fds/s over SOCK_SEQPACKET, 16 fds per sendmsg | {fdsBatched:N0} |");
-    text.AppendLine(CultureInfo.InvariantCulture, $"| accept → ConnectionContext created, p50 / p99 ({latencies.Length} connections) | {latencies[latencies.Length / 2]:0.0} µs / {latencies[(int)(latencies.Length * 0.99)]:0.0} µs |");
+    text.AppendLine(CultureInfo.InvariantCulture, $"| accept → fd received by the worker's reader thread, p50 / p99 ({fdReceived.Length} connections, one at a time) | {Percentiles(fdReceived)} |");
+    text.AppendLine(CultureInfo.InvariantCulture, $"| accept → ConnectionContext created (adds `new Socket(fd)` and Kestrel's `SocketConnectionContextFactory.Create`, which plain Kestrel pays too), p50 / p99 | {Percentiles(contextCreated)} |");
     static string Mb(long bytes) => (bytes / (1024.0 * 1024)).ToString("0.0", CultureInfo.InvariantCulture) + " MB";
     text.AppendLine(CultureInfo.InvariantCulture, $"| primary RSS at idle (2 workers) | {Mb(idleRss)} ({(double)idleRss / plainIdleRss:0.00}× plain Kestrel's {Mb(plainIdleRss)}) |");
     text.AppendLine(CultureInfo.InvariantCulture, $"| primary at idle: private (RssAnon) / proportional (PSS: framework files are shared with the workers) | {Mb(idlePrivate)} / {Mb(idlePss)} |");
@@ -158,6 +173,8 @@ internal sealed class HarnessOptions
 
     public HashSet<string>? Setups { get; private set; }
 
+    public bool HandoffOnly { get; private set; }
+
     public string Output { get; private set; } = "results";
 
     public string BenchApp { get; private set; } = "";
@@ -178,6 +195,7 @@ internal sealed class HarnessOptions
                 case "--smoke": options.Smoke = true; options.Rounds = 1; options.Duration = TimeSpan.FromSeconds(2); break;
                 case "--setups": options.Setups = [.. args[++i].Split(',')]; break;
                 case "--out": options.Output = args[++i]; break;
+                case "--handoff-only": options.HandoffOnly = true; break;
                 case "--benchapp": options.BenchApp = args[++i]; break;
                 case "--node-script": options.NodeScript = args[++i]; break;
                 default: throw new ArgumentException($"Unknown option {args[i]}. See the top of Program.cs.");
