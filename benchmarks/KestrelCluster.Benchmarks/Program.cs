@@ -32,7 +32,7 @@ for (var round = 1; round <= options.Rounds; round++)
         var keepAlive = await Wrk.RunAsync(server.Url, keepAlive: true, options.Threads, options.Connections, options.Duration);
         var cpuBefore = server.CpuSeconds();
         var close = await Wrk.RunAsync(server.Url, keepAlive: false, options.Threads, options.Connections, options.Duration);
-        var cpuPer10k = setup.Name == "plain" ? (double?)null : (server.CpuSeconds() - cpuBefore) / close.Requests * 10_000;
+        var cpuPer10k = setup.Name.StartsWith("plain", StringComparison.Ordinal) ? (double?)null : (server.CpuSeconds() - cpuBefore) / close.Requests * 10_000;
         results[setup.Name].Add((keepAlive, close, cpuPer10k));
         Console.WriteLine($"round {round} {setup.Name,-16} keep-alive {keepAlive.RequestsPerSecond,10:N0} req/s   close {close.RequestsPerSecond,9:N0} req/s   errors {keepAlive.Errors + close.Errors}");
     }
@@ -92,6 +92,11 @@ static IEnumerable<Setup> Setups(HarnessOptions options)
         ("dotnet", [options.BenchApp, "--urls", $"http://127.0.0.1:{port}", .. extra]);
 
     yield return new Setup("plain", "plain Kestrel, one process (the ceiling)", port => Bench(port, "--plain"), 0);
+    yield return new Setup("plain-nospin", "plain Kestrel, thread pool not spinning (the setting workers get)", port => Bench(port, "--plain"), 0)
+    {
+        OptIn = true,
+        Environment = new Dictionary<string, string> { ["DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"] = "0" },
+    };
     yield return new Setup("cluster-1", "KestrelCluster, 1 worker, round-robin", port => Bench(port, "--Cluster:Workers=1"), 1);
     yield return new Setup("cluster-2", "KestrelCluster, 2 workers, round-robin", port => Bench(port, "--Cluster:Workers=2"), 2);
     yield return new Setup("cluster-2-lc", "KestrelCluster, 2 workers, least-connections", port => Bench(port, "--Cluster:Workers=2", "--Cluster:Scheduling=LeastConnections"), 2);
