@@ -52,7 +52,7 @@ internal sealed class WorkerChannel
 
     public bool IsReady => _ready && !_isClosed && !_draining;
 
-    /// <summary>Completes when the channel is closed, for whatever reason.</summary>
+    /// <summary>Completes when the channel is closed, for whatever reason, and what it held is routed elsewhere.</summary>
     public Task Closed => _closed.Task;
 
     /// <summary>Connections handed to this worker and acknowledged by it.</summary>
@@ -248,11 +248,15 @@ internal sealed class WorkerChannel
         {
             PrimaryLog.ChannelClosed(_logger, Worker.Id, reason);
         }
-        _closed.TrySetResult();
+
+        // Routed elsewhere before Closed completes: whoever waits for it sees the connections already back in the
+        // dispatcher (or with another worker), never in between.
         if (unacknowledged.Count > 0)
         {
             _dispatcher.Redispatch(unacknowledged);
         }
+
+        _closed.TrySetResult();
     }
 
     private bool Handle(ReadOnlySpan<byte> frame)
