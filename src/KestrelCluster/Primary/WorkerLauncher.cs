@@ -42,9 +42,9 @@ internal sealed class WorkerLauncher
         }
 
         // Several workers share the cores: a thread pool whose idle threads spin (sched_yield) before they sleep
-        // takes CPU from the other workers' real work. Measured with 2 workers on 2 cores, 3 rounds: keep-alive
-        // +4% to +24%, Connection: close +9% to +37%, CPU per request lower in every round. A value the app
-        // sets itself (runtimeconfig.json, or the variable in the primary's environment) is kept.
+        // takes CPU from the other workers' real work. With 2 workers on 2 cores, an A/B of 3 rounds gave lower CPU
+        // per request in every round; full benchmark runs put the two within noise (benchmarks/README.md). A value
+        // the app sets itself (runtimeconfig.json, or the variable in the primary's environment) is kept.
         if (AppContext.GetData(SpinLimitSetting) is null && Environment.GetEnvironmentVariable(SpinLimitVariable) is null)
         {
             startInfo.Environment[SpinLimitVariable] = "0";
