@@ -6,6 +6,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
 using KestrelCluster.Interop;
+using KestrelCluster.Protocol;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -93,41 +94,25 @@ internal static class HandoffBenchmark
         var queue = Channel.CreateUnbounded<(int Fd, long AcceptedAt)>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
         using var created = new SemaphoreSlim(0);
 
-        var reader = new Thread(() =>
+        // The workers' own read loop (poll, then recvmsg until EAGAIN) on a thread of its own.
+        var buffer = new byte[64];
+        var fds = new int[Libc.MaxFdsPerMessage];
+        var count = 0;
+        _ = ControlChannelThread.Start("bench reader", () =>
         {
-            var buffer = new byte[64];
-            var fds = new int[Libc.MaxFdsPerMessage];
-            var count = 0;
-            try
+            ControlChannelThread.ReadMessages(receiver, buffer, fds, "closed", (length, fdCount, _) =>
             {
-                while (true)
+                var acceptedAt = BitConverter.ToInt64(buffer, 1);
+                for (var i = 0; i < fdCount; i++)
                 {
-                    receiver.Poll(-1, SelectMode.SelectRead);
-                    while (Libc.ReceiveMessage(receiver.SafeHandle, buffer, fds, out var length, out var fdCount, out _) == 0)
-                    {
-                        if (length == 0)
-                        {
-                            return;
-                        }
-
-                        var acceptedAt = BitConverter.ToInt64(buffer, 1);
-                        for (var i = 0; i < fdCount; i++)
-                        {
-                            received[count++] = Stopwatch.GetElapsedTime(acceptedAt).TotalMicroseconds;
-                            queue.Writer.TryWrite((fds[i], acceptedAt));
-                        }
-                    }
+                    received[count++] = Stopwatch.GetElapsedTime(acceptedAt).TotalMicroseconds;
+                    queue.Writer.TryWrite((fds[i], acceptedAt));
                 }
-            }
-            catch (ObjectDisposedException)
-            {
-            }
-            finally
-            {
-                queue.Writer.TryComplete();
-            }
-        }) { IsBackground = true, Name = "bench reader" };
-        reader.Start();
+
+                return null;
+            });
+            queue.Writer.TryComplete();
+        });
 
         var accepting = Task.Run(async () =>
         {

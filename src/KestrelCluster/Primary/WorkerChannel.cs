@@ -168,54 +168,18 @@ internal sealed class WorkerChannel
     private void ReadLoop()
     {
         var buffer = new byte[ControlFrames.MaxFrameLength + 1];
-        var noFds = Array.Empty<int>(); // a worker never sends fds: any it sends are closed on receipt and drop it
-        var reason = "the worker closed its control channel";
-        try
+        // No room for fds: a worker never sends any; any it sends are closed on receipt (truncated) and drop it.
+        var reason = ControlChannelThread.ReadMessages(_socket, buffer, [], "the worker closed its control channel", (length, _, truncated) =>
         {
-            while (true)
+            if (truncated || length > ControlFrames.MaxFrameLength || !Handle(buffer.AsSpan(0, length)))
             {
-                ControlChannelThread.WaitReadable(_socket);
-                while (true)
-                {
-                    var errno = Libc.ReceiveMessage(_socket.SafeHandle, buffer, noFds, out var length, out _, out var truncated);
-                    if (errno == Libc.EAGAIN)
-                    {
-                        break;
-                    }
-
-                    if (errno != 0)
-                    {
-                        reason = $"control channel error: errno {errno}";
-                        return;
-                    }
-
-                    if (length == 0 && !truncated)
-                    {
-                        return;
-                    }
-
-                    if (truncated || length > ControlFrames.MaxFrameLength || !Handle(buffer.AsSpan(0, length)))
-                    {
-                        reason = $"protocol violation: malformed or unexpected frame (type {buffer[0]}, {length} bytes)";
-                        PrimaryLog.ProtocolViolation(_logger, Worker.Id, buffer[0], length);
-                        return;
-                    }
-                }
+                PrimaryLog.ProtocolViolation(_logger, Worker.Id, buffer[0], length);
+                return $"protocol violation: malformed or unexpected frame (type {buffer[0]}, {length} bytes)";
             }
-        }
-        catch (ObjectDisposedException)
-        {
-        }
-#pragma warning disable CA1031 // this thread must never take the primary down: whatever happened ends this channel only
-        catch (Exception e)
-#pragma warning restore CA1031
-        {
-            reason = $"internal error reading the channel: {e.Message}";
-        }
-        finally
-        {
-            Close(reason);
-        }
+
+            return null;
+        });
+        Close(reason);
     }
 
     /// <summary>

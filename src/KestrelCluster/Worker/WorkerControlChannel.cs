@@ -235,61 +235,22 @@ internal sealed class WorkerControlChannel : IDisposable
         var listenerIds = new int[Libc.MaxFdsPerMessage];
         var handoffIds = new long[Libc.MaxFdsPerMessage];
         var acceptedAts = new long[Libc.MaxFdsPerMessage];
-        var reason = "the primary closed the control channel";
-        try
+        var reason = ControlChannelThread.ReadMessages(socket, buffer, fds, "the primary closed the control channel", (length, fdCount, truncated) =>
         {
-            while (true)
+            if (truncated || length == 0 || length > ControlFrames.MaxFrameLength
+                || !Handle(buffer.AsSpan(0, length), fds.AsSpan(0, fdCount), listenerIds, handoffIds, acceptedAts))
             {
-                // Wait for readability in poll(), then drain with recvmsg: the fds arrive with their message.
-                ControlChannelThread.WaitReadable(socket);
-                while (true)
+                foreach (var fd in fds.AsSpan(0, fdCount))
                 {
-                    var errno = Libc.ReceiveMessage(socket.SafeHandle, buffer, fds, out var length, out var fdCount, out var truncated);
-                    if (errno == Libc.EAGAIN)
-                    {
-                        break;
-                    }
-
-                    if (errno != 0)
-                    {
-                        reason = $"receiving failed (errno {errno})";
-                        return;
-                    }
-
-                    if (length == 0 && fdCount == 0)
-                    {
-                        return;
-                    }
-
-                    if (truncated || length == 0 || length > ControlFrames.MaxFrameLength
-                        || !Handle(buffer.AsSpan(0, length), fds.AsSpan(0, fdCount), listenerIds, handoffIds, acceptedAts))
-                    {
-                        foreach (var fd in fds.AsSpan(0, fdCount))
-                        {
-                            Libc.CloseDescriptor(fd);
-                        }
-
-                        reason = $"the primary sent a malformed frame (type {buffer[0]}, {length} bytes, {fdCount} fds)";
-                        return;
-                    }
+                    Libc.CloseDescriptor(fd);
                 }
+
+                return $"the primary sent a malformed frame (type {buffer[0]}, {length} bytes, {fdCount} fds)";
             }
-        }
-#pragma warning disable CA1031 // this thread must not end the process with an exception: the worker shuts down in order instead
-        catch (Exception e)
-#pragma warning restore CA1031
-        {
-            reason = e switch
-            {
-                SocketException se => $"control channel error {se.SocketErrorCode}",
-                ObjectDisposedException => reason,
-                _ => $"internal error reading the control channel: {e.Message}",
-            };
-        }
-        finally
-        {
-            OnPrimaryGone(reason);
-        }
+
+            return null;
+        });
+        OnPrimaryGone(reason);
     }
 
     private bool Handle(ReadOnlySpan<byte> frame, ReadOnlySpan<int> fds, Span<int> listenerIds, Span<long> handoffIds, Span<long> acceptedAts)
