@@ -79,34 +79,41 @@ internal static class HandoffBenchmark
     /// thread waits in poll() and drains with recvmsg (WorkerControlChannel); an async loop takes the fd from a
     /// channel, as Kestrel's accept loop does from WorkerConnectionListener, and creates the ConnectionContext with
     /// the workers' socket options. Returns two figures per connection: accept → fd received by the reader thread
-    /// (the handoff itself), and accept → ConnectionContext created (adds new Socket(fd) and Kestrel's own Create).
+    /// (the handoff itself), and accept → ConnectionContext created (adds the worker's Socket for the fd, built from
+    /// the address accept4 returned as the product does, and Kestrel's own Create).
     /// </summary>
     public static async Task<(double[] FdReceived, double[] ContextCreated)> AcceptToContextMicrosecondsAsync(int connections)
     {
         var (sender, receiver, directory) = await SeqPacketPairAsync();
         using var listener = new Socket(SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.NoDelay = true; // as the primary sets it: once, on the listening socket
         listener.Listen();
         var options = KestrelCluster.Worker.WorkerSocketOptions.Create(new SocketTransportOptions(), workerCount: 2, NullLogger.Instance);
         using var factory = new SocketConnectionContextFactory(options, NullLogger.Instance);
         var latencies = new double[connections];
         var received = new double[connections];
-        var queue = Channel.CreateUnbounded<(int Fd, long AcceptedAt)>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
+        var queue = Channel.CreateUnbounded<(int Fd, HandoffEntry Entry)>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
         using var created = new SemaphoreSlim(0);
 
         // The workers' own read loop (poll, then recvmsg until EAGAIN) on a thread of its own.
-        var buffer = new byte[64];
+        var buffer = new byte[ControlFrames.MaxFrameLength + 1];
         var fds = new int[Libc.MaxFdsPerMessage];
+        var entries = new HandoffEntry[Libc.MaxFdsPerMessage];
         var count = 0;
         _ = ControlChannelThread.Start("bench reader", () =>
         {
             ControlChannelThread.ReadMessages(receiver, buffer, fds, "closed", (length, fdCount, _) =>
             {
-                var acceptedAt = BitConverter.ToInt64(buffer, 1);
+                if (!ControlFrames.TryReadHandoff(buffer.AsSpan(0, length), fdCount, entries))
+                {
+                    return "malformed handoff frame";
+                }
+
                 for (var i = 0; i < fdCount; i++)
                 {
-                    received[count++] = Stopwatch.GetElapsedTime(acceptedAt).TotalMicroseconds;
-                    queue.Writer.TryWrite((fds[i], acceptedAt));
+                    received[count++] = Stopwatch.GetElapsedTime(entries[i].AcceptedAt).TotalMicroseconds;
+                    queue.Writer.TryWrite((fds[i], entries[i]));
                 }
 
                 return null;
@@ -118,26 +125,27 @@ internal static class HandoffBenchmark
         {
             for (var i = 0; i < connections; i++)
             {
-                var (fd, acceptedAt) = await queue.Reader.ReadAsync();
-                var connection = factory.Create(new Socket(new SafeSocketHandle(fd, ownsHandle: true)));
-                latencies[i] = Stopwatch.GetElapsedTime(acceptedAt).TotalMicroseconds;
+                var (fd, entry) = await queue.Reader.ReadAsync();
+                var socket = KestrelCluster.Worker.HandedOffSocket.Create(new SafeSocketHandle(fd, ownsHandle: true), entry.Peer, listener.LocalEndPoint!);
+                var connection = factory.Create(socket);
+                latencies[i] = Stopwatch.GetElapsedTime(entry.AcceptedAt).TotalMicroseconds;
                 created.Release();
                 await connection.DisposeAsync();
             }
         });
 
-        var frame = new byte[1 + sizeof(long)];
+        var frame = new byte[ControlFrames.HandoffLength];
         try
         {
             for (var i = 0; i < connections; i++)
             {
                 using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
                 await client.ConnectAsync(listener.LocalEndPoint!);
-                using var accepted = listener.Accept();
+                var accepted = Libc.Accept(listener.SafeHandle, out var peer);
                 var acceptedAt = Stopwatch.GetTimestamp();
-                accepted.NoDelay = true;
-                BitConverter.TryWriteBytes(frame.AsSpan(1), acceptedAt);
-                Libc.SendMessage(sender.SafeHandle, frame, [(int)accepted.SafeHandle.DangerousGetHandle()]);
+                ControlFrames.WriteHandoff(frame, new HandoffEntry(1, i, acceptedAt, peer));
+                Libc.SendMessage(sender.SafeHandle, frame, [accepted]);
+                Libc.CloseDescriptor(accepted); // the "worker" has its own copy now, as after the primary's ack
 
                 // One at a time: wait until the "worker" has created this connection before the next accept.
                 if (!await created.WaitAsync(TimeSpan.FromSeconds(10)))

@@ -43,15 +43,59 @@ public sealed class ControlFramesTests
     public void Handoff_EntriesMustMatchTheFdsReceived()
     {
         Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength];
-        ControlFrames.WriteHandoff(frame, listenerId: 2, handoffId: 99, acceptedAt: 123_456_789);
-        var listeners = new int[4];
-        var handoffs = new long[4];
-        var acceptedAts = new long[4];
+        var peer = PeerAddressOf(new IPEndPoint(IPAddress.Parse("10.1.2.3"), 40000));
+        ControlFrames.WriteHandoff(frame, new HandoffEntry(2, 99, 123_456_789, peer));
+        var entries = new HandoffEntry[4];
 
-        Assert.True(ControlFrames.TryReadHandoff(frame, 1, listeners, handoffs, acceptedAts));
-        Assert.Equal((2, 99L, 123_456_789L), (listeners[0], handoffs[0], acceptedAts[0]));
-        Assert.False(ControlFrames.TryReadHandoff(frame, 0, listeners, handoffs, acceptedAts)); // no fd came with it
-        Assert.False(ControlFrames.TryReadHandoff(frame, 2, listeners, handoffs, acceptedAts)); // more fds than entries
+        Assert.True(ControlFrames.TryReadHandoff(frame, 1, entries));
+        Assert.Equal((2, 99L, 123_456_789L), (entries[0].ListenerId, entries[0].HandoffId, entries[0].AcceptedAt));
+        Assert.Equal(new IPEndPoint(IPAddress.Parse("10.1.2.3"), 40000), entries[0].Peer.ToEndPoint());
+        Assert.False(ControlFrames.TryReadHandoff(frame, 0, entries)); // no fd came with it
+        Assert.False(ControlFrames.TryReadHandoff(frame, 2, entries)); // more fds than entries
+    }
+
+    [Theory]
+    [InlineData("[2001:db8::7]:443")]
+    [InlineData("[::ffff:127.0.0.1]:5000")]
+    [InlineData("127.0.0.1:1")]
+    public void Handoff_PeerAddress_RoundTrips(string endpoint)
+    {
+        Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength];
+        var expected = IPEndPoint.Parse(endpoint);
+        ControlFrames.WriteHandoff(frame, new HandoffEntry(1, 1, 1, PeerAddressOf(expected)));
+        var entries = new HandoffEntry[1];
+
+        Assert.True(ControlFrames.TryReadHandoff(frame, 1, entries));
+        Assert.Equal(expected, entries[0].Peer.ToEndPoint());
+        Assert.Equal(expected.AddressFamily, entries[0].Peer.Family);
+    }
+
+    [Fact]
+    public void Handoff_UnknownPeer_TravelsAsUnknown_AndAnOverlongOneIsMalformed()
+    {
+        Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength];
+        ControlFrames.WriteHandoff(frame, new HandoffEntry(1, 1, 1, PeerAddress.From([1, 0]))); // AF_UNIX, unnamed
+        var entries = new HandoffEntry[1];
+
+        Assert.True(ControlFrames.TryReadHandoff(frame, 1, entries));
+        Assert.Null(entries[0].Peer.ToEndPoint());
+        Assert.Equal(AddressFamily.Unknown, entries[0].Peer.Family);
+
+        frame[1 + sizeof(int) + (2 * sizeof(long))] = PeerAddress.MaxLength + 1; // the length byte
+        Assert.False(ControlFrames.TryReadHandoff(frame, 1, entries));
+    }
+
+    /// <summary>The sockaddr the kernel would write for <paramref name="endpoint"/>.</summary>
+    internal static PeerAddress PeerAddressOf(IPEndPoint endpoint)
+    {
+        var serialized = endpoint.Serialize();
+        var bytes = new byte[serialized.Size];
+        for (var i = 0; i < bytes.Length; i++)
+        {
+            bytes[i] = serialized[i];
+        }
+
+        return PeerAddress.From(bytes);
     }
 
     [Fact]

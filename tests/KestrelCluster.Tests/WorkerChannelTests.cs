@@ -33,7 +33,7 @@ public sealed class WorkerChannelTests : IAsyncDisposable
         var (channelA, workerA) = await ConnectWorkerAsync(1);
         using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
         await client.ConnectAsync(_listener.EndPoint);
-        var (fdA, _) = await ReceiveHandoffAsync(workerA);
+        var (fdA, _, _) = await ReceiveHandoffAsync(workerA);
         Libc.CloseDescriptor(fdA);
         Assert.Equal(1, channelA.InFlightCount);
 
@@ -44,7 +44,7 @@ public sealed class WorkerChannelTests : IAsyncDisposable
 
         // Worker B gets it, acknowledges it, and serves the very client connection A dropped.
         var (channelB, workerB) = await ConnectWorkerAsync(2);
-        var (fdB, handoffId) = await ReceiveHandoffAsync(workerB);
+        var (fdB, handoffId, _) = await ReceiveHandoffAsync(workerB);
         using var served = new Socket(new SafeSocketHandle(fdB, ownsHandle: true));
         await workerB.SendAsync(ControlFrames.Acks([(handoffId, true)]));
         await served.SendAsync("hello"u8.ToArray());
@@ -65,11 +65,25 @@ public sealed class WorkerChannelTests : IAsyncDisposable
         using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
         await client.ConnectAsync(_listener.EndPoint);
 
-        var (fd, handoffId) = await ReceiveHandoffAsync(worker);
+        var (fd, handoffId, _) = await ReceiveHandoffAsync(worker);
         using var received = new Socket(new SafeSocketHandle(fd, ownsHandle: true));
         await worker.SendAsync(ControlFrames.Acks([(handoffId, true)]));
 
         Assert.True(received.NoDelay);
+    }
+
+    [Fact]
+    public async Task Handoff_CarriesTheClientsAddressFromAccept()
+    {
+        var (_, worker) = await ConnectWorkerAsync(1);
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(_listener.EndPoint);
+
+        var (fd, handoffId, peer) = await ReceiveHandoffAsync(worker);
+        Libc.CloseDescriptor(fd);
+        await worker.SendAsync(ControlFrames.Acks([(handoffId, true)]));
+
+        Assert.Equal(client.LocalEndPoint, peer);
     }
 
     [Fact]
@@ -110,7 +124,7 @@ public sealed class WorkerChannelTests : IAsyncDisposable
         return (channel, worker);
     }
 
-    private static async Task<(int Fd, long HandoffId)> ReceiveHandoffAsync(Socket worker)
+    private static async Task<(int Fd, long HandoffId, EndPoint? Peer)> ReceiveHandoffAsync(Socket worker)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         await worker.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, timeout.Token);
@@ -118,9 +132,8 @@ public sealed class WorkerChannelTests : IAsyncDisposable
         var fds = new int[4];
         Assert.Equal(0, Libc.ReceiveMessage(worker.SafeHandle, frame, fds, out var length, out var fdCount, out var truncated));
         Assert.False(truncated);
-        var listeners = new int[4];
-        var handoffs = new long[4];
-        Assert.True(ControlFrames.TryReadHandoff(frame.AsSpan(0, length), fdCount, listeners, handoffs, new long[4]));
-        return (fds[0], handoffs[0]);
+        var entries = new HandoffEntry[4];
+        Assert.True(ControlFrames.TryReadHandoff(frame.AsSpan(0, length), fdCount, entries));
+        return (fds[0], entries[0].HandoffId, entries[0].Peer.ToEndPoint());
     }
 }

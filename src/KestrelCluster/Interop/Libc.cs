@@ -2,6 +2,7 @@
 // SO_PEERCRED. Layouts are glibc x64/arm64 (LP64); nothing outside this folder touches a pointer.
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using KestrelCluster.Protocol;
 
 namespace KestrelCluster.Interop;
 
@@ -174,20 +175,25 @@ internal static unsafe partial class Libc
     }
 
     /// <summary>
-    /// Accepts one connection on a blocking listening socket (accept4 with SOCK_CLOEXEC). Returns the new fd, or
-    /// -errno: -EINVAL once the listening socket is shut down, -ECONNABORTED for a connection reset in the backlog.
+    /// Accepts one connection on a blocking listening socket (accept4 with SOCK_CLOEXEC). Returns the new fd and the
+    /// client's address (unknown for a Unix domain peer), or -errno: -EINVAL once the listening socket is shut down,
+    /// -ECONNABORTED for a connection reset in the backlog.
     /// </summary>
-    public static int Accept(SafeSocketHandle listener)
+    public static int Accept(SafeSocketHandle listener, out PeerAddress peer)
     {
         var addRef = false;
+        peer = default;
         try
         {
             listener.DangerousAddRef(ref addRef);
+            var sockaddr = stackalloc byte[SockAddrStorageLength];
             while (true)
             {
-                var fd = accept4((int)listener.DangerousGetHandle(), null, null, SOCK_CLOEXEC);
+                var length = (uint)SockAddrStorageLength;
+                var fd = accept4((int)listener.DangerousGetHandle(), sockaddr, &length, SOCK_CLOEXEC);
                 if (fd >= 0)
                 {
+                    peer = PeerAddress.From(new ReadOnlySpan<byte>(sockaddr, (int)Math.Min(length, SockAddrStorageLength)));
                     return fd;
                 }
 
@@ -270,6 +276,7 @@ internal static unsafe partial class Libc
 
     private const int PR_SET_PDEATHSIG = 1;
     private const int SOCK_CLOEXEC = 0x80000;
+    private const int SockAddrStorageLength = 128; // sizeof(struct sockaddr_storage)
     private const int SHUT_RDWR = 2;
 
     private static int CmsgAlign(int length) => (length + sizeof(nuint) - 1) & ~(sizeof(nuint) - 1);

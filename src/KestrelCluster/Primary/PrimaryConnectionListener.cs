@@ -9,6 +9,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using KestrelCluster.Interop;
+using KestrelCluster.Protocol;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;
@@ -158,10 +159,10 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         while (true)
         {
             _dispatcher.WaitForRoom();
-            var fd = Libc.Accept(_listenSocket.SafeHandle);
+            var fd = Libc.Accept(_listenSocket.SafeHandle, out var peer);
             if (fd >= 0)
             {
-                _dispatcher.Dispatch(new AcceptedConnection(this, fd));
+                _dispatcher.Dispatch(new AcceptedConnection(this, fd, peer));
                 continue;
             }
 
@@ -189,7 +190,7 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
 }
 
 /// <summary>A socket the primary accepted (a raw fd) and still owns until a worker acknowledges it.</summary>
-internal sealed class AcceptedConnection(PrimaryConnectionListener listener, int fd)
+internal sealed class AcceptedConnection(PrimaryConnectionListener listener, int fd, PeerAddress peer)
 {
     private EndPoint? _remoteEndPoint;
     private int _closed;
@@ -201,23 +202,17 @@ internal sealed class AcceptedConnection(PrimaryConnectionListener listener, int
     /// <summary>When the primary accepted it (Stopwatch timestamp); workers measure the handoff from here.</summary>
     public long AcceptedAt { get; } = Stopwatch.GetTimestamp();
 
-    /// <summary>The client's endpoint, read from the socket on first use only (schedulers that need it).</summary>
+    /// <summary>The client's address as accept4 returned it; travels to the worker with the socket.</summary>
+    public PeerAddress Peer { get; } = peer;
+
+    /// <summary>The client's endpoint (schedulers that need it), from the accepted address or else from the socket.</summary>
     public EndPoint? RemoteEndPoint
     {
         get
         {
-            if (_remoteEndPoint is null && Volatile.Read(ref _closed) == 0)
+            if (_remoteEndPoint is null)
             {
-                try
-                {
-                    // A non-owning wrapper: disposing it leaves the fd (and the socket) alone.
-                    using var socket = new Socket(new SafeSocketHandle(Fd, ownsHandle: false));
-                    _remoteEndPoint = socket.RemoteEndPoint;
-                }
-                catch (SocketException)
-                {
-                    // The client is already gone.
-                }
+                _remoteEndPoint = Peer.ToEndPoint() ?? ReadRemoteEndPoint();
             }
 
             return _remoteEndPoint;
@@ -230,6 +225,25 @@ internal sealed class AcceptedConnection(PrimaryConnectionListener listener, int
         if (Interlocked.Exchange(ref _closed, 1) == 0)
         {
             Libc.CloseDescriptor(Fd);
+        }
+    }
+
+    private EndPoint? ReadRemoteEndPoint()
+    {
+        if (Volatile.Read(ref _closed) != 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            // A non-owning wrapper: disposing it leaves the fd (and the socket) alone.
+            using var socket = new Socket(new SafeSocketHandle(Fd, ownsHandle: false));
+            return socket.RemoteEndPoint;
+        }
+        catch (SocketException)
+        {
+            return null; // the client is already gone
         }
     }
 }

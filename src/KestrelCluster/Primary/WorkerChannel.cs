@@ -92,7 +92,7 @@ internal sealed class WorkerChannel
             }
 
             var handoffId = Interlocked.Increment(ref s_nextHandoffId);
-            ControlFrames.WriteHandoff(frame, connection.Listener.Id, handoffId, connection.AcceptedAt);
+            ControlFrames.WriteHandoff(frame, new HandoffEntry(connection.Listener.Id, handoffId, connection.AcceptedAt, connection.Peer));
             ReadOnlySpan<int> fds = [connection.Fd];
             errno = Libc.SendMessage(_socket.SafeHandle, frame, fds);
             if (errno == 0)

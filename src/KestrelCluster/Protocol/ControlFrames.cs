@@ -23,10 +23,10 @@ internal static class ControlFrames
     public const int SecretLength = 32;
 
     /// <summary>
-    /// Size of one (listener id, handoff id, accepted-at) entry in a <see cref="FrameType.Handoff"/> frame. Accepted-at is
-    /// the primary's Stopwatch timestamp at accept: CLOCK_MONOTONIC, the same clock in every process of the machine.
+    /// Size of one <see cref="HandoffEntry"/> in a <see cref="FrameType.Handoff"/> frame: listener id, handoff id,
+    /// accepted-at, then the client's sockaddr as a length byte and <see cref="PeerAddress.MaxLength"/> bytes.
     /// </summary>
-    private const int HandoffEntryLength = sizeof(int) + sizeof(long) + sizeof(long);
+    private const int HandoffEntryLength = sizeof(int) + sizeof(long) + sizeof(long) + 1 + PeerAddress.MaxLength;
 
     public static byte[] Hello(int workerId, ReadOnlySpan<byte> secret)
     {
@@ -108,12 +108,18 @@ internal static class ControlFrames
     }
 
     /// <summary>Writes a handoff frame for one fd; returns its length.</summary>
-    public static int WriteHandoff(Span<byte> destination, int listenerId, long handoffId, long acceptedAt)
+    public static int WriteHandoff(Span<byte> destination, in HandoffEntry entry)
     {
         destination[0] = (byte)FrameType.Handoff;
-        BinaryPrimitives.WriteInt32LittleEndian(destination[1..], listenerId);
-        BinaryPrimitives.WriteInt64LittleEndian(destination[(1 + sizeof(int))..], handoffId);
-        BinaryPrimitives.WriteInt64LittleEndian(destination[(1 + sizeof(int) + sizeof(long))..], acceptedAt);
+        var fields = destination.Slice(1, HandoffEntryLength);
+        BinaryPrimitives.WriteInt32LittleEndian(fields, entry.ListenerId);
+        BinaryPrimitives.WriteInt64LittleEndian(fields[sizeof(int)..], entry.HandoffId);
+        BinaryPrimitives.WriteInt64LittleEndian(fields[(sizeof(int) + sizeof(long))..], entry.AcceptedAt);
+        var peer = fields[(sizeof(int) + (2 * sizeof(long)))..];
+        var length = entry.Peer.Length;
+        peer[0] = (byte)length;
+        entry.Peer.CopyTo(peer[1..]);
+        peer[(1 + length)..].Clear();
         return 1 + HandoffEntryLength;
     }
 
@@ -229,21 +235,28 @@ internal static class ControlFrames
         return true;
     }
 
-    /// <summary>Reads the (listener id, handoff id) pairs of a handoff frame; their count must equal the fds received.</summary>
-    public static bool TryReadHandoff(ReadOnlySpan<byte> frame, int fdCount, Span<int> listenerIds, Span<long> handoffIds, Span<long> acceptedAts)
+    /// <summary>Reads the entries of a handoff frame; their count must equal the fds received.</summary>
+    public static bool TryReadHandoff(ReadOnlySpan<byte> frame, int fdCount, Span<HandoffEntry> entries)
     {
-        if (fdCount == 0 || frame.Length != 1 + (fdCount * HandoffEntryLength) || listenerIds.Length < fdCount
-            || handoffIds.Length < fdCount || acceptedAts.Length < fdCount)
+        if (fdCount == 0 || frame.Length != 1 + (fdCount * HandoffEntryLength) || entries.Length < fdCount)
         {
             return false;
         }
 
         for (var i = 0; i < fdCount; i++)
         {
-            var entry = frame.Slice(1 + (i * HandoffEntryLength), HandoffEntryLength);
-            listenerIds[i] = BinaryPrimitives.ReadInt32LittleEndian(entry);
-            handoffIds[i] = BinaryPrimitives.ReadInt64LittleEndian(entry[sizeof(int)..]);
-            acceptedAts[i] = BinaryPrimitives.ReadInt64LittleEndian(entry[(sizeof(int) + sizeof(long))..]);
+            var fields = frame.Slice(1 + (i * HandoffEntryLength), HandoffEntryLength);
+            var peer = fields[(sizeof(int) + (2 * sizeof(long)))..];
+            if (peer[0] > PeerAddress.MaxLength)
+            {
+                return false;
+            }
+
+            entries[i] = new HandoffEntry(
+                BinaryPrimitives.ReadInt32LittleEndian(fields),
+                BinaryPrimitives.ReadInt64LittleEndian(fields[sizeof(int)..]),
+                BinaryPrimitives.ReadInt64LittleEndian(fields[(sizeof(int) + sizeof(long))..]),
+                PeerAddress.From(peer.Slice(1, peer[0])));
         }
 
         return true;
@@ -340,3 +353,9 @@ internal static class EndpointText
         return endpoint is not null;
     }
 }
+
+/// <summary>
+/// One handed-off socket as the handoff frame describes it. <paramref name="AcceptedAt"/> is the primary's Stopwatch
+/// timestamp at accept: CLOCK_MONOTONIC, the same clock in every process of the machine.
+/// </summary>
+internal readonly record struct HandoffEntry(int ListenerId, long HandoffId, long AcceptedAt, PeerAddress Peer);

@@ -5,6 +5,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
 using KestrelCluster.Interop;
+using KestrelCluster.Protocol;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;
@@ -13,7 +14,7 @@ namespace KestrelCluster.Worker;
 
 internal sealed class WorkerConnectionListener : IConnectionListener
 {
-    private readonly Channel<HandedOffSocket> _queue = Channel.CreateUnbounded<HandedOffSocket>(new UnboundedChannelOptions
+    private readonly Channel<Queued> _queue = Channel.CreateUnbounded<Queued>(new UnboundedChannelOptions
     {
         // The primary's per-worker in-flight limit bounds this queue: nothing here is acknowledged yet.
         SingleWriter = true,
@@ -41,7 +42,7 @@ internal sealed class WorkerConnectionListener : IConnectionListener
     public EndPoint EndPoint { get; }
 
     /// <summary>Called by the receive loop; false when this listener is unbound (the caller refuses the socket).</summary>
-    public bool TryEnqueue(int fd, long handoffId, long acceptedAt) => _queue.Writer.TryWrite(new HandedOffSocket(fd, handoffId, acceptedAt));
+    public bool TryEnqueue(int fd, in HandoffEntry entry) => _queue.Writer.TryWrite(new Queued(fd, entry.HandoffId, entry.AcceptedAt, entry.Peer));
 
     public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
     {
@@ -65,7 +66,7 @@ internal sealed class WorkerConnectionListener : IConnectionListener
                 var handle = new SafeSocketHandle(handedOff.Fd, ownsHandle: true);
                 try
                 {
-                    socket = new Socket(handle);
+                    socket = HandedOffSocket.Create(handle, handedOff.Peer, EndPoint);
                 }
                 catch (SocketException e)
                 {
@@ -103,5 +104,5 @@ internal sealed class WorkerConnectionListener : IConnectionListener
 
     public ValueTask DisposeAsync() => UnbindAsync();
 
-    private readonly record struct HandedOffSocket(int Fd, long HandoffId, long AcceptedAt);
+    private readonly record struct Queued(int Fd, long HandoffId, long AcceptedAt, PeerAddress Peer);
 }

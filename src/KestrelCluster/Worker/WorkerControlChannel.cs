@@ -232,13 +232,11 @@ internal sealed class WorkerControlChannel : IDisposable
     {
         var buffer = new byte[ControlFrames.MaxFrameLength + 1];
         var fds = new int[Libc.MaxFdsPerMessage];
-        var listenerIds = new int[Libc.MaxFdsPerMessage];
-        var handoffIds = new long[Libc.MaxFdsPerMessage];
-        var acceptedAts = new long[Libc.MaxFdsPerMessage];
+        var entries = new HandoffEntry[Libc.MaxFdsPerMessage];
         var reason = ControlChannelThread.ReadMessages(socket, buffer, fds, "the primary closed the control channel", (length, fdCount, truncated) =>
         {
             if (truncated || length == 0 || length > ControlFrames.MaxFrameLength
-                || !Handle(buffer.AsSpan(0, length), fds.AsSpan(0, fdCount), listenerIds, handoffIds, acceptedAts))
+                || !Handle(buffer.AsSpan(0, length), fds.AsSpan(0, fdCount), entries))
             {
                 foreach (var fd in fds.AsSpan(0, fdCount))
                 {
@@ -253,18 +251,18 @@ internal sealed class WorkerControlChannel : IDisposable
         OnPrimaryGone(reason);
     }
 
-    private bool Handle(ReadOnlySpan<byte> frame, ReadOnlySpan<int> fds, Span<int> listenerIds, Span<long> handoffIds, Span<long> acceptedAts)
+    private bool Handle(ReadOnlySpan<byte> frame, ReadOnlySpan<int> fds, Span<HandoffEntry> entries)
     {
         switch ((FrameType)frame[0])
         {
-            case FrameType.Handoff when ControlFrames.TryReadHandoff(frame, fds.Length, listenerIds, handoffIds, acceptedAts):
+            case FrameType.Handoff when ControlFrames.TryReadHandoff(frame, fds.Length, entries):
                 for (var i = 0; i < fds.Length; i++)
                 {
-                    if (!_listeners.TryGetValue(listenerIds[i], out var listener) || !listener.TryEnqueue(fds[i], handoffIds[i], acceptedAts[i]))
+                    if (!_listeners.TryGetValue(entries[i].ListenerId, out var listener) || !listener.TryEnqueue(fds[i], entries[i]))
                     {
                         // Not ours (any more): close our copy only; the primary still holds the connection and re-routes it.
                         Libc.CloseDescriptor(fds[i]);
-                        Acknowledge(handoffIds[i], accepted: false);
+                        Acknowledge(entries[i].HandoffId, accepted: false);
                     }
                 }
 
