@@ -1,14 +1,16 @@
 // Handoff micro-benchmarks, no HTTP: how many fds per second SCM_RIGHTS moves over the control channel's
-// socket type (one per message, and batched), and the latency from "accepted" to "ConnectionContext created"
-// on the receiving side, measured with monotonic timestamps.
+// socket type (one per message, and batched), and the latency of a new connection to "ConnectionContext
+// created" along the cluster's path and along plain Kestrel's, measured with monotonic timestamps.
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 
 namespace KestrelCluster.Benchmarks;
 
@@ -74,95 +76,194 @@ internal static class HandoffBenchmark
     }
 
     /// <summary>
-    /// Microseconds from accept (in the "primary") to a started ConnectionContext (in the "worker"), per connection,
-    /// one connection at a time, along the product's path: the accept timestamp travels in the frame; a reader
-    /// thread waits in poll() and drains with recvmsg (WorkerControlChannel); an async loop takes the fd from a
-    /// channel, as Kestrel's accept loop does from WorkerConnectionListener, and creates the ConnectionContext with
-    /// the workers' socket options. Returns two figures per connection: accept → fd received by the reader thread
-    /// (the handoff itself), and accept → ConnectionContext created (adds the worker's Socket for the fd, built from
-    /// the address accept4 returned as the product does, and Kestrel's own Create).
+    /// Latency of one new connection, one at a time, along the product's path and along plain Kestrel's, interleaved
+    /// in chunks. Cluster path: an accept thread blocked in accept4 (as the primary's) writes the handoff frame with
+    /// its accept timestamp and sends the fd; a reader thread waits in poll() and drains with recvmsg (as a worker's
+    /// WorkerControlChannel, with the product's own read loop); an async loop takes the fd from a channel, as
+    /// Kestrel's accept loop does from WorkerConnectionListener, builds the Socket from accept4's address and creates
+    /// the ConnectionContext with the workers' socket options. Plain path: Kestrel's own sockets transport, its accept
+    /// loop already waiting, as in a running server. Both are timed from the client's connect() call to the
+    /// ConnectionContext created, so the difference is what the handoff adds; the cluster path is also timed from
+    /// the primary's accept (to the fd received, and to the ConnectionContext).
     /// </summary>
-    public static async Task<(double[] FdReceived, double[] ContextCreated)> AcceptToContextMicrosecondsAsync(int connections)
+    public static async Task<HandoffLatency> LatencyAsync(int connections)
     {
-        var (sender, receiver, directory) = await SeqPacketPairAsync();
-        using var listener = new Socket(SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.NoDelay = true; // as the primary sets it: once, on the listening socket
-        listener.Listen();
-        var options = KestrelCluster.Worker.WorkerSocketOptions.Create(new SocketTransportOptions(), workerCount: 2, NullLogger.Instance);
-        using var factory = new SocketConnectionContextFactory(options, NullLogger.Instance);
-        var latencies = new double[connections];
-        var received = new double[connections];
-        var queue = Channel.CreateUnbounded<(int Fd, HandoffEntry Entry)>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
-        using var created = new SemaphoreSlim(0);
-
-        // The workers' own read loop (poll, then recvmsg until EAGAIN) on a thread of its own.
-        var buffer = new byte[ControlFrames.MaxFrameLength + 1];
-        var fds = new int[Libc.MaxFdsPerMessage];
-        var entries = new HandoffEntry[Libc.MaxFdsPerMessage];
-        var count = 0;
-        _ = ControlChannelThread.Start("bench reader", () =>
+        const int Chunks = 5;
+        var perChunk = Math.Max(1, connections / Chunks);
+        var plain = new List<double>();
+        var cluster = new List<double>();
+        var fdReceived = new List<double>();
+        var acceptToContext = new List<double>();
+        await using var plainPath = await PlainPath.StartAsync();
+        await using var clusterPath = await ClusterPath.StartAsync();
+        for (var chunk = 0; chunk < Chunks; chunk++)
         {
-            ControlChannelThread.ReadMessages(receiver, buffer, fds, "closed", (length, fdCount, _) =>
+            for (var i = 0; i < perChunk; i++)
             {
-                if (!ControlFrames.TryReadHandoff(buffer.AsSpan(0, length), fdCount, entries))
-                {
-                    return "malformed handoff frame";
-                }
-
-                for (var i = 0; i < fdCount; i++)
-                {
-                    received[count++] = Stopwatch.GetElapsedTime(entries[i].AcceptedAt).TotalMicroseconds;
-                    queue.Writer.TryWrite((fds[i], entries[i]));
-                }
-
-                return null;
-            });
-            queue.Writer.TryComplete();
-        });
-
-        var accepting = Task.Run(async () =>
-        {
-            for (var i = 0; i < connections; i++)
-            {
-                var (fd, entry) = await queue.Reader.ReadAsync();
-                var socket = KestrelCluster.Worker.HandedOffSocket.Create(new SafeSocketHandle(fd, ownsHandle: true), entry.Peer, listener.LocalEndPoint!);
-                var connection = factory.Create(socket);
-                latencies[i] = Stopwatch.GetElapsedTime(entry.AcceptedAt).TotalMicroseconds;
-                created.Release();
-                await connection.DisposeAsync();
-            }
-        });
-
-        var frame = new byte[ControlFrames.HandoffLength];
-        try
-        {
-            for (var i = 0; i < connections; i++)
-            {
-                using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
-                await client.ConnectAsync(listener.LocalEndPoint!);
-                var accepted = Libc.Accept(listener.SafeHandle, out var peer);
-                var acceptedAt = Stopwatch.GetTimestamp();
-                ControlFrames.WriteHandoff(frame, new HandoffEntry(1, i, acceptedAt, peer));
-                Libc.SendMessage(sender.SafeHandle, frame, [accepted]);
-                Libc.CloseDescriptor(accepted); // the "worker" has its own copy now, as after the primary's ack
-
-                // One at a time: wait until the "worker" has created this connection before the next accept.
-                if (!await created.WaitAsync(TimeSpan.FromSeconds(10)))
-                {
-                    throw new TimeoutException($"Connection {i} never became a ConnectionContext.");
-                }
+                plain.Add(await plainPath.ConnectAsync());
             }
 
-            await accepting;
-            return (received, latencies);
+            for (var i = 0; i < perChunk; i++)
+            {
+                var (connect, received, accepted) = await clusterPath.ConnectAsync();
+                cluster.Add(connect);
+                fdReceived.Add(received);
+                acceptToContext.Add(accepted);
+            }
         }
-        finally
+
+        return new HandoffLatency([.. fdReceived], [.. acceptToContext], [.. cluster], [.. plain]);
+    }
+
+    private static readonly TimeSpan s_connectionTimeout = TimeSpan.FromSeconds(10);
+
+    private static double MicrosecondsSince(long start, long end) => Stopwatch.GetElapsedTime(start, end).TotalMicroseconds;
+
+    /// <summary>Plain Kestrel: its sockets transport, with its accept loop waiting.</summary>
+    private sealed class PlainPath : IAsyncDisposable
+    {
+        private readonly IConnectionListener _listener;
+        private readonly Channel<(ConnectionContext Connection, long CreatedAt)> _created = Channel.CreateUnbounded<(ConnectionContext, long)>();
+        private readonly Task _accepting;
+
+        private PlainPath(IConnectionListener listener)
         {
-            sender.Dispose();
-            receiver.Shutdown(SocketShutdown.Both);
-            receiver.Dispose();
-            Directory.Delete(directory, recursive: true);
+            _listener = listener;
+            _accepting = Task.Run(async () =>
+            {
+                while (await _listener.AcceptAsync() is { } connection)
+                {
+                    _created.Writer.TryWrite((connection, Stopwatch.GetTimestamp()));
+                }
+            });
+        }
+
+        public static async Task<PlainPath> StartAsync()
+        {
+            var transport = new SocketTransportFactory(Options.Create(new SocketTransportOptions()), NullLoggerFactory.Instance);
+            return new PlainPath(await transport.BindAsync(new IPEndPoint(IPAddress.Loopback, 0)));
+        }
+
+        public async Task<double> ConnectAsync()
+        {
+            using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            var start = Stopwatch.GetTimestamp();
+            await client.ConnectAsync(_listener.EndPoint);
+            using var timeout = new CancellationTokenSource(s_connectionTimeout);
+            var (connection, createdAt) = await _created.Reader.ReadAsync(timeout.Token);
+            await connection.DisposeAsync();
+            return MicrosecondsSince(start, createdAt);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _listener.UnbindAsync();
+            await _accepting;
+            await _listener.DisposeAsync();
+        }
+    }
+
+    /// <summary>The cluster's path, primary and worker in one process, with the product's functions.</summary>
+    private sealed class ClusterPath : IAsyncDisposable
+    {
+        private readonly Socket _listener = new(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        private readonly Socket _sender;
+        private readonly Socket _receiver;
+        private readonly string _directory;
+        private readonly SocketConnectionContextFactory _factory;
+        private readonly Channel<(int Fd, HandoffEntry Entry, long ReceivedAt)> _queue = Channel.CreateUnbounded<(int, HandoffEntry, long)>();
+        private readonly Channel<(long AcceptedAt, long ReceivedAt, long CreatedAt)> _created = Channel.CreateUnbounded<(long, long, long)>();
+        private readonly Thread _acceptThread;
+        private readonly Task _accepting;
+
+        private ClusterPath(Socket sender, Socket receiver, string directory)
+        {
+            (_sender, _receiver, _directory) = (sender, receiver, directory);
+            _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            _listener.NoDelay = true; // as the primary sets it: once, on the listening socket
+            _listener.Listen();
+            var endPoint = _listener.LocalEndPoint!;
+            _factory = new SocketConnectionContextFactory(KestrelCluster.Worker.WorkerSocketOptions.Create(new SocketTransportOptions(), workerCount: 2, NullLogger.Instance), NullLogger.Instance);
+
+            // The primary's accept thread.
+            _acceptThread = new Thread(() =>
+            {
+                var frame = new byte[ControlFrames.HandoffLength];
+                long handoffId = 0;
+                while (Libc.Accept(_listener.SafeHandle, out var peer) is var fd && fd >= 0)
+                {
+                    ControlFrames.WriteHandoff(frame, new HandoffEntry(1, ++handoffId, Stopwatch.GetTimestamp(), peer));
+                    Libc.SendMessage(_sender.SafeHandle, frame, [fd]);
+                    Libc.CloseDescriptor(fd); // the "worker" has its own copy now, as after the primary's ack
+                }
+            }) { IsBackground = true, Name = "bench accept" };
+            _acceptThread.Start();
+
+            // The worker's reader thread, with the product's read loop.
+            _ = ControlChannelThread.Start("bench reader", () =>
+            {
+                var buffer = new byte[ControlFrames.MaxFrameLength + 1];
+                var fds = new int[Libc.MaxFdsPerMessage];
+                var entries = new HandoffEntry[Libc.MaxFdsPerMessage];
+                ControlChannelThread.ReadMessages(_receiver, buffer, fds, "closed", (length, fdCount, _) =>
+                {
+                    if (!ControlFrames.TryReadHandoff(buffer.AsSpan(0, length), fdCount, entries))
+                    {
+                        return "malformed handoff frame";
+                    }
+
+                    var receivedAt = Stopwatch.GetTimestamp();
+                    for (var i = 0; i < fdCount; i++)
+                    {
+                        _queue.Writer.TryWrite((fds[i], entries[i], receivedAt));
+                    }
+
+                    return null;
+                });
+                _queue.Writer.TryComplete();
+            });
+
+            // Kestrel's accept loop in the worker.
+            _accepting = Task.Run(async () =>
+            {
+                await foreach (var (fd, entry, receivedAt) in _queue.Reader.ReadAllAsync())
+                {
+                    var socket = KestrelCluster.Worker.HandedOffSocket.Create(new SafeSocketHandle(fd, ownsHandle: true), entry.Peer, endPoint);
+                    var connection = _factory.Create(socket);
+                    _created.Writer.TryWrite((entry.AcceptedAt, receivedAt, Stopwatch.GetTimestamp()));
+                    await connection.DisposeAsync();
+                }
+            });
+        }
+
+        public static async Task<ClusterPath> StartAsync()
+        {
+            var (sender, receiver, directory) = await SeqPacketPairAsync();
+            return new ClusterPath(sender, receiver, directory);
+        }
+
+        /// <summary>connect() → ConnectionContext; accept → fd received; accept → ConnectionContext (µs).</summary>
+        public async Task<(double Connect, double FdReceived, double AcceptToContext)> ConnectAsync()
+        {
+            using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            var start = Stopwatch.GetTimestamp();
+            await client.ConnectAsync(_listener.LocalEndPoint!);
+            using var timeout = new CancellationTokenSource(s_connectionTimeout);
+            var (acceptedAt, receivedAt, createdAt) = await _created.Reader.ReadAsync(timeout.Token);
+            return (MicrosecondsSince(start, createdAt), MicrosecondsSince(acceptedAt, receivedAt), MicrosecondsSince(acceptedAt, createdAt));
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            Libc.Shutdown(_listener.SafeHandle); // wakes the accept thread
+            _acceptThread.Join();
+            _listener.Dispose();
+            _sender.Dispose();
+            _receiver.Shutdown(SocketShutdown.Both); // ends the reader thread, then the accept loop
+            await _accepting;
+            _receiver.Dispose();
+            _factory.Dispose();
+            Directory.Delete(_directory, recursive: true);
         }
     }
 
@@ -178,3 +279,6 @@ internal static class HandoffBenchmark
         return (sender, receiver, directory);
     }
 }
+
+/// <summary>Per-connection latencies in microseconds (see <see cref="HandoffBenchmark.LatencyAsync"/>).</summary>
+internal sealed record HandoffLatency(double[] FdReceived, double[] AcceptToContext, double[] ClusterConnectToContext, double[] PlainConnectToContext);

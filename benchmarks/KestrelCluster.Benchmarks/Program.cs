@@ -5,6 +5,9 @@
 //   --setups a,b      only these setups (plain is always included: it is the reference)
 //   --out DIR         where the Markdown table goes; default benchmarks/results
 //   --handoff-only    only the accept → ConnectionContext latency micro-benchmark (for iterating on the handoff path)
+//   --baseline DLL    adds setup cluster-2-baseline: the BenchApp.dll of another build (say a git worktree of main),
+//                     interleaved with this one, for an A/B of a change in one run
+//   --throughput-only only the wrk table: skips the memory, descriptor and handoff figures
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -14,13 +17,14 @@ using KestrelCluster.Benchmarks;
 var options = HarnessOptions.Parse(args);
 if (options.HandoffOnly)
 {
-    var (received, created) = await HandoffBenchmark.AcceptToContextMicrosecondsAsync(5_000);
-    Console.WriteLine($"accept → fd received {Percentiles(received)}; accept → ConnectionContext {Percentiles(created)} (p50 / p99)");
+    var latency = await HandoffBenchmark.LatencyAsync(5_000);
+    Console.WriteLine($"p50 / p99: accept → fd received {Percentiles(latency.FdReceived)}; accept → ConnectionContext {Percentiles(latency.AcceptToContext)}; " +
+        $"connect → ConnectionContext: cluster {Percentiles(latency.ClusterConnectToContext)}, plain Kestrel {Percentiles(latency.PlainConnectToContext)}, added {Added(latency)}");
     return;
 }
 
-var setups = Setups(options).Where(s => s.Name == "plain" || (options.Setups is null ? !s.OptIn : options.Setups.Contains(s.Name))).ToList();
-var results = setups.ToDictionary(s => s.Name, _ => new List<(WrkResult KeepAlive, WrkResult Close, double? CpuPer10k)>());
+var setups = Setups(options).Where(s => s.Name is "plain" or "cluster-2-baseline" || (options.Setups is null ? !s.OptIn : options.Setups.Contains(s.Name))).ToList();
+var results = setups.ToDictionary(s => s.Name, _ => new List<Measured>());
 
 Console.WriteLine($"{setups.Count} setups, {options.Rounds} rounds, wrk -t{options.Threads} -c{options.Connections} -d{options.Duration.TotalSeconds}s");
 for (var round = 1; round <= options.Rounds; round++)
@@ -29,13 +33,27 @@ for (var round = 1; round <= options.Rounds; round++)
     {
         await using var server = await Server.StartAsync(setup);
         await Wrk.RunAsync(server.Url, keepAlive: true, options.Threads, options.Connections, TimeSpan.FromSeconds(1)); // warm-up
+        var treeBefore = server.TreeCpuSeconds();
         var keepAlive = await Wrk.RunAsync(server.Url, keepAlive: true, options.Threads, options.Connections, options.Duration);
+        var treeBetween = server.TreeCpuSeconds();
         var cpuBefore = server.CpuSeconds();
         var close = await Wrk.RunAsync(server.Url, keepAlive: false, options.Threads, options.Connections, options.Duration);
         var cpuPer10k = setup.Name.StartsWith("plain", StringComparison.Ordinal) ? (double?)null : (server.CpuSeconds() - cpuBefore) / close.Requests * 10_000;
-        results[setup.Name].Add((keepAlive, close, cpuPer10k));
-        Console.WriteLine($"round {round} {setup.Name,-16} keep-alive {keepAlive.RequestsPerSecond,10:N0} req/s   close {close.RequestsPerSecond,9:N0} req/s   errors {keepAlive.Errors + close.Errors}");
+        var treeAfter = server.TreeCpuSeconds();
+        results[setup.Name].Add(new Measured(keepAlive, close, cpuPer10k,
+            (treeBetween - treeBefore) / keepAlive.Requests * 1e6, (treeAfter - treeBetween) / close.Requests * 1e6));
+        var measured = results[setup.Name][^1];
+        Console.WriteLine($"round {round} {setup.Name,-16} keep-alive {keepAlive.RequestsPerSecond,10:N0} req/s {measured.KeepAliveCpuMicroseconds,5:0.0} µs CPU/req   " +
+            $"close {close.RequestsPerSecond,9:N0} req/s {measured.CloseCpuMicroseconds,5:0.0} µs CPU/req   errors {keepAlive.Errors + close.Errors}");
     }
+}
+
+if (options.ThroughputOnly)
+{
+    var table = Report(options, setups, results, figures: null);
+    Console.WriteLine();
+    Console.WriteLine(table);
+    return;
 }
 
 // Plain Kestrel's memory at idle: the reference for the primary's.
@@ -76,9 +94,9 @@ await using (var server = await Server.StartAsync(primarySetup))
 
 var fdsPerSecondSingle = await HandoffBenchmark.FdsPerSecondAsync(options.Smoke ? 20_000 : 500_000, perMessage: 1);
 var fdsPerSecondBatched = await HandoffBenchmark.FdsPerSecondAsync(options.Smoke ? 20_000 : 2_000_000, perMessage: 16);
-var (fdReceived, contextCreated) = await HandoffBenchmark.AcceptToContextMicrosecondsAsync(options.Smoke ? 200 : 5_000);
+var handoffLatency = await HandoffBenchmark.LatencyAsync(options.Smoke ? 200 : 5_000);
 
-var report = Report(options, setups, results, plainIdleRss, idleRss, idlePrivate, idlePss, fdsBefore, fdsAfter, connectionsForFds, fdsPerSecondSingle, fdsPerSecondBatched, fdReceived, contextCreated);
+var report = Report(options, setups, results, new HandoffFigures(plainIdleRss, idleRss, idlePrivate, idlePss, fdsBefore, fdsAfter, connectionsForFds, fdsPerSecondSingle, fdsPerSecondBatched, handoffLatency));
 Directory.CreateDirectory(options.Output);
 var file = Path.Combine(options.Output, $"{DateTime.UtcNow:yyyyMMdd-HHmmss}{(options.Smoke ? "-smoke" : "")}.md");
 await File.WriteAllTextAsync(file, report);
@@ -106,6 +124,12 @@ static IEnumerable<Setup> Setups(HarnessOptions options)
         OptIn = true,
         Environment = new Dictionary<string, string> { ["DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"] = "70" }, // the runtime's default; workers otherwise get 0
     };
+    if (options.Baseline is not null)
+    {
+        yield return new Setup("cluster-2-baseline", $"KestrelCluster, 2 workers, round-robin, baseline build ({options.Baseline})",
+            port => ("dotnet", [options.Baseline, "--urls", $"http://127.0.0.1:{port}", "--Cluster:Workers=2"]), 2);
+    }
+
     yield return new Setup("cluster-2-shared", "KestrelCluster, 2 workers, shared listener (kernel balances)", port => Bench(port, "--Cluster:Workers=2", "--Cluster:Scheduling=Shared"), 2);
     if (options.NodeScript is not null)
     {
@@ -113,14 +137,27 @@ static IEnumerable<Setup> Setups(HarnessOptions options)
     }
 }
 
-static string Percentiles(double[] microseconds)
+static (double P50, double P99) P50P99(double[] microseconds)
 {
     var sorted = microseconds.Order().ToArray();
-    return string.Create(CultureInfo.InvariantCulture, $"{sorted[sorted.Length / 2]:0.0} µs / {sorted[(int)(sorted.Length * 0.99)]:0.0} µs");
+    return (sorted[sorted.Length / 2], sorted[(int)(sorted.Length * 0.99)]);
 }
 
-static string Report(HarnessOptions options, List<Setup> setups, Dictionary<string, List<(WrkResult KeepAlive, WrkResult Close, double? CpuPer10k)>> results,
-    long plainIdleRss, long idleRss, long idlePrivate, long idlePss, int fdsBefore, int fdsAfter, long connectionsForFds, double fdsSingle, double fdsBatched, double[] fdReceived, double[] contextCreated)
+static string Percentiles(double[] microseconds)
+{
+    var (p50, p99) = P50P99(microseconds);
+    return string.Create(CultureInfo.InvariantCulture, $"{p50:0.0} µs / {p99:0.0} µs");
+}
+
+// What the handoff adds to a new connection: the cluster's connect → ConnectionContext minus plain Kestrel's.
+static string Added(HandoffLatency latency)
+{
+    var (clusterP50, clusterP99) = P50P99(latency.ClusterConnectToContext);
+    var (plainP50, plainP99) = P50P99(latency.PlainConnectToContext);
+    return string.Create(CultureInfo.InvariantCulture, $"{clusterP50 - plainP50:0.0} µs / {clusterP99 - plainP99:0.0} µs");
+}
+
+static string Report(HarnessOptions options, List<Setup> setups, Dictionary<string, List<Measured>> results, HandoffFigures? figures)
 {
     static double Median(IEnumerable<double> values)
     {
@@ -137,8 +174,8 @@ static string Report(HarnessOptions options, List<Setup> setups, Dictionary<stri
     text.AppendLine(CultureInfo.InvariantCulture, $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC · {Environment.ProcessorCount} cores ({cpu}) shared with the load generator · {RuntimeInformation.OSDescription} · .NET {Environment.Version} · Release");
     text.AppendLine(CultureInfo.InvariantCulture, $"wrk -t{options.Threads} -c{options.Connections} -d{options.Duration.TotalSeconds}s on loopback, {options.Rounds} interleaved rounds, medians; ratios are to plain Kestrel in the same run.");
     text.AppendLine();
-    text.AppendLine("| Setup | keep-alive req/s | × plain | p50 ms | p99 ms | `Connection: close` req/s | × plain | p50 ms | p99 ms | primary CPU s / 10k connections | errors |");
-    text.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    text.AppendLine("| Setup | keep-alive req/s | × plain | p50 ms | p99 ms | `Connection: close` req/s | × plain | p50 ms | p99 ms | primary CPU s / 10k connections | server CPU µs / request, keep-alive · close | errors |");
+    text.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     foreach (var setup in setups)
     {
         var runs = results[setup.Name];
@@ -147,22 +184,41 @@ static string Report(HarnessOptions options, List<Setup> setups, Dictionary<stri
         var cpuPer10k = runs.All(r => r.CpuPer10k is null) ? "–" : Median(runs.Select(r => r.CpuPer10k ?? 0)).ToString("0.00", CultureInfo.InvariantCulture);
         text.AppendLine(CultureInfo.InvariantCulture,
             $"| {setup.Description} | {keepAlive:N0} | {keepAlive / plainKeepAlive:0.00} | {Median(runs.Select(r => r.KeepAlive.P50Ms)):0.00} | {Median(runs.Select(r => r.KeepAlive.P99Ms)):0.00} " +
-            $"| {close:N0} | {close / plainClose:0.00} | {Median(runs.Select(r => r.Close.P50Ms)):0.00} | {Median(runs.Select(r => r.Close.P99Ms)):0.00} | {cpuPer10k} | {runs.Sum(r => r.KeepAlive.Errors + r.Close.Errors)} |");
+            $"| {close:N0} | {close / plainClose:0.00} | {Median(runs.Select(r => r.Close.P50Ms)):0.00} | {Median(runs.Select(r => r.Close.P99Ms)):0.00} | {cpuPer10k} " +
+            $"| {Median(runs.Select(r => r.KeepAliveCpuMicroseconds)):0.0} · {Median(runs.Select(r => r.CloseCpuMicroseconds)):0.0} | {runs.Sum(r => r.KeepAlive.Errors + r.Close.Errors)} |");
     }
 
+    if (figures is null)
+    {
+        return text.ToString();
+    }
+
+    var (plainIdleRss, idleRss, idlePrivate, idlePss, fdsBefore, fdsAfter, connectionsForFds, fdsSingle, fdsBatched, latency) = figures;
     text.AppendLine();
     text.AppendLine("| Handoff, no HTTP | |");
     text.AppendLine("|---|---:|");
     text.AppendLine(CultureInfo.InvariantCulture, $"| fds/s over SOCK_SEQPACKET, 1 fd per sendmsg | {fdsSingle:N0} |");
     text.AppendLine(CultureInfo.InvariantCulture, $"| fds/s over SOCK_SEQPACKET, 16 fds per sendmsg | {fdsBatched:N0} |");
-    text.AppendLine(CultureInfo.InvariantCulture, $"| accept → fd received by the worker's reader thread, p50 / p99 ({fdReceived.Length} connections, one at a time) | {Percentiles(fdReceived)} |");
-    text.AppendLine(CultureInfo.InvariantCulture, $"| accept → ConnectionContext created (adds `new Socket(fd)` and Kestrel's `SocketConnectionContextFactory.Create`, which plain Kestrel pays too), p50 / p99 | {Percentiles(contextCreated)} |");
+    text.AppendLine(CultureInfo.InvariantCulture, $"| accept → fd received by the worker's reader thread, p50 / p99 ({latency.FdReceived.Length} connections, one at a time) | {Percentiles(latency.FdReceived)} |");
+    text.AppendLine(CultureInfo.InvariantCulture, $"| accept → ConnectionContext created in the worker (adds the thread-pool hop to Kestrel's accept loop, the Socket and Kestrel's `Create`), p50 / p99 | {Percentiles(latency.AcceptToContext)} |");
+    text.AppendLine(CultureInfo.InvariantCulture, $"| client connect() → ConnectionContext created: cluster / plain Kestrel's own sockets transport (interleaved, {latency.PlainConnectToContext.Length} each), p50 / p99 | {Percentiles(latency.ClusterConnectToContext)} / {Percentiles(latency.PlainConnectToContext)} |");
+    text.AppendLine(CultureInfo.InvariantCulture, $"| **latency the handoff adds** (cluster − plain, connect() → ConnectionContext), p50 / p99 | {Added(latency)} |");
     static string Mb(long bytes) => (bytes / (1024.0 * 1024)).ToString("0.0", CultureInfo.InvariantCulture) + " MB";
     text.AppendLine(CultureInfo.InvariantCulture, $"| primary RSS at idle (2 workers) | {Mb(idleRss)} ({(double)idleRss / plainIdleRss:0.00}× plain Kestrel's {Mb(plainIdleRss)}) |");
     text.AppendLine(CultureInfo.InvariantCulture, $"| primary at idle: private (RssAnon) / proportional (PSS: framework files are shared with the workers) | {Mb(idlePrivate)} / {Mb(idlePss)} |");
     text.AppendLine(CultureInfo.InvariantCulture, $"| primary open fds before / after {connectionsForFds:N0} connections | {fdsBefore} / {fdsAfter} |");
     return text.ToString();
 }
+
+/// <summary>
+/// One round of one setup: the two wrk runs, the primary's CPU per 10k new connections (cluster setups), and the CPU
+/// all the server's processes used per request in each run (less noisy than req/s on a shared machine).
+/// </summary>
+internal sealed record Measured(WrkResult KeepAlive, WrkResult Close, double? CpuPer10k, double KeepAliveCpuMicroseconds, double CloseCpuMicroseconds);
+
+/// <summary>The figures besides the wrk table.</summary>
+internal sealed record HandoffFigures(long PlainIdleRss, long IdleRss, long IdlePrivate, long IdlePss, int FdsBefore, int FdsAfter, long ConnectionsForFds,
+    double FdsSingle, double FdsBatched, HandoffLatency Latency);
 
 internal sealed class HarnessOptions
 {
@@ -179,6 +235,10 @@ internal sealed class HarnessOptions
     public HashSet<string>? Setups { get; private set; }
 
     public bool HandoffOnly { get; private set; }
+
+    public bool ThroughputOnly { get; private set; }
+
+    public string? Baseline { get; private set; }
 
     public string Output { get; private set; } = "results";
 
@@ -201,6 +261,8 @@ internal sealed class HarnessOptions
                 case "--setups": options.Setups = [.. args[++i].Split(',')]; break;
                 case "--out": options.Output = args[++i]; break;
                 case "--handoff-only": options.HandoffOnly = true; break;
+                case "--throughput-only": options.ThroughputOnly = true; break;
+                case "--baseline": options.Baseline = Path.GetFullPath(args[++i]); break;
                 case "--benchapp": options.BenchApp = args[++i]; break;
                 case "--node-script": options.NodeScript = args[++i]; break;
                 default: throw new ArgumentException($"Unknown option {args[i]}. See the top of Program.cs.");
@@ -210,6 +272,11 @@ internal sealed class HarnessOptions
         if (!File.Exists(options.BenchApp))
         {
             throw new ArgumentException($"--benchapp {options.BenchApp}: no such file. Run benchmarks/run.sh.");
+        }
+
+        if (options.Baseline is not null && !File.Exists(options.Baseline))
+        {
+            throw new ArgumentException($"--baseline {options.Baseline}: no such file. Build the baseline's benchmarks/BenchApp in Release first.");
         }
 
         return options;

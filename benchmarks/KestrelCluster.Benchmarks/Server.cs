@@ -79,9 +79,36 @@ internal sealed class Server : IAsyncDisposable
         || name.StartsWith("DOTNET_URLS", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>CPU seconds (user + system) the server's main process has used so far.</summary>
-    public double CpuSeconds()
+    public double CpuSeconds() => CpuSecondsOf(ProcessId);
+
+    /// <summary>CPU seconds the server's processes (main process and workers) have used so far: the cost of serving.</summary>
+    public double TreeCpuSeconds()
     {
-        var stat = File.ReadAllText($"/proc/{ProcessId}/stat");
+        var total = 0.0;
+        var pending = new Stack<int>([ProcessId]);
+        while (pending.TryPop(out var pid))
+        {
+            try
+            {
+                total += CpuSecondsOf(pid);
+            }
+            catch (IOException)
+            {
+                continue; // exited meanwhile
+            }
+
+            foreach (var child in Descendants(pid))
+            {
+                pending.Push(child);
+            }
+        }
+
+        return total;
+    }
+
+    private static double CpuSecondsOf(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
         var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
         return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0; // CLK_TCK = 100
     }

@@ -51,6 +51,7 @@ public sealed class BenchmarkSmokeTests
             Assert.Contains("| plain Kestrel, one process (the ceiling) |", table, StringComparison.Ordinal);
             Assert.Contains("| KestrelCluster, 2 workers, round-robin |", table, StringComparison.Ordinal);
             Assert.Contains("accept → ConnectionContext created", table, StringComparison.Ordinal);
+            Assert.Contains("latency the handoff adds", table, StringComparison.Ordinal);
         }
         finally
         {
