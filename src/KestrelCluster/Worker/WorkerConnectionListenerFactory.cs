@@ -23,6 +23,11 @@ internal sealed class WorkerConnectionListenerFactory : IConnectionListenerFacto
         _channel = channel;
         _logger = loggerFactory.CreateLogger("KestrelCluster.Worker");
         var options = WorkerSocketOptions.Create(socketOptions.Value, identity.WorkerCount, _logger);
+        if (!HandedOffSocket.CanSkipKernelQueries)
+        {
+            WorkerLog.NoAcceptPathSocket(_logger);
+        }
+
         _contextFactory = new SocketConnectionContextFactory(options, loggerFactory.CreateLogger("Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets"));
     }
 

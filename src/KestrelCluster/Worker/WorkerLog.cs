@@ -17,4 +17,7 @@ internal static partial class WorkerLog
 
     [LoggerMessage(103, LogLevel.Warning, "This version of ASP.NET Core does not let KestrelCluster give workers Kestrel's memory pool; connections use the shared array pool (slower).", EventName = "NoKestrelMemoryPool")]
     public static partial void NoKestrelMemoryPool(ILogger logger);
+
+    [LoggerMessage(104, LogLevel.Warning, "This .NET runtime does not let KestrelCluster build handed-off sockets as its accept path does; each connection asks the kernel for its addresses instead (slower).", EventName = "NoAcceptPathSocket")]
+    public static partial void NoAcceptPathSocket(ILogger logger);
 }
