@@ -63,7 +63,7 @@ public sealed class LifecycleTests
         Assert.StartsWith("HTTP/1.1 200", response, StringComparison.Ordinal);
         Assert.Contains("Slept 3000 ms", response, StringComparison.Ordinal);
 
-        Assert.True(sample.Process.WaitForExit(20_000), "the primary exits");
+        Assert.True(await sample.WaitForExitAsync(TimeSpan.FromSeconds(20)), "the primary exits");
         Assert.Equal(0, sample.Process.ExitCode);
         Assert.DoesNotContain(workers, ProcFs.IsAlive);
     }

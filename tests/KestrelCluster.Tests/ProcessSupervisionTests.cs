@@ -81,7 +81,7 @@ public sealed class ProcessSupervisionTests
         environment["TestApp__FailStartup"] = "true";
         using var app = AppProcess.Start(AppProcess.TestApp, environment);
 
-        Assert.True(await Task.Run(() => app.Process.WaitForExit(90_000)), "the primary gives up and exits");
+        Assert.True(await app.WaitForExitAsync(TimeSpan.FromSeconds(90)), "the primary gives up and exits");
 
         Assert.NotEqual(0, app.Process.ExitCode);
         Assert.Contains("TestApp: failing startup on purpose.", app.Output, StringComparison.Ordinal);
@@ -97,7 +97,7 @@ public sealed class ProcessSupervisionTests
         using var app = AppProcess.Start(AppProcess.TestApp, environment);
 
         await app.WaitForOutputAsync("was not ready within 00:00:01; killing it.", TimeSpan.FromSeconds(60));
-        Assert.True(await Task.Run(() => app.Process.WaitForExit(90_000)), "with no worker ever ready, the primary gives up");
+        Assert.True(await app.WaitForExitAsync(TimeSpan.FromSeconds(90)), "with no worker ever ready, the primary gives up");
         Assert.Equal(1, app.Process.ExitCode);
     }
 
@@ -123,7 +123,7 @@ public sealed class ProcessSupervisionTests
             "the orphan has exited and been reaped");
 
         TestProcesses.Signal(primary, TestProcesses.SIGTERM);
-        Assert.True(await Task.Run(() => app.Process.WaitForExit(30_000)), "the primary exits");
+        Assert.True(await app.WaitForExitAsync(TimeSpan.FromSeconds(30)), "the primary exits");
         Assert.Equal(0, app.Process.ExitCode);
     }
 }

@@ -1,6 +1,7 @@
 // The primary's end of one worker's control channel: sends it accepted sockets (SCM_RIGHTS), keeps each one
 // until the worker acknowledges it, and reads what the worker says. Anything malformed drops the channel
 // (the supervisor then replaces the worker); it never takes the primary down.
+using System.Diagnostics;
 using System.Net.Sockets;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
@@ -24,6 +25,7 @@ internal sealed class WorkerChannel
     private volatile int[] _listenerIds = [];
     private volatile bool _ready;
     private volatile bool _saturated;
+    private long _lastHandoffAt;
     private volatile bool _isClosed;
     private volatile bool _draining;
     private long _handedOff;
@@ -98,6 +100,7 @@ internal sealed class WorkerChannel
             if (errno == 0)
             {
                 _inFlight.Add(handoffId, connection);
+                _lastHandoffAt = Stopwatch.GetTimestamp();
                 return true;
             }
 
@@ -111,6 +114,23 @@ internal sealed class WorkerChannel
 
         Close($"sending a connection failed (errno {errno})");
         return false;
+    }
+
+    /// <summary>
+    /// Completes once the last connection handed to this worker is <paramref name="grace"/> old. Kestrel's graceful stop
+    /// closes, unanswered, a connection whose first request has not arrived yet; for a connection handed over a moment
+    /// before the stop, that would be a client's request lost. Called after <see cref="StopRouting"/>.
+    /// </summary>
+    public Task WaitForLastHandoffAsync(TimeSpan grace)
+    {
+        long last;
+        lock (_lock)
+        {
+            last = _lastHandoffAt;
+        }
+
+        var remaining = last == 0 ? TimeSpan.Zero : grace - Stopwatch.GetElapsedTime(last);
+        return remaining > TimeSpan.Zero ? Task.Delay(remaining) : Task.CompletedTask;
     }
 
     /// <summary>No new connections for this worker (it is being retired); what it holds stays with it.</summary>

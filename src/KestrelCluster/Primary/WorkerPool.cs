@@ -14,6 +14,12 @@ internal sealed partial class WorkerPool : IDisposable
     /// <summary>Failed starts in a row, with no worker ever ready, after which the primary gives up.</summary>
     private const int FirstStartAttempts = 3;
 
+    /// <summary>
+    /// How long a retired worker keeps running, after its last new connection, before it is told to stop: time for that
+    /// connection's first request to arrive, which Kestrel's graceful stop would otherwise not wait for.
+    /// </summary>
+    internal static readonly TimeSpan FirstRequestGrace = TimeSpan.FromSeconds(1);
+
     private readonly ClusterOptions _options;
     private readonly ClusterContext _context;
     private readonly IHostApplicationLifetime _lifetime;
@@ -269,8 +275,17 @@ internal sealed partial class WorkerPool : IDisposable
         if (worker.BeginRetiring())
         {
             PrimaryLog.Retiring(_logger, worker.Id, worker.ProcessId, reason);
-            worker.Channel?.StopRouting();
-            if (worker.Channel is null || !worker.Channel.TrySendControl(ControlFrames.Stop()))
+            if (worker.Channel is { } channel)
+            {
+                channel.StopRouting();
+                await channel.WaitForLastHandoffAsync(FirstRequestGrace).ConfigureAwait(false);
+            }
+
+            if (_stopping.IsCancellationRequested)
+            {
+                // The whole cluster began stopping meanwhile: StopAllAsync has told every worker to drain.
+            }
+            else if (worker.Channel is null || !worker.Channel.TrySendControl(ControlFrames.Stop()))
             {
                 worker.Kill();
             }

@@ -24,6 +24,21 @@ internal sealed partial class AppProcess : IDisposable
 
     public string Output => string.Join('\n', _output);
 
+    /// <summary>
+    /// Waits for the primary to exit, then for the last of its output: WaitForExit(timeout) alone can return before
+    /// the asynchronous output handlers have run for the final lines.
+    /// </summary>
+    public Task<bool> WaitForExitAsync(TimeSpan timeout) => Task.Run(() =>
+    {
+        if (!_process.WaitForExit(timeout))
+        {
+            return false;
+        }
+
+        _process.WaitForExit(); // drains redirected output
+        return true;
+    });
+
     public const string Sample = "HelloCluster";
     public const string TestApp = "KestrelCluster.TestApp";
 
