@@ -5,6 +5,8 @@
 //   TestApp__RecordFile=/tmp/x       the primary-only and slot-0-only hosted services append "<kind> <pid>" lines here,
 //                                    and the primary appends "message <worker id> <text>" for each message a worker sends it
 // GET /tell-primary?text=hi: the worker serving it sends "hi" to the primary.
+// GET /starve?ms=3000: every thread of the serving worker's pool blocks that long (sync-over-async gone wrong) and the
+//                      pool may add none: shows the primary's starvation warning.
 using KestrelCluster;
 
 namespace KestrelCluster.TestApp;
@@ -25,6 +27,21 @@ internal static class Program
         {
             await messenger.SendToPrimaryAsync(System.Text.Encoding.UTF8.GetBytes(text));
             return $"worker {cluster.WorkerId} (pid {Environment.ProcessId}) sent it\n";
+        });
+
+        app.MapGet("/starve", (int ms) =>
+        {
+            // The fault this app injects: every pool thread blocked for ms, and no new thread to take over (the limit
+            // is set to the threads the pool has), so everything queued meanwhile, the heartbeat included, waits.
+            var threads = Math.Max(Environment.ProcessorCount, ThreadPool.ThreadCount);
+            ThreadPool.GetMaxThreads(out _, out var completionPortThreads);
+            ThreadPool.SetMaxThreads(threads, completionPortThreads);
+            for (var i = 0; i < threads; i++)
+            {
+                ThreadPool.QueueUserWorkItem(_ => Thread.Sleep(ms));
+            }
+
+            return $"pid {Environment.ProcessId} blocks its {threads} pool threads for {ms} ms\n";
         });
 
         var cluster = app.Services.GetRequiredService<IClusterContext>();

@@ -75,6 +75,27 @@ public sealed class ProcessSupervisionTests
     }
 
     [Fact]
+    public async Task Worker_WithAStarvedThreadPool_PrimaryWarnsAndTheWorkerRecovers()
+    {
+        using var app = AppProcess.Start(AppProcess.TestApp, AppProcess.FreePortEnvironment(workers: 1));
+        var endpoint = await app.WaitUntilServingAsync(workers: 1);
+        var worker = Assert.Single(app.Workers());
+
+        // Every pool thread blocked for 3 s, and no new one allowed: the heartbeat timer's callback waits that long.
+        using (var client = HttpProbe.CreateClient())
+        {
+            Assert.Contains("pool threads for 3000 ms", await client.GetStringAsync($"http://{endpoint}/starve?ms=3000"), StringComparison.Ordinal);
+        }
+
+        await app.WaitForOutputAsync($"(pid {worker}) thread pool is starving", TimeSpan.FromSeconds(60));
+        Assert.Matches(@"heartbeat ran \d{4,} ms late with \d+ work items queued", app.Output);
+
+        // Starvation is a warning, not a death sentence: once the pool catches up, the same worker serves again.
+        Assert.Equal(worker, HttpProbe.ServedBy(await HttpProbe.NewConnectionRequestAsync(endpoint).WaitAsync(TimeSpan.FromSeconds(60))));
+        Assert.Equal([worker], app.Workers());
+    }
+
+    [Fact]
     public async Task App_ThatThrowsAtStartupInEveryWorker_PrimaryExitsNonZeroWithTheError()
     {
         var environment = AppProcess.FreePortEnvironment(workers: 2);

@@ -69,19 +69,21 @@ internal sealed class WorkerMonitor
             worker.SilenceReported = false;
         }
 
-        var heartbeat = worker.LastHeartbeat;
-        if (heartbeat.ThreadPoolLagMilliseconds >= StarvationLagMilliseconds)
+        var lagged = worker.TakeMostLaggedHeartbeat();
+        if (lagged.ThreadPoolLagMilliseconds >= StarvationLagMilliseconds)
         {
             if (!worker.StarvationReported)
             {
                 worker.StarvationReported = true;
-                PrimaryLog.ThreadPoolStarvation(_logger, worker.Id, worker.ProcessId, heartbeat.ThreadPoolLagMilliseconds, heartbeat.PendingWorkItems);
+                PrimaryLog.ThreadPoolStarvation(_logger, worker.Id, worker.ProcessId, lagged.ThreadPoolLagMilliseconds, lagged.PendingWorkItems);
             }
         }
         else
         {
             worker.StarvationReported = false;
         }
+
+        var heartbeat = worker.LastHeartbeat;
 
         if (worker.RecycleAfterRequests > 0 && heartbeat.Requests >= worker.RecycleAfterRequests && worker.TryRequestRecycle())
         {

@@ -11,6 +11,8 @@ internal sealed class WorkerProcess
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _lastHeartbeatTicks;
     private WorkerHeartbeat _heartbeat;
+    private readonly Lock _laggedLock = new();
+    private WorkerHeartbeat _mostLagged;
     private volatile bool _retiring;
     private int _recycleRequested;
 
@@ -91,7 +93,29 @@ internal sealed class WorkerProcess
     public void OnHeartbeat(in WorkerHeartbeat heartbeat)
     {
         _heartbeat = heartbeat;
+        lock (_laggedLock)
+        {
+            if (heartbeat.ThreadPoolLagMilliseconds >= _mostLagged.ThreadPoolLagMilliseconds)
+            {
+                _mostLagged = heartbeat;
+            }
+        }
+
         Interlocked.Exchange(ref _lastHeartbeatTicks, Stopwatch.GetTimestamp());
+    }
+
+    /// <summary>
+    /// The latest of the most lagged heartbeats since the previous call (the monitor's): a late beat is seen even when
+    /// a punctual one arrived right after it.
+    /// </summary>
+    public WorkerHeartbeat TakeMostLaggedHeartbeat()
+    {
+        lock (_laggedLock)
+        {
+            var heartbeat = _mostLagged;
+            _mostLagged = default;
+            return heartbeat;
+        }
     }
 
     /// <summary>Marks the worker as leaving on purpose; returns false if it already was.</summary>

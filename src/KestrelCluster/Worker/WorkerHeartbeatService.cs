@@ -1,6 +1,8 @@
 // The worker's heartbeat: every HeartbeatInterval, from a thread-pool timer (so a starved or deadlocked pool
 // shows up as silence), it tells the primary it is alive, with its request count, memory, and how late the
-// timer ran — the thread-pool starvation signal.
+// timer ran — the thread-pool starvation signal. The timer is one-shot, re-armed after each beat: a periodic one
+// would queue a callback per period while the pool is starved, and the burst of punctual beats that follows the
+// late one would hide it.
 using System.Diagnostics;
 using KestrelCluster.Protocol;
 using Microsoft.Extensions.Hosting;
@@ -12,17 +14,19 @@ internal sealed class WorkerHeartbeatService(WorkerControlChannel channel, Worke
 {
     private readonly TimeSpan _interval = options.Value.HeartbeatInterval;
     private Timer? _timer;
-    private long _lastTick;
+    private long _armedAt;
+    private volatile bool _stopped;
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        _lastTick = Stopwatch.GetTimestamp();
-        _timer = new Timer(_ => Beat(), null, _interval, _interval);
+        _armedAt = Stopwatch.GetTimestamp();
+        _timer = new Timer(_ => Beat(), null, _interval, Timeout.InfiniteTimeSpan);
         return Task.CompletedTask;
     }
 
     public Task StopAsync(CancellationToken cancellationToken)
     {
+        _stopped = true;
         _timer?.Change(Timeout.Infinite, Timeout.Infinite);
         return Task.CompletedTask;
     }
@@ -32,12 +36,18 @@ internal sealed class WorkerHeartbeatService(WorkerControlChannel channel, Worke
     private void Beat()
     {
         var now = Stopwatch.GetTimestamp();
-        var late = Stopwatch.GetElapsedTime(Interlocked.Exchange(ref _lastTick, now), now) - _interval;
+        var late = Stopwatch.GetElapsedTime(_armedAt, now) - _interval;
         var heartbeat = new WorkerHeartbeat(
             requests.Count,
             Environment.WorkingSet,
             (int)Math.Clamp(late.TotalMilliseconds, 0, int.MaxValue),
             (int)Math.Min(ThreadPool.PendingWorkItemCount, int.MaxValue));
         channel.SendHeartbeat(heartbeat);
+
+        if (!_stopped)
+        {
+            _armedAt = Stopwatch.GetTimestamp();
+            _timer?.Change(_interval, Timeout.InfiniteTimeSpan);
+        }
     }
 }
