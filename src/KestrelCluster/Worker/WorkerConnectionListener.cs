@@ -42,7 +42,7 @@ internal sealed class WorkerConnectionListener : IConnectionListener
     public EndPoint EndPoint { get; }
 
     /// <summary>Called by the receive loop; false when this listener is unbound (the caller refuses the socket).</summary>
-    public bool TryEnqueue(int fd, in HandoffEntry entry) => _queue.Writer.TryWrite(new Queued(fd, entry.HandoffId, entry.AcceptedAt, entry.Peer));
+    public bool TryEnqueue(int fd, in HandoffEntry entry) => _queue.Writer.TryWrite(new Queued(fd, entry));
 
     public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
     {
@@ -66,20 +66,20 @@ internal sealed class WorkerConnectionListener : IConnectionListener
                 var handle = new SafeSocketHandle(handedOff.Fd, ownsHandle: true);
                 try
                 {
-                    socket = HandedOffSocket.Create(handle, handedOff.Peer, EndPoint);
+                    socket = HandedOffSocket.Create(handle, handedOff.Entry.Peer, EndPoint);
                 }
                 catch (SocketException e)
                 {
                     // Not a usable socket: close our copy and let the primary decide what to do with it.
-                    WorkerLog.HandoffUnusable(_logger, handedOff.HandoffId, e.SocketErrorCode);
+                    WorkerLog.HandoffUnusable(_logger, handedOff.Entry.HandoffId, e.SocketErrorCode);
                     handle.Dispose();
-                    _channel.Acknowledge(handedOff.HandoffId, accepted: false);
+                    _channel.Acknowledge(handedOff.Entry.HandoffId, accepted: false);
                     continue;
                 }
 
                 var connection = _contextFactory.Create(socket);
-                _channel.Acknowledge(handedOff.HandoffId, accepted: true);
-                _metrics.RecordHandoff(handedOff.AcceptedAt);
+                _channel.Acknowledge(handedOff.Entry.HandoffId, accepted: true);
+                _metrics.RecordHandoff(handedOff.Entry.AcceptedAt);
                 connection.ConnectionClosed.UnsafeRegister(static channel => ((WorkerControlChannel)channel!).OnConnectionClosed(), _channel);
                 return connection;
             }
@@ -95,7 +95,7 @@ internal sealed class WorkerConnectionListener : IConnectionListener
             while (_queue.Reader.TryRead(out var handedOff))
             {
                 Libc.CloseDescriptor(handedOff.Fd);
-                _channel.Acknowledge(handedOff.HandoffId, accepted: false);
+                _channel.Acknowledge(handedOff.Entry.HandoffId, accepted: false);
             }
         }
 
@@ -104,5 +104,5 @@ internal sealed class WorkerConnectionListener : IConnectionListener
 
     public ValueTask DisposeAsync() => UnbindAsync();
 
-    private readonly record struct Queued(int Fd, long HandoffId, long AcceptedAt, PeerAddress Peer);
+    private readonly record struct Queued(int Fd, HandoffEntry Entry);
 }
