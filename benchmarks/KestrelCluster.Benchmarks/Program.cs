@@ -92,11 +92,30 @@ await using (var server = await Server.StartAsync(primarySetup))
     while (fdsAfter > fdsBefore && settled.Elapsed < TimeSpan.FromSeconds(5));
 }
 
+// Where a new connection's CPU goes, thread by thread: plain Kestrel, then the primary and workers of cluster-2.
+var cpuByThread = new List<(string Setup, string Role, string Thread, double MicrosecondsPerConnection)>();
+var (breakdownWarmUp, breakdownDuration) = options.Smoke ? (TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1)) : (TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5));
+foreach (var setup in setups.Where(s => s.Name is "plain" or "cluster-2"))
+{
+    await using var server = await Server.StartAsync(setup);
+    await Wrk.RunAsync(server.Url, keepAlive: false, options.Threads, options.Connections, breakdownWarmUp); // JIT tiering done
+    var before = server.CpuSecondsByThread();
+    var run = await Wrk.RunAsync(server.Url, keepAlive: false, options.Threads, options.Connections, breakdownDuration);
+    foreach (var (key, seconds) in server.CpuSecondsByThread())
+    {
+        var used = seconds - before.GetValueOrDefault(key);
+        if (used > 0)
+        {
+            cpuByThread.Add((setup.Name, key.Role, key.Thread, used / run.Requests * 1e6));
+        }
+    }
+}
+
 var fdsPerSecondSingle = await HandoffBenchmark.FdsPerSecondAsync(options.Smoke ? 20_000 : 500_000, perMessage: 1);
 var fdsPerSecondBatched = await HandoffBenchmark.FdsPerSecondAsync(options.Smoke ? 20_000 : 2_000_000, perMessage: 16);
 var handoffLatency = await HandoffBenchmark.LatencyAsync(options.Smoke ? 200 : 5_000);
 
-var report = Report(options, setups, results, new HandoffFigures(plainIdleRss, idleRss, idlePrivate, idlePss, fdsBefore, fdsAfter, connectionsForFds, fdsPerSecondSingle, fdsPerSecondBatched, handoffLatency));
+var report = Report(options, setups, results, new HandoffFigures(plainIdleRss, idleRss, idlePrivate, idlePss, fdsBefore, fdsAfter, connectionsForFds, fdsPerSecondSingle, fdsPerSecondBatched, handoffLatency, cpuByThread));
 Directory.CreateDirectory(options.Output);
 var file = Path.Combine(options.Output, $"{DateTime.UtcNow:yyyyMMdd-HHmmss}{(options.Smoke ? "-smoke" : "")}.md");
 await File.WriteAllTextAsync(file, report);
@@ -193,7 +212,7 @@ static string Report(HarnessOptions options, List<Setup> setups, Dictionary<stri
         return text.ToString();
     }
 
-    var (plainIdleRss, idleRss, idlePrivate, idlePss, fdsBefore, fdsAfter, connectionsForFds, fdsSingle, fdsBatched, latency) = figures;
+    var (plainIdleRss, idleRss, idlePrivate, idlePss, fdsBefore, fdsAfter, connectionsForFds, fdsSingle, fdsBatched, latency, cpuByThread) = figures;
     text.AppendLine();
     text.AppendLine("| Handoff, no HTTP | |");
     text.AppendLine("|---|---:|");
@@ -207,6 +226,20 @@ static string Report(HarnessOptions options, List<Setup> setups, Dictionary<stri
     text.AppendLine(CultureInfo.InvariantCulture, $"| primary RSS at idle (2 workers) | {Mb(idleRss)} ({(double)idleRss / plainIdleRss:0.00}× plain Kestrel's {Mb(plainIdleRss)}) |");
     text.AppendLine(CultureInfo.InvariantCulture, $"| primary at idle: private (RssAnon) / proportional (PSS: framework files are shared with the workers) | {Mb(idlePrivate)} / {Mb(idlePss)} |");
     text.AppendLine(CultureInfo.InvariantCulture, $"| primary open fds before / after {connectionsForFds:N0} connections | {fdsBefore} / {fdsAfter} |");
+    text.AppendLine();
+    text.AppendLine("CPU per new connection (`Connection: close`, one run each after a warm-up), by thread; `#` stands for digits in thread names:");
+    text.AppendLine();
+    text.AppendLine("| Setup | process | threads | µs / connection |");
+    text.AppendLine("|---|---|---|---:|");
+    foreach (var group in cpuByThread.GroupBy(c => c.Setup))
+    {
+        foreach (var row in group.Where(c => c.MicrosecondsPerConnection >= 0.05).OrderBy(c => c.Role).ThenByDescending(c => c.MicrosecondsPerConnection))
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"| {row.Setup} | {row.Role} | {row.Thread} | {row.MicrosecondsPerConnection:0.0} |");
+        }
+
+        text.AppendLine(CultureInfo.InvariantCulture, $"| {group.Key} | **total** | | **{group.Sum(c => c.MicrosecondsPerConnection):0.0}** |");
+    }
     return text.ToString();
 }
 
@@ -218,7 +251,7 @@ internal sealed record Measured(WrkResult KeepAlive, WrkResult Close, double? Cp
 
 /// <summary>The figures besides the wrk table.</summary>
 internal sealed record HandoffFigures(long PlainIdleRss, long IdleRss, long IdlePrivate, long IdlePss, int FdsBefore, int FdsAfter, long ConnectionsForFds,
-    double FdsSingle, double FdsBatched, HandoffLatency Latency);
+    double FdsSingle, double FdsBatched, HandoffLatency Latency, List<(string Setup, string Role, string Thread, double MicrosecondsPerConnection)> CpuByThread);
 
 internal sealed class HarnessOptions
 {

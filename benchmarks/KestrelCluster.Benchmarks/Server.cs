@@ -106,6 +106,47 @@ internal sealed class Server : IAsyncDisposable
         return total;
     }
 
+    /// <summary>
+    /// CPU seconds used so far by each kind of thread of the server's processes: (process role, thread name with its
+    /// digits as '#'), the role being "primary" for the main process of a cluster and "worker" for its children.
+    /// </summary>
+    public Dictionary<(string Role, string Thread), double> CpuSecondsByThread()
+    {
+        var result = new Dictionary<(string, string), double>();
+        var workers = Descendants(ProcessId);
+        foreach (var pid in workers.Prepend(ProcessId))
+        {
+            var role = pid == ProcessId ? (workers.Count > 0 ? "primary" : "process") : "worker";
+            IEnumerable<string> tasks;
+            try
+            {
+                tasks = Directory.EnumerateDirectories($"/proc/{pid}/task").ToList();
+            }
+            catch (IOException)
+            {
+                continue;
+            }
+
+            foreach (var task in tasks)
+            {
+                try
+                {
+                    var name = string.Concat(File.ReadAllText(Path.Combine(task, "comm")).Trim().Select(c => char.IsAsciiDigit(c) ? '#' : c));
+                    var stat = File.ReadAllText(Path.Combine(task, "stat"));
+                    var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                    var seconds = (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
+                    result[(role, name)] = result.GetValueOrDefault((role, name)) + seconds;
+                }
+                catch (IOException)
+                {
+                    // the thread ended meanwhile
+                }
+            }
+        }
+
+        return result;
+    }
+
     private static double CpuSecondsOf(int pid)
     {
         var stat = File.ReadAllText($"/proc/{pid}/stat");

@@ -86,7 +86,7 @@ internal sealed class ControlServer : IDisposable
 
             // The hello is awaited on a thread of its own, with poll(): an async receive would register the socket
             // with the runtime's epoll thread for good, and every ack the worker sends later would wake it.
-            _ = ControlChannelThread.Start("KestrelCluster control hello", () => Authenticate(socket));
+            _ = ControlChannelThread.Start("KC hello", () => Authenticate(socket));
         }
     }
 

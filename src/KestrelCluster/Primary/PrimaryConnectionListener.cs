@@ -92,7 +92,7 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         }
         else
         {
-            listener._acceptThread = new Thread(listener.AcceptLoop) { IsBackground = true, Name = $"KestrelCluster accept {listener.EndPoint}" };
+            listener._acceptThread = new Thread(listener.AcceptLoop) { IsBackground = true, Name = $"KC accept {listener.EndPoint}" };
             listener._acceptThread.Start();
         }
 

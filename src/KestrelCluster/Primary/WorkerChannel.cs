@@ -181,7 +181,7 @@ internal sealed class WorkerChannel
     /// </summary>
     public Task RunAsync()
     {
-        _ = ControlChannelThread.Start($"KestrelCluster worker {Worker.Id} channel", ReadLoop);
+        _ = ControlChannelThread.Start($"KC channel w{Worker.Id}", ReadLoop);
         return Closed;
     }
 

@@ -14,7 +14,7 @@ internal sealed class WorkerSpawner : IDisposable
 
     public WorkerSpawner()
     {
-        _thread = new Thread(Run) { IsBackground = true, Name = "KestrelCluster worker spawner" };
+        _thread = new Thread(Run) { IsBackground = true, Name = "KC spawner" };
         _thread.Start();
     }
 

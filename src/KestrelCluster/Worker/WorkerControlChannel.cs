@@ -220,7 +220,7 @@ internal sealed class WorkerControlChannel : IDisposable
             }
 
             _socket = socket;
-            _ = ControlChannelThread.Start("KestrelCluster control channel", () => ReceiveLoop(socket));
+            _ = ControlChannelThread.Start("KC channel", () => ReceiveLoop(socket));
         }
         finally
         {
