@@ -58,31 +58,18 @@ public sealed class WorkerChannelTests : IAsyncDisposable
     }
 
     [Fact]
-    public async Task Handoff_TcpConnection_ArrivesWithNoDelaySet()
+    public async Task Handoff_TcpConnection_ArrivesWithNoDelaySetAndTheClientsAddressFromAccept()
     {
         // TCP_NODELAY is set once, on the listening socket; accepted sockets inherit it (FACTS pitfall 8: a custom listener must set it).
-        var (_, worker) = await ConnectWorkerAsync(1);
-        using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
-        await client.ConnectAsync(_listener.EndPoint);
-
-        var (fd, handoffId, _) = await ReceiveHandoffAsync(worker);
-        using var received = new Socket(new SafeSocketHandle(fd, ownsHandle: true));
-        await worker.SendAsync(ControlFrames.Acks([(handoffId, true)]));
-
-        Assert.True(received.NoDelay);
-    }
-
-    [Fact]
-    public async Task Handoff_CarriesTheClientsAddressFromAccept()
-    {
         var (_, worker) = await ConnectWorkerAsync(1);
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await client.ConnectAsync(_listener.EndPoint);
 
         var (fd, handoffId, peer) = await ReceiveHandoffAsync(worker);
-        Libc.CloseDescriptor(fd);
+        using var received = new Socket(new SafeSocketHandle(fd, ownsHandle: true));
         await worker.SendAsync(ControlFrames.Acks([(handoffId, true)]));
 
+        Assert.True(received.NoDelay);
         Assert.Equal(client.LocalEndPoint, peer);
     }
 

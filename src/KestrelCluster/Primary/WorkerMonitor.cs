@@ -84,7 +84,6 @@ internal sealed class WorkerMonitor
         }
 
         var heartbeat = worker.LastHeartbeat;
-
         if (worker.RecycleAfterRequests > 0 && heartbeat.Requests >= worker.RecycleAfterRequests && worker.TryRequestRecycle())
         {
             _pool.Recycle(worker, $"served {heartbeat.Requests} requests (limit {worker.RecycleAfterRequests})");

@@ -281,11 +281,8 @@ internal sealed partial class WorkerPool : IDisposable
                 await channel.WaitForLastHandoffAsync(FirstRequestGrace).ConfigureAwait(false);
             }
 
-            if (_stopping.IsCancellationRequested)
-            {
-                // The whole cluster began stopping meanwhile: StopAllAsync has told every worker to drain.
-            }
-            else if (worker.Channel is null || !worker.Channel.TrySendControl(ControlFrames.Stop()))
+            // If the whole cluster began stopping meanwhile, StopAllAsync has already told every worker to drain.
+            if (!_stopping.IsCancellationRequested && (worker.Channel is null || !worker.Channel.TrySendControl(ControlFrames.Stop())))
             {
                 worker.Kill();
             }

@@ -26,7 +26,12 @@ internal static class ControlFrames
     /// Size of one <see cref="HandoffEntry"/> in a <see cref="FrameType.Handoff"/> frame: listener id, handoff id,
     /// accepted-at, then the client's sockaddr as a length byte and <see cref="PeerAddress.MaxLength"/> bytes.
     /// </summary>
-    private const int HandoffEntryLength = sizeof(int) + sizeof(long) + sizeof(long) + 1 + PeerAddress.MaxLength;
+    private const int HandoffEntryLength = HandoffPeerOffset + 1 + PeerAddress.MaxLength;
+
+    // Offsets of a handoff entry's fields after the listener id (at 0).
+    private const int HandoffIdOffset = sizeof(int);
+    private const int HandoffAcceptedAtOffset = HandoffIdOffset + sizeof(long);
+    private const int HandoffPeerOffset = HandoffAcceptedAtOffset + sizeof(long);
 
     public static byte[] Hello(int workerId, ReadOnlySpan<byte> secret)
     {
@@ -113,9 +118,9 @@ internal static class ControlFrames
         destination[0] = (byte)FrameType.Handoff;
         var fields = destination.Slice(1, HandoffEntryLength);
         BinaryPrimitives.WriteInt32LittleEndian(fields, entry.ListenerId);
-        BinaryPrimitives.WriteInt64LittleEndian(fields[sizeof(int)..], entry.HandoffId);
-        BinaryPrimitives.WriteInt64LittleEndian(fields[(sizeof(int) + sizeof(long))..], entry.AcceptedAt);
-        var peer = fields[(sizeof(int) + (2 * sizeof(long)))..];
+        BinaryPrimitives.WriteInt64LittleEndian(fields[HandoffIdOffset..], entry.HandoffId);
+        BinaryPrimitives.WriteInt64LittleEndian(fields[HandoffAcceptedAtOffset..], entry.AcceptedAt);
+        var peer = fields[HandoffPeerOffset..];
         var length = entry.Peer.Length;
         peer[0] = (byte)length;
         entry.Peer.CopyTo(peer[1..]);
@@ -246,7 +251,7 @@ internal static class ControlFrames
         for (var i = 0; i < fdCount; i++)
         {
             var fields = frame.Slice(1 + (i * HandoffEntryLength), HandoffEntryLength);
-            var peer = fields[(sizeof(int) + (2 * sizeof(long)))..];
+            var peer = fields[HandoffPeerOffset..];
             if (peer[0] > PeerAddress.MaxLength)
             {
                 return false;
@@ -254,8 +259,8 @@ internal static class ControlFrames
 
             entries[i] = new HandoffEntry(
                 BinaryPrimitives.ReadInt32LittleEndian(fields),
-                BinaryPrimitives.ReadInt64LittleEndian(fields[sizeof(int)..]),
-                BinaryPrimitives.ReadInt64LittleEndian(fields[(sizeof(int) + sizeof(long))..]),
+                BinaryPrimitives.ReadInt64LittleEndian(fields[HandoffIdOffset..]),
+                BinaryPrimitives.ReadInt64LittleEndian(fields[HandoffAcceptedAtOffset..]),
                 PeerAddress.From(peer.Slice(1, peer[0])));
         }
 

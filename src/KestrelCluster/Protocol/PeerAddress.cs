@@ -43,21 +43,16 @@ internal struct PeerAddress
     /// <summary>The address as an <see cref="IPEndPoint"/>, or null when it is unknown.</summary>
     public readonly IPEndPoint? ToEndPoint()
     {
-        ReadOnlySpan<byte> sockaddr = ((ReadOnlySpan<byte>)_bytes)[.._length];
-        if (!IsInternet(sockaddr))
+        // From() kept only well-formed sockaddr_in(6): family (host order), port (network order), then the address.
+        ReadOnlySpan<byte> sockaddr = _bytes;
+        return Family switch
         {
-            return null;
-        }
-
-        // sockaddr_in(6): family (host order), port (network order), then the address.
-        var port = BinaryPrimitives.ReadUInt16BigEndian(sockaddr[2..]);
-        if (sockaddr.Length == SockAddrInLength)
-        {
-            return new IPEndPoint(new IPAddress(sockaddr.Slice(4, 4)), port);
-        }
-
-        var scopeId = MemoryMarshal.Read<uint>(sockaddr[24..]); // host order
-        return new IPEndPoint(new IPAddress(sockaddr.Slice(8, 16), scopeId), port);
+            AddressFamily.InterNetwork => new IPEndPoint(new IPAddress(sockaddr.Slice(4, 4)), BinaryPrimitives.ReadUInt16BigEndian(sockaddr[2..])),
+            AddressFamily.InterNetworkV6 => new IPEndPoint(
+                new IPAddress(sockaddr.Slice(8, 16), MemoryMarshal.Read<uint>(sockaddr[24..])), // scope id: host order
+                BinaryPrimitives.ReadUInt16BigEndian(sockaddr[2..])),
+            _ => null,
+        };
     }
 
     /// <summary>The address family, or Unknown.</summary>
