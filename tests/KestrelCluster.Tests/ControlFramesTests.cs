@@ -42,9 +42,9 @@ public sealed class ControlFramesTests
     [Fact]
     public void Handoff_EntriesMustMatchTheFdsReceived()
     {
-        Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength];
+        Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength(1)];
         var peer = PeerAddressOf(new IPEndPoint(IPAddress.Parse("10.1.2.3"), 40000));
-        ControlFrames.WriteHandoff(frame, new HandoffEntry(2, 99, 123_456_789, peer));
+        ControlFrames.WriteHandoffEntry(frame, 0, new HandoffEntry(2, 99, 123_456_789, peer));
         var entries = new HandoffEntry[4];
 
         Assert.True(ControlFrames.TryReadHandoff(frame, 1, entries));
@@ -54,15 +54,36 @@ public sealed class ControlFramesTests
         Assert.False(ControlFrames.TryReadHandoff(frame, 2, entries)); // more fds than entries
     }
 
+    [Fact]
+    public void Handoff_SeveralEntriesInOneFrame_ReadBackInOrder()
+    {
+        Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength(3)];
+        for (var i = 0; i < 3; i++)
+        {
+            ControlFrames.WriteHandoffEntry(frame, i, new HandoffEntry(i + 1, 100 + i, 1000 + i, PeerAddressOf(new IPEndPoint(IPAddress.Loopback, 5000 + i))));
+        }
+
+        var entries = new HandoffEntry[3];
+
+        Assert.True(ControlFrames.TryReadHandoff(frame, 3, entries));
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal((i + 1, 100L + i, 1000L + i), (entries[i].ListenerId, entries[i].HandoffId, entries[i].AcceptedAt));
+            Assert.Equal(new IPEndPoint(IPAddress.Loopback, 5000 + i), entries[i].Peer.ToEndPoint());
+        }
+
+        Assert.False(ControlFrames.TryReadHandoff(frame, 2, entries)); // fewer fds than entries
+    }
+
     [Theory]
     [InlineData("[2001:db8::7]:443")]
     [InlineData("[::ffff:127.0.0.1]:5000")]
     [InlineData("127.0.0.1:1")]
     public void Handoff_PeerAddress_RoundTrips(string endpoint)
     {
-        Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength];
+        Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength(1)];
         var expected = IPEndPoint.Parse(endpoint);
-        ControlFrames.WriteHandoff(frame, new HandoffEntry(1, 1, 1, PeerAddressOf(expected)));
+        ControlFrames.WriteHandoffEntry(frame, 0, new HandoffEntry(1, 1, 1, PeerAddressOf(expected)));
         var entries = new HandoffEntry[1];
 
         Assert.True(ControlFrames.TryReadHandoff(frame, 1, entries));
@@ -73,8 +94,8 @@ public sealed class ControlFramesTests
     [Fact]
     public void Handoff_UnknownPeer_TravelsAsUnknown_AndAnOverlongOneIsMalformed()
     {
-        Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength];
-        ControlFrames.WriteHandoff(frame, new HandoffEntry(1, 1, 1, PeerAddress.From([1, 0]))); // AF_UNIX, unnamed
+        Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength(1)];
+        ControlFrames.WriteHandoffEntry(frame, 0, new HandoffEntry(1, 1, 1, PeerAddress.From([1, 0]))); // AF_UNIX, unnamed
         var entries = new HandoffEntry[1];
 
         Assert.True(ControlFrames.TryReadHandoff(frame, 1, entries));

@@ -74,6 +74,52 @@ public sealed class WorkerChannelTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Handoff_ConnectionsWaitingForAWorker_GoOutTogether_UpToItsInFlightLimit()
+    {
+        // Ten clients connect while no worker is ready: they wait in the dispatcher.
+        var (channel, worker) = await ConnectWorkerAsync(1, ready: false);
+        var clients = new List<Socket>();
+        try
+        {
+            for (var i = 0; i < 10; i++)
+            {
+                var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                clients.Add(client);
+                await client.ConnectAsync(_listener.EndPoint);
+            }
+
+            await Wait.UntilAsync(() => _dispatcher.WaitingCount == 10, TimeSpan.FromSeconds(10), "all ten wait for a worker");
+
+            // The worker becomes ready: as many as its in-flight limit (8) arrive in one message, the rest wait.
+            await worker.SendAsync(ControlFrames.Ready());
+            var first = await ReceiveHandoffsAsync(worker);
+            Assert.Equal(8, first.Count);
+            Assert.Equal(8, channel.InFlightCount);
+            Assert.Equal(2, _dispatcher.WaitingCount);
+
+            // One ack frame for all eight frees room: the last two follow, together.
+            await worker.SendAsync(ControlFrames.Acks([.. first.Select(h => (h.HandoffId, true))]));
+            var second = await ReceiveHandoffsAsync(worker);
+            Assert.Equal(2, second.Count);
+            await worker.SendAsync(ControlFrames.Acks([.. second.Select(h => (h.HandoffId, true))]));
+            await Wait.UntilAsync(() => channel.HandedOff == 10 && channel.InFlightCount == 0, TimeSpan.FromSeconds(10), "all ten acks are processed");
+
+            // Every client arrived exactly once, each with its own address.
+            var received = first.Concat(second).ToList();
+            Assert.Equal(10, received.Select(h => h.HandoffId).Distinct().Count());
+            Assert.Equal(clients.Select(c => c.LocalEndPoint).OrderBy(e => e!.ToString()), received.Select(h => h.Peer).OrderBy(e => e!.ToString()));
+            foreach (var handoff in received)
+            {
+                Libc.CloseDescriptor(handoff.Fd);
+            }
+        }
+        finally
+        {
+            clients.ForEach(c => c.Dispose());
+        }
+    }
+
+    [Fact]
     public async Task Channel_AckForAConnectionNeverSent_IsAProtocolViolation()
     {
         var (channel, worker) = await ConnectWorkerAsync(1);
@@ -91,7 +137,7 @@ public sealed class WorkerChannelTests : IAsyncDisposable
     }
 
     /// <summary>Connects a fake worker: registers the listener and reports ready, as a real one does.</summary>
-    private async Task<(WorkerChannel Channel, Socket Worker)> ConnectWorkerAsync(int id)
+    private async Task<(WorkerChannel Channel, Socket Worker)> ConnectWorkerAsync(int id, bool ready = true)
     {
         var worker = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
         await worker.ConnectAsync(_controlListener.LocalEndPoint!);
@@ -105,22 +151,29 @@ public sealed class WorkerChannelTests : IAsyncDisposable
         var length = await worker.ReceiveAsync(reply, SocketFlags.None, timeout.Token);
         Assert.True(ControlFrames.TryReadRegistered(reply.AsSpan(0, length), out _, out var listenerId, out _));
         Assert.Equal(_listener.Id, listenerId);
+        if (!ready)
+        {
+            return (channel, worker);
+        }
 
         await worker.SendAsync(ControlFrames.Ready());
         await Wait.UntilAsync(() => channel.IsReady, TimeSpan.FromSeconds(10), "the channel is ready");
         return (channel, worker);
     }
 
-    private static async Task<(int Fd, long HandoffId, EndPoint? Peer)> ReceiveHandoffAsync(Socket worker)
+    private static async Task<(int Fd, long HandoffId, EndPoint? Peer)> ReceiveHandoffAsync(Socket worker) => Assert.Single(await ReceiveHandoffsAsync(worker));
+
+    /// <summary>Receives one handoff message: every fd in it, with its entry.</summary>
+    private static async Task<List<(int Fd, long HandoffId, EndPoint? Peer)>> ReceiveHandoffsAsync(Socket worker)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         await worker.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, timeout.Token);
         var frame = new byte[ControlFrames.MaxFrameLength];
-        var fds = new int[4];
+        var fds = new int[Libc.MaxFdsPerMessage];
         Assert.Equal(0, Libc.ReceiveMessage(worker.SafeHandle, frame, fds, out var length, out var fdCount, out var truncated));
         Assert.False(truncated);
-        var entries = new HandoffEntry[4];
+        var entries = new HandoffEntry[Libc.MaxFdsPerMessage];
         Assert.True(ControlFrames.TryReadHandoff(frame.AsSpan(0, length), fdCount, entries));
-        return (fds[0], entries[0].HandoffId, entries[0].Peer.ToEndPoint());
+        return [.. Enumerable.Range(0, fdCount).Select(i => (fds[i], entries[i].HandoffId, entries[i].Peer.ToEndPoint()))];
     }
 }

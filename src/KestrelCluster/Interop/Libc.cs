@@ -175,9 +175,9 @@ internal static unsafe partial class Libc
     }
 
     /// <summary>
-    /// Accepts one connection on a blocking listening socket (accept4 with SOCK_CLOEXEC). Returns the new fd and the
-    /// client's address (unknown for a Unix domain peer), or -errno: -EINVAL once the listening socket is shut down,
-    /// -ECONNABORTED for a connection reset in the backlog.
+    /// Accepts one connection (accept4 with SOCK_CLOEXEC). Returns the new fd and the client's address (unknown for a
+    /// Unix domain peer), or -errno: -EAGAIN when a non-blocking listener's backlog is empty, -EINVAL once the
+    /// listening socket is shut down, -ECONNABORTED for a connection reset in the backlog.
     /// </summary>
     public static int Accept(SafeSocketHandle listener, out PeerAddress peer)
     {
@@ -213,7 +213,7 @@ internal static unsafe partial class Libc
         }
     }
 
-    /// <summary>Wakes a thread blocked in <see cref="Accept"/> on this socket (shutdown(SHUT_RDWR)).</summary>
+    /// <summary>Wakes a thread blocked in <see cref="Accept"/> or poll() on this socket (shutdown(SHUT_RDWR)).</summary>
     public static void Shutdown(SafeSocketHandle socket) => shutdown((int)socket.DangerousGetHandle(), SHUT_RDWR);
 
     /// <summary>Closes a raw fd that was never wrapped in a <see cref="Socket"/>.</summary>

@@ -1,6 +1,12 @@
 // Routes every accepted connection to a ready worker. Connections no worker can take right now (none ready,
 // all at their in-flight limit) wait in a bounded queue; when the queue is full the accept loops pause, so
 // the kernel's backlog absorbs the burst instead of the primary's memory. Nothing accepted is ever dropped.
+//
+// Routing and sending are two steps: under the lock the scheduler chooses a worker for every waiting connection
+// and the connection joins that worker's outbox (where it already counts as in flight); after the lock, each
+// worker's outbox goes out as one message. Connections that arrive in a burst thus cost one sendmsg per worker,
+// not one per connection, and the worker's reader wakes once for all of them.
+using KestrelCluster.Interop;
 using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Primary;
@@ -12,6 +18,7 @@ internal sealed class HandoffDispatcher : IDisposable
 
     private readonly Lock _lock = new();
     private readonly List<WorkerChannel> _ready = [];
+    private WorkerChannel[] _readySnapshot = []; // _ready, copied on change: what a flush sends after the lock
     private readonly Queue<AcceptedConnection> _waiting = new();
     private readonly List<WorkerCandidate> _candidates = [];
     private readonly IConnectionScheduler _scheduler;
@@ -36,18 +43,26 @@ internal sealed class HandoffDispatcher : IDisposable
         }
     }
 
-    /// <summary>Hands the connection to a worker now, or queues it until one can take it.</summary>
-    public void Dispatch(AcceptedConnection connection)
+    /// <summary>Hands the connections to workers now, or queues them until one can take them.</summary>
+    public void Dispatch(List<AcceptedConnection> connections)
     {
         lock (_lock)
         {
             if (_stopped)
             {
-                connection.Close();
+                foreach (var connection in connections)
+                {
+                    connection.Close();
+                }
+
                 return;
             }
 
-            _waiting.Enqueue(connection);
+            foreach (var connection in connections)
+            {
+                _waiting.Enqueue(connection);
+            }
+
             if (_waiting.Count >= MaxWaiting)
             {
                 _room.Reset();
@@ -76,6 +91,7 @@ internal sealed class HandoffDispatcher : IDisposable
                 // Kept in slot order: schedulers see candidates ordered by slot.
                 var index = _ready.FindIndex(w => w.Worker.Slot > worker.Worker.Slot);
                 _ready.Insert(index < 0 ? _ready.Count : index, worker);
+                _readySnapshot = [.. _ready];
             }
         }
 
@@ -86,7 +102,10 @@ internal sealed class HandoffDispatcher : IDisposable
     {
         lock (_lock)
         {
-            _ready.Remove(worker);
+            if (_ready.Remove(worker))
+            {
+                _readySnapshot = [.. _ready];
+            }
         }
     }
 
@@ -95,32 +114,34 @@ internal sealed class HandoffDispatcher : IDisposable
     {
         while (true)
         {
-            AcceptedConnection connection;
-            WorkerChannel? worker;
+            WorkerChannel[] workers;
             lock (_lock)
             {
-                if (_waiting.Count == 0)
+                var routed = 0;
+                while (_waiting.Count > 0 && routed < Libc.MaxFdsPerMessage && Choose(_waiting.Peek()) is { } worker)
                 {
-                    return;
+                    worker.AddToOutbox(_waiting.Dequeue());
+                    routed++;
                 }
 
-                worker = Choose(_waiting.Peek());
-                if (worker is null)
-                {
-                    return;
-                }
-
-                connection = _waiting.Dequeue();
                 if (!_room.IsSet && _waiting.Count < MaxWaiting / 2)
                 {
                     _room.Set();
                 }
+
+                if (routed == 0)
+                {
+                    return;
+                }
+
+                // Every worker chosen above is in this snapshot, even if it leaves _ready before its outbox is sent.
+                workers = _readySnapshot;
             }
 
-            if (!worker.TrySend(connection))
+            foreach (var worker in workers)
             {
-                // The worker is full or gone (TrySend recorded which); queue the connection again for another.
-                Requeue(connection);
+                // A worker that cannot take its outbox (full, or gone) hands it back through Redispatch.
+                worker.SendOutbox();
             }
         }
     }

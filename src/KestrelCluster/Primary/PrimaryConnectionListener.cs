@@ -2,8 +2,10 @@
 // accepted socket to the dispatcher. Kestrel in the primary never sees a connection: AcceptAsync only waits
 // for unbind, then returns null.
 //
-// The accept loop is a dedicated thread in a blocking accept4(): per connection it costs one syscall and no
-// Socket object, task or thread-pool hop — the primary's whole job is this loop, and with
+// The accept loop is a dedicated thread: it waits in poll() on the non-blocking listening socket, then accepts
+// with accept4() until the backlog is empty and hands the whole burst to the dispatcher at once, so connections
+// that arrive together travel to a worker together, several fds in one sendmsg. Per connection that is one
+// syscall and no Socket object, task or thread-pool hop — the primary's whole job is this loop, and with
 // Connection: close traffic its CPU per connection is what limits the cluster (see benchmarks/).
 using System.Diagnostics;
 using System.Net;
@@ -18,6 +20,9 @@ namespace KestrelCluster.Primary;
 
 internal sealed class PrimaryConnectionListener : IConnectionListener
 {
+    /// <summary>Most connections accepted before they go to the dispatcher (as many as fit in one handoff message).</summary>
+    private const int MaxBurst = Libc.MaxFdsPerMessage;
+
     private readonly Socket _listenSocket;
     private readonly HandoffDispatcher _dispatcher;
     private readonly PrimaryListenerTable _table;
@@ -92,6 +97,7 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         }
         else
         {
+            socket.Blocking = false; // accept4 reports EAGAIN when the backlog is empty: the end of a burst
             listener._acceptThread = new Thread(listener.AcceptLoop) { IsBackground = true, Name = $"KC accept {listener.EndPoint}" };
             listener._acceptThread.Start();
         }
@@ -156,22 +162,56 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
 
     private void AcceptLoop()
     {
+        var burst = new List<AcceptedConnection>(MaxBurst);
         while (true)
         {
-            _dispatcher.WaitForRoom();
-            var fd = Libc.Accept(_listenSocket.SafeHandle, out var peer);
+            if (burst.Count == 0)
+            {
+                _dispatcher.WaitForRoom();
+            }
+
+            int fd;
+            PeerAddress peer;
+            try
+            {
+                fd = Libc.Accept(_listenSocket.SafeHandle, out peer);
+            }
+            catch (ObjectDisposedException)
+            {
+                DispatchBurst(burst); // unbound between two accepts
+                return;
+            }
+
             if (fd >= 0)
             {
-                _dispatcher.Dispatch(new AcceptedConnection(this, fd, peer));
+                burst.Add(new AcceptedConnection(this, fd, peer));
+                if (burst.Count == MaxBurst)
+                {
+                    DispatchBurst(burst);
+                }
+
                 continue;
             }
 
+            // Whatever ended the burst, what was accepted goes to the workers first.
+            DispatchBurst(burst);
             if (!IsAccepting)
             {
                 return; // unbound: the shutdown woke us
             }
 
-            if (-fd is Libc.EMFILE or Libc.ENFILE)
+            if (-fd == Libc.EAGAIN)
+            {
+                try
+                {
+                    _listenSocket.Poll(-1, SelectMode.SelectRead); // readable: a connection, or the shutdown
+                }
+                catch (ObjectDisposedException)
+                {
+                    return;
+                }
+            }
+            else if (-fd is Libc.EMFILE or Libc.ENFILE)
             {
                 // Out of descriptors: the connection stays in the backlog; try again shortly rather than spin.
                 PrimaryLog.AcceptFailed(_logger, EndPoint, SocketError.TooManyOpenSockets);
@@ -183,6 +223,15 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
             }
 
             // ECONNABORTED and the like: the connection was reset while it waited in the backlog; nothing was lost.
+        }
+    }
+
+    private void DispatchBurst(List<AcceptedConnection> burst)
+    {
+        if (burst.Count > 0)
+        {
+            _dispatcher.Dispatch(burst);
+            burst.Clear();
         }
     }
 

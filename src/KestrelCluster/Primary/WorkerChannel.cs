@@ -21,6 +21,7 @@ internal sealed class WorkerChannel
     private readonly Messaging.ClusterMessenger? _messenger;
     private readonly Lock _lock = new();
     private readonly Dictionary<long, AcceptedConnection> _inFlight = [];
+    private readonly List<AcceptedConnection> _outbox = []; // routed here, not sent yet (HandoffDispatcher.Flush)
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile int[] _listenerIds = [];
     private volatile bool _ready;
@@ -69,51 +70,81 @@ internal sealed class WorkerChannel
         {
             lock (_lock)
             {
-                return _inFlight.Count;
+                return _inFlight.Count + _outbox.Count;
             }
         }
     }
 
     /// <summary>Lock-free check for the scheduler: ready, serving this listener, and not at its in-flight limit.</summary>
     public bool CanTake(int listenerId) =>
-        _ready && !_isClosed && !_draining && !_saturated && _inFlight.Count < _maxInFlight && Array.IndexOf(_listenerIds, listenerId) >= 0;
+        _ready && !_isClosed && !_draining && !_saturated && _inFlight.Count + _outbox.Count < _maxInFlight && Array.IndexOf(_listenerIds, listenerId) >= 0;
 
-    /// <summary>
-    /// Sends one accepted socket. The primary keeps its copy until the worker acknowledges it, so a worker that
-    /// dies with fds queued to it loses nothing (FACTS pitfall 2). Returns false if the worker cannot take it now.
-    /// </summary>
-    public bool TrySend(AcceptedConnection connection)
+    /// <summary>Routes a connection here; it counts as in flight at once and leaves with <see cref="SendOutbox"/>.</summary>
+    public void AddToOutbox(AcceptedConnection connection)
     {
-        Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength];
-        int errno;
         lock (_lock)
         {
-            if (_isClosed)
+            _outbox.Add(connection);
+        }
+    }
+
+    /// <summary>
+    /// Sends the connections routed here, all in one message (several fds in one sendmsg). The primary keeps its
+    /// copies until the worker acknowledges them, so a worker that dies with fds queued to it loses nothing (FACTS
+    /// pitfall 2). What the worker cannot take now (its queue is full, or it is gone) goes back to the dispatcher.
+    /// </summary>
+    public void SendOutbox()
+    {
+        List<AcceptedConnection>? refused = null;
+        var errno = 0;
+        lock (_lock)
+        {
+            if (_outbox.Count == 0 || _isClosed)
             {
-                return false;
+                return; // a closing channel hands its outbox back itself
             }
 
-            var handoffId = Interlocked.Increment(ref s_nextHandoffId);
-            ControlFrames.WriteHandoff(frame, new HandoffEntry(connection.Listener.Id, handoffId, connection.AcceptedAt, connection.Peer));
-            ReadOnlySpan<int> fds = [connection.Fd];
+            var count = _outbox.Count; // at most Libc.MaxFdsPerMessage: the dispatcher routes no more per flush
+            Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength(count)];
+            Span<int> fds = stackalloc int[count];
+            var firstId = Interlocked.Add(ref s_nextHandoffId, count) - count + 1;
+            for (var i = 0; i < count; i++)
+            {
+                var connection = _outbox[i];
+                fds[i] = connection.Fd;
+                ControlFrames.WriteHandoffEntry(frame, i, new HandoffEntry(connection.Listener.Id, firstId + i, connection.AcceptedAt, connection.Peer));
+            }
+
             errno = Libc.SendMessage(_socket.SafeHandle, frame, fds);
             if (errno == 0)
             {
-                _inFlight.Add(handoffId, connection);
+                for (var i = 0; i < count; i++)
+                {
+                    _inFlight.Add(firstId + i, _outbox[i]);
+                }
+
+                _outbox.Clear();
                 _lastHandoffAt = Stopwatch.GetTimestamp();
-                return true;
+                return;
             }
 
             if (errno == Libc.EAGAIN)
             {
                 // The worker's receive queue is full: it is behind. No more until it acknowledges something.
                 _saturated = true;
-                return false;
+                refused = [.. _outbox];
+                _outbox.Clear();
             }
         }
 
-        Close($"sending a connection failed (errno {errno})");
-        return false;
+        if (refused is not null)
+        {
+            _dispatcher.Redispatch(refused);
+        }
+        else
+        {
+            Close($"sending connections failed (errno {errno})");
+        }
     }
 
     /// <summary>
@@ -217,8 +248,9 @@ internal sealed class WorkerChannel
             }
 
             _isClosed = true;
-            unacknowledged = [.. _inFlight.Values];
+            unacknowledged = [.. _inFlight.Values, .. _outbox];
             _inFlight.Clear();
+            _outbox.Clear();
         }
 
         Libc.Shutdown(_socket.SafeHandle); // wakes the reader thread if it waits in poll()
@@ -256,6 +288,8 @@ internal sealed class WorkerChannel
                     }
                 }
 
+                // Room for more, once for the whole frame: what waited goes out together.
+                _dispatcher.Flush();
                 return true;
 
             case FrameType.Register when ControlFrames.TryReadRegister(frame, out var requestId, out var endpoint):
@@ -322,7 +356,6 @@ internal sealed class WorkerChannel
             // The worker owns the connection now. Closing our copy matters: kept, it leaks an fd per connection
             // and a dying worker's clients would get neither FIN nor RST (FACTS pitfall 1).
             connection.Close();
-            _dispatcher.Flush();
         }
         else
         {

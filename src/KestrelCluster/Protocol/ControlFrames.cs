@@ -112,11 +112,14 @@ internal static class ControlFrames
         return entry[sizeof(long)] <= 1;
     }
 
-    /// <summary>Writes a handoff frame for one fd; returns its length.</summary>
-    public static int WriteHandoff(Span<byte> destination, in HandoffEntry entry)
+    /// <summary>Length of a handoff frame carrying <paramref name="count"/> fds.</summary>
+    public static int HandoffLength(int count) => 1 + (count * HandoffEntryLength);
+
+    /// <summary>Writes entry <paramref name="index"/> of a handoff frame (and its type byte); the frame is <see cref="HandoffLength"/> long.</summary>
+    public static void WriteHandoffEntry(Span<byte> frame, int index, in HandoffEntry entry)
     {
-        destination[0] = (byte)FrameType.Handoff;
-        var fields = destination.Slice(1, HandoffEntryLength);
+        frame[0] = (byte)FrameType.Handoff;
+        var fields = frame.Slice(1 + (index * HandoffEntryLength), HandoffEntryLength);
         BinaryPrimitives.WriteInt32LittleEndian(fields, entry.ListenerId);
         BinaryPrimitives.WriteInt64LittleEndian(fields[HandoffIdOffset..], entry.HandoffId);
         BinaryPrimitives.WriteInt64LittleEndian(fields[HandoffAcceptedAtOffset..], entry.AcceptedAt);
@@ -125,10 +128,7 @@ internal static class ControlFrames
         peer[0] = (byte)length;
         entry.Peer.CopyTo(peer[1..]);
         peer[(1 + length)..].Clear();
-        return 1 + HandoffEntryLength;
     }
-
-    public const int HandoffLength = 1 + HandoffEntryLength;
 
     public static byte[] Message(bool broadcast, int fromWorkerId, ReadOnlySpan<byte> payload)
     {
