@@ -6,7 +6,9 @@ using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
 using KestrelCluster.Interop;
+using KestrelCluster.Primary;
 using KestrelCluster.Protocol;
+using KestrelCluster.Scheduling;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -163,41 +165,44 @@ internal static class HandoffBenchmark
         }
     }
 
-    /// <summary>The cluster's path, primary and worker in one process, with the product's functions.</summary>
+    /// <summary>
+    /// The cluster's path, primary and worker in one process: the primary's own listener (accept thread), dispatcher
+    /// and worker channel; on the worker's side the product's read loop and Socket construction, acknowledging each
+    /// connection once it is a ConnectionContext, as a worker does.
+    /// </summary>
     private sealed class ClusterPath : IAsyncDisposable
     {
-        private readonly Socket _listener = new(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        private readonly Socket _sender;
         private readonly Socket _receiver;
         private readonly string _directory;
+        private readonly PrimaryListenerTable _table = new();
+        private readonly HandoffDispatcher _dispatcher = new(new RoundRobinScheduler(), NullLogger<HandoffDispatcher>.Instance);
+        private readonly PrimaryConnectionListener _listener;
+        private readonly WorkerChannel _channel;
         private readonly SocketConnectionContextFactory _factory;
         private readonly Channel<(int Fd, HandoffEntry Entry, long ReceivedAt)> _queue = Channel.CreateUnbounded<(int, HandoffEntry, long)>();
         private readonly Channel<(long AcceptedAt, long ReceivedAt, long CreatedAt)> _created = Channel.CreateUnbounded<(long, long, long)>();
-        private readonly Thread _acceptThread;
         private readonly Task _accepting;
 
         private ClusterPath(Socket sender, Socket receiver, string directory)
         {
-            (_sender, _receiver, _directory) = (sender, receiver, directory);
-            _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-            _listener.NoDelay = true; // as the primary sets it: once, on the listening socket
-            _listener.Listen();
-            var endPoint = _listener.LocalEndPoint!;
+            (_receiver, _directory) = (receiver, directory);
+            _listener = PrimaryConnectionListener.Bind(_table.NextId(), new IPEndPoint(IPAddress.Loopback, 0), 512, _dispatcher, _table, NullLogger.Instance);
+            _table.Add(_listener);
+            var endPoint = _listener.EndPoint;
+            _channel = new WorkerChannel(new WorkerProcess(1, 0, 0, 0, new byte[ControlFrames.SecretLength], 0), sender, _dispatcher, _table, 256, NullLogger.Instance);
+            _ = _channel.RunAsync();
             _factory = new SocketConnectionContextFactory(KestrelCluster.Worker.WorkerSocketOptions.Create(new SocketTransportOptions(), workerCount: 2, NullLogger.Instance), NullLogger.Instance);
 
-            // The primary's accept thread.
-            _acceptThread = new Thread(() =>
+            // The worker registers for the listener and reports ready, as a real one does.
+            _receiver.Send(ControlFrames.Register(1, endPoint));
+            var reply = new byte[ControlFrames.MaxFrameLength];
+            var length = _receiver.Receive(reply);
+            if (!ControlFrames.TryReadRegistered(reply.AsSpan(0, length), out _, out var listenerId, out _) || listenerId != _listener.Id)
             {
-                var frame = new byte[ControlFrames.HandoffLength];
-                long handoffId = 0;
-                while (Libc.Accept(_listener.SafeHandle, out var peer) is var fd && fd >= 0)
-                {
-                    ControlFrames.WriteHandoff(frame, new HandoffEntry(1, ++handoffId, Stopwatch.GetTimestamp(), peer));
-                    Libc.SendMessage(_sender.SafeHandle, frame, [fd]);
-                    Libc.CloseDescriptor(fd); // the "worker" has its own copy now, as after the primary's ack
-                }
-            }) { IsBackground = true, Name = "bench accept" };
-            _acceptThread.Start();
+                throw new InvalidOperationException("The benchmark's worker could not register.");
+            }
+
+            _receiver.Send(ControlFrames.Ready());
 
             // The worker's reader thread, with the product's read loop.
             _ = ControlChannelThread.Start("bench reader", () =>
@@ -231,6 +236,7 @@ internal static class HandoffBenchmark
                     var socket = KestrelCluster.Worker.HandedOffSocket.Create(new SafeSocketHandle(fd, ownsHandle: true), entry.Peer, endPoint);
                     var connection = _factory.Create(socket);
                     _created.Writer.TryWrite((entry.AcceptedAt, receivedAt, Stopwatch.GetTimestamp()));
+                    _receiver.Send(ControlFrames.Acks([(entry.HandoffId, true)])); // as a worker does, once Kestrel has the connection
                     await connection.DisposeAsync();
                 }
             });
@@ -239,7 +245,13 @@ internal static class HandoffBenchmark
         public static async Task<ClusterPath> StartAsync()
         {
             var (sender, receiver, directory) = await SeqPacketPairAsync();
-            return new ClusterPath(sender, receiver, directory);
+            var path = new ClusterPath(sender, receiver, directory);
+            while (!path._channel.IsReady)
+            {
+                await Task.Delay(10);
+            }
+
+            return path;
         }
 
         /// <summary>connect() → ConnectionContext; accept → fd received; accept → ConnectionContext (µs).</summary>
@@ -247,7 +259,7 @@ internal static class HandoffBenchmark
         {
             using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             var start = Stopwatch.GetTimestamp();
-            await client.ConnectAsync(_listener.LocalEndPoint!);
+            await client.ConnectAsync(_listener.EndPoint);
             using var timeout = new CancellationTokenSource(s_connectionTimeout);
             var (acceptedAt, receivedAt, createdAt) = await _created.Reader.ReadAsync(timeout.Token);
             return (MicrosecondsSince(start, createdAt), MicrosecondsSince(acceptedAt, receivedAt), MicrosecondsSince(acceptedAt, createdAt));
@@ -255,13 +267,12 @@ internal static class HandoffBenchmark
 
         public async ValueTask DisposeAsync()
         {
-            Libc.Shutdown(_listener.SafeHandle); // wakes the accept thread
-            _acceptThread.Join();
-            _listener.Dispose();
-            _sender.Dispose();
-            _receiver.Shutdown(SocketShutdown.Both); // ends the reader thread, then the accept loop
+            await _listener.UnbindAsync();
+            _dispatcher.Stop();
+            _channel.Close("the benchmark is over"); // shuts the primary's end: the reader ends, then the accept loop
             await _accepting;
             _receiver.Dispose();
+            _dispatcher.Dispose();
             _factory.Dispose();
             Directory.Delete(_directory, recursive: true);
         }
