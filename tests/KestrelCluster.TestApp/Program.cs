@@ -7,6 +7,8 @@
 // GET /tell-primary?text=hi: the worker serving it sends "hi" to the primary.
 // GET /starve?ms=3000: every thread of the serving worker's pool blocks that long (sync-over-async gone wrong) and the
 //                      pool may add none: shows the primary's starvation warning.
+// `--stranger <control socket> <frame in hex>`: no app at all — a child process of the primary that connects to its
+//   control socket and sends one frame, as a buggy or hostile child would; prints "hung up" once the primary drops it.
 using KestrelCluster;
 
 namespace KestrelCluster.TestApp;
@@ -15,6 +17,11 @@ internal static class Program
 {
     public static void Main(string[] args)
     {
+        if (args is ["--stranger", var controlSocket, var frame])
+        {
+            Environment.Exit(Stranger.Run(controlSocket, Convert.FromHexString(frame)));
+        }
+
         var builder = WebApplication.CreateBuilder(args);
         builder.WebHost.UseClusterTransport();
         builder.Services.AddHostedService<WorkerStartup>();

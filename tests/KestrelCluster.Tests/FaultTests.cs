@@ -40,34 +40,42 @@ public sealed class FaultTests(ClusterFixture cluster)
     }
 
     [Fact]
-    public async Task ControlChannel_ProcessThatIsNotAWorker_IsRejectedAndThePrimaryKeepsServing()
+    public async Task ControlChannel_ChildThatIsNotTheWorkerItNames_IsRejectedAndThePrimaryKeepsServing()
     {
-        var path = cluster.Factory.Supervisor.ControlSocketPath!;
-        using var stranger = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
-        await stranger.ConnectAsync(new UnixDomainSocketEndPoint(path));
-
-        // A well-formed hello naming a real worker id, from the wrong process and with a made-up secret.
+        // A child of the primary sends a well-formed hello naming a real worker id, with a made-up secret.
         var someWorker = cluster.Factory.Supervisor.WorkerProcesses[0].Id;
-        await stranger.SendAsync(ControlFrames.Hello(someWorker, new byte[ControlFrames.SecretLength]));
-
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        var received = await stranger.ReceiveAsync(new byte[64], SocketFlags.None, timeout.Token);
-        Assert.Equal(0, received); // the primary hung up
-
-        using var client = HttpProbe.CreateClient(keepAlive: false);
-        Assert.Contains(HttpProbe.ServedBy(await client.GetStringAsync(cluster.HttpAddress)), cluster.Factory.WorkerProcessIds());
+        await AssertChildRejectedAsync(ControlFrames.Hello(someWorker, new byte[ControlFrames.SecretLength]), $"it is not the process spawned as worker {someWorker}");
     }
 
     [Fact]
-    public async Task ControlChannel_GarbageInsteadOfHello_IsDroppedAndThePrimaryKeepsServing()
-    {
-        var path = cluster.Factory.Supervisor.ControlSocketPath!;
-        using var stranger = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
-        await stranger.ConnectAsync(new UnixDomainSocketEndPoint(path));
-        await stranger.SendAsync(new byte[] { 0xFF, 1, 2, 3, 4, 5 });
+    public async Task ControlChannel_ChildSendingGarbageInsteadOfHello_IsRejectedAndThePrimaryKeepsServing() =>
+        await AssertChildRejectedAsync([0xFF, 1, 2, 3, 4, 5], "its first frame is not a valid hello");
 
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        Assert.Equal(0, await stranger.ReceiveAsync(new byte[64], SocketFlags.None, timeout.Token));
+    [Fact]
+    public async Task ControlChannel_ManySilentStrangers_AreHungUpOnAtOnce_NotAfterTheHelloTimeout()
+    {
+        // Connections from a process the primary did not start cost no thread waiting 10 s for a hello.
+        var path = cluster.Factory.Supervisor.ControlSocketPath!;
+        var strangers = new List<Socket>();
+        try
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                var stranger = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
+                strangers.Add(stranger);
+                await stranger.ConnectAsync(new UnixDomainSocketEndPoint(path));
+            }
+
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            var received = await Task.WhenAll(strangers.Select(s => s.ReceiveAsync(new byte[64], SocketFlags.None, timeout.Token).AsTask()));
+            Assert.All(received, r => Assert.Equal(0, r)); // every one hung up on, well before the hello timeout
+        }
+        finally
+        {
+            strangers.ForEach(s => s.Dispose());
+        }
+
+        Assert.Contains(cluster.Factory.Logs.Entries, e => e.Message == $"Rejected a control-channel connection from pid {Environment.ProcessId}: it is not a process this primary started.");
 
         using var client = HttpProbe.CreateClient(keepAlive: false);
         Assert.Contains(HttpProbe.ServedBy(await client.GetStringAsync(cluster.HttpAddress)), cluster.Factory.WorkerProcessIds());
@@ -100,5 +108,20 @@ public sealed class FaultTests(ClusterFixture cluster)
         // Every handed-off copy is closed once acknowledged; allow a little slack for unrelated runtime fds.
         await Wait.UntilAsync(() => ProcFs.CountFds(Environment.ProcessId) <= before + 5, TimeSpan.FromSeconds(10),
             $"the primary's fd count returns to about {before} (now {ProcFs.CountFds(Environment.ProcessId)})");
+    }
+
+    /// <summary>Starts a child of the primary (this process) that sends <paramref name="frame"/> on the control socket.</summary>
+    private async Task AssertChildRejectedAsync(byte[] frame, string reason)
+    {
+        using var child = AppProcess.Start(AppProcess.TestApp, new Dictionary<string, string?>(),
+            "--stranger", cluster.Factory.Supervisor.ControlSocketPath!, Convert.ToHexString(frame));
+        Assert.True(await child.WaitForExitAsync(TimeSpan.FromSeconds(30)), "the child exits");
+
+        Assert.Equal(0, child.Process.ExitCode);
+        Assert.Contains("hung up", child.Output, StringComparison.Ordinal);
+        Assert.Contains(cluster.Factory.Logs.Entries, e => e.Message == $"Rejected a control-channel connection from pid {child.ProcessId}: {reason}.");
+
+        using var client = HttpProbe.CreateClient(keepAlive: false);
+        Assert.Contains(HttpProbe.ServedBy(await client.GetStringAsync(cluster.HttpAddress)), cluster.Factory.WorkerProcessIds());
     }
 }

@@ -1,6 +1,7 @@
 // The control socket workers connect to: an AF_UNIX SOCK_SEQPACKET socket in a private directory (mode 0700).
-// Every connection must prove it is a worker this primary spawned: same user and the spawned pid
-// (SO_PEERCRED), then a Hello frame with that worker's one-time secret. Anything else is dropped and logged.
+// Every connection must prove it is a worker this primary spawned: same user and a child of this process
+// (SO_PEERCRED, checked at once), then a Hello frame with that worker's one-time secret from the pid spawned as
+// that worker. Anything else is dropped and logged; only the primary's own children cost a hello thread.
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using KestrelCluster.Interop;
@@ -84,24 +85,55 @@ internal sealed class ControlServer : IDisposable
                 continue;
             }
 
+            var credentials = default(PeerCredentials);
+            try
+            {
+                credentials = Libc.GetPeerCredentials(socket);
+                if (credentials.UserId != Libc.EffectiveUserId)
+                {
+                    Reject(socket, credentials, "it runs as another user");
+                    continue;
+                }
+
+                if (ParentOf(credentials.ProcessId) != Environment.ProcessId)
+                {
+                    Reject(socket, credentials, "it is not a process this primary started");
+                    continue;
+                }
+            }
+            catch (Exception e) when (e is SocketException or InvalidOperationException)
+            {
+                Reject(socket, credentials, e.Message);
+                continue;
+            }
+
             // The hello is awaited on a thread of its own, with poll(): an async receive would register the socket
             // with the runtime's epoll thread for good, and every ack the worker sends later would wake it.
-            _ = ControlChannelThread.Start("KC hello", () => Authenticate(socket));
+            _ = ControlChannelThread.Start("KC hello", () => Authenticate(socket, credentials));
         }
     }
 
-    private void Authenticate(Socket socket)
+    /// <summary>The parent pid of <paramref name="processId"/> (/proc/pid/stat), or -1 if it is gone.</summary>
+    internal static int ParentOf(int processId)
     {
-        var credentials = default(PeerCredentials);
         try
         {
-            credentials = Libc.GetPeerCredentials(socket);
-            if (credentials.UserId != Libc.EffectiveUserId)
-            {
-                Reject(socket, credentials, "it runs as another user");
-                return;
-            }
+            // "pid (comm) state ppid …": comm may hold spaces and parentheses, so read after the last ')'.
+            var stat = File.ReadAllText($"/proc/{processId}/stat");
+            var fields = stat.AsSpan(stat.LastIndexOf(')') + 2);
+            fields = fields[(fields.IndexOf(' ') + 1)..];
+            return int.TryParse(fields[..fields.IndexOf(' ')], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var parent) ? parent : -1;
+        }
+        catch (IOException)
+        {
+            return -1;
+        }
+    }
 
+    private void Authenticate(Socket socket, PeerCredentials credentials)
+    {
+        try
+        {
             var buffer = new byte[ControlFrames.MaxFrameLength + 1];
             if (!socket.Poll(s_helloTimeout, SelectMode.SelectRead))
             {
