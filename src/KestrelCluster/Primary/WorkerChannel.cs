@@ -157,7 +157,8 @@ internal sealed class WorkerChannel
         long last;
         lock (_lock)
         {
-            last = _lastHandoffAt;
+            // Connections routed here before StopRouting and not sent yet count as handed over now.
+            last = _outbox.Count > 0 ? Stopwatch.GetTimestamp() : _lastHandoffAt;
         }
 
         var remaining = last == 0 ? TimeSpan.Zero : grace - Stopwatch.GetElapsedTime(last);
