@@ -120,6 +120,47 @@ public sealed class WorkerChannelTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Handoff_MoreRoutedThanOneMessageHolds_GoesOutInSeveralMessages()
+    {
+        // Concurrent flushes (the accept thread, an ack) can route more to one worker than fit in a message.
+        var (channel, worker) = await ConnectWorkerAsync(1);
+        using var tcp = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        tcp.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        tcp.Listen(128);
+        var clients = new List<Socket>();
+        try
+        {
+            const int Count = Libc.MaxFdsPerMessage + 36;
+            for (var i = 0; i < Count; i++)
+            {
+                var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                clients.Add(client);
+                client.Connect(tcp.LocalEndPoint!);
+                var fd = Libc.Accept(tcp.SafeHandle, out var peer); // as the primary's accept thread does
+                Assert.True(fd >= 0);
+                channel.AddToOutbox(new AcceptedConnection(_listener, fd, peer));
+            }
+            channel.SendOutbox();
+
+            var first = await ReceiveHandoffsAsync(worker);
+            var second = await ReceiveHandoffsAsync(worker);
+            Assert.Equal((Libc.MaxFdsPerMessage, 36), (first.Count, second.Count));
+            Assert.Equal(Count, channel.InFlightCount);
+
+            await worker.SendAsync(ControlFrames.Acks([.. first.Concat(second).Select(h => (h.HandoffId, true))]));
+            await Wait.UntilAsync(() => channel.HandedOff == Count && channel.InFlightCount == 0, TimeSpan.FromSeconds(10), "every ack is processed");
+            foreach (var handoff in first.Concat(second))
+            {
+                Libc.CloseDescriptor(handoff.Fd);
+            }
+        }
+        finally
+        {
+            clients.ForEach(c => c.Dispose());
+        }
+    }
+
+    [Fact]
     public async Task Channel_AckForAConnectionNeverSent_IsAProtocolViolation()
     {
         var (channel, worker) = await ConnectWorkerAsync(1);

@@ -99,41 +99,21 @@ internal sealed class WorkerChannel
         var errno = 0;
         lock (_lock)
         {
-            if (_outbox.Count == 0 || _isClosed)
+            // Usually one message; more when concurrent flushes routed more than one message holds.
+            while (_outbox.Count > 0 && !_isClosed)
             {
-                return; // a closing channel hands its outbox back itself
-            }
-
-            var count = _outbox.Count; // at most Libc.MaxFdsPerMessage: the dispatcher routes no more per flush
-            Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength(count)];
-            Span<int> fds = stackalloc int[count];
-            var firstId = Interlocked.Add(ref s_nextHandoffId, count) - count + 1;
-            for (var i = 0; i < count; i++)
-            {
-                var connection = _outbox[i];
-                fds[i] = connection.Fd;
-                ControlFrames.WriteHandoffEntry(frame, i, new HandoffEntry(connection.Listener.Id, firstId + i, connection.AcceptedAt, connection.Peer));
-            }
-
-            errno = Libc.SendMessage(_socket.SafeHandle, frame, fds);
-            if (errno == 0)
-            {
-                for (var i = 0; i < count; i++)
+                errno = SendFirst(Math.Min(_outbox.Count, Libc.MaxFdsPerMessage));
+                if (errno == Libc.EAGAIN)
                 {
-                    _inFlight.Add(firstId + i, _outbox[i]);
+                    // The worker's receive queue is full: it is behind. No more until it acknowledges something.
+                    _saturated = true;
+                    refused = [.. _outbox];
+                    _outbox.Clear();
                 }
-
-                _outbox.Clear();
-                _lastHandoffAt = Stopwatch.GetTimestamp();
-                return;
-            }
-
-            if (errno == Libc.EAGAIN)
-            {
-                // The worker's receive queue is full: it is behind. No more until it acknowledges something.
-                _saturated = true;
-                refused = [.. _outbox];
-                _outbox.Clear();
+                else if (errno != 0)
+                {
+                    break; // the channel is broken: Close hands the outbox back with the rest
+                }
             }
         }
 
@@ -141,10 +121,38 @@ internal sealed class WorkerChannel
         {
             _dispatcher.Redispatch(refused);
         }
-        else
+        else if (errno != 0)
         {
             Close($"sending connections failed (errno {errno})");
         }
+    }
+
+    /// <summary>Sends the first <paramref name="count"/> connections of the outbox in one message. Under the lock.</summary>
+    private int SendFirst(int count)
+    {
+        Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength(count)];
+        Span<int> fds = stackalloc int[count];
+        var firstId = Interlocked.Add(ref s_nextHandoffId, count) - count + 1;
+        for (var i = 0; i < count; i++)
+        {
+            var connection = _outbox[i];
+            fds[i] = connection.Fd;
+            ControlFrames.WriteHandoffEntry(frame, i, new HandoffEntry(connection.Listener.Id, firstId + i, connection.AcceptedAt, connection.Peer));
+        }
+
+        var errno = Libc.SendMessage(_socket.SafeHandle, frame, fds);
+        if (errno == 0)
+        {
+            for (var i = 0; i < count; i++)
+            {
+                _inFlight.Add(firstId + i, _outbox[i]);
+            }
+
+            _outbox.RemoveRange(0, count);
+            _lastHandoffAt = Stopwatch.GetTimestamp();
+        }
+
+        return errno;
     }
 
     /// <summary>
