@@ -99,19 +99,15 @@ public sealed class WorkerChannelTests : IAsyncDisposable
 
             // One ack frame for all eight frees room: the last two follow, together.
             await worker.SendAsync(ControlFrames.Acks([.. first.Select(h => (h.HandoffId, true))]));
+            first.ForEach(h => Libc.CloseDescriptor(h.Fd));
             var second = await ReceiveHandoffsAsync(worker);
             Assert.Equal(2, second.Count);
-            await worker.SendAsync(ControlFrames.Acks([.. second.Select(h => (h.HandoffId, true))]));
-            await Wait.UntilAsync(() => channel.HandedOff == 10 && channel.InFlightCount == 0, TimeSpan.FromSeconds(10), "all ten acks are processed");
+            await AcknowledgeAllAsync(channel, worker, second, expectedHandedOff: 10);
 
             // Every client arrived exactly once, each with its own address.
             var received = first.Concat(second).ToList();
             Assert.Equal(10, received.Select(h => h.HandoffId).Distinct().Count());
             Assert.Equal(clients.Select(c => c.LocalEndPoint).OrderBy(e => e!.ToString()), received.Select(h => h.Peer).OrderBy(e => e!.ToString()));
-            foreach (var handoff in received)
-            {
-                Libc.CloseDescriptor(handoff.Fd);
-            }
         }
         finally
         {
@@ -140,6 +136,7 @@ public sealed class WorkerChannelTests : IAsyncDisposable
                 Assert.True(fd >= 0);
                 channel.AddToOutbox(new AcceptedConnection(_listener, fd, peer));
             }
+
             channel.SendOutbox();
 
             var first = await ReceiveHandoffsAsync(worker);
@@ -147,12 +144,7 @@ public sealed class WorkerChannelTests : IAsyncDisposable
             Assert.Equal((Libc.MaxFdsPerMessage, 36), (first.Count, second.Count));
             Assert.Equal(Count, channel.InFlightCount);
 
-            await worker.SendAsync(ControlFrames.Acks([.. first.Concat(second).Select(h => (h.HandoffId, true))]));
-            await Wait.UntilAsync(() => channel.HandedOff == Count && channel.InFlightCount == 0, TimeSpan.FromSeconds(10), "every ack is processed");
-            foreach (var handoff in first.Concat(second))
-            {
-                Libc.CloseDescriptor(handoff.Fd);
-            }
+            await AcknowledgeAllAsync(channel, worker, [.. first, .. second], expectedHandedOff: Count);
         }
         finally
         {
@@ -200,6 +192,14 @@ public sealed class WorkerChannelTests : IAsyncDisposable
         await worker.SendAsync(ControlFrames.Ready());
         await Wait.UntilAsync(() => channel.IsReady, TimeSpan.FromSeconds(10), "the channel is ready");
         return (channel, worker);
+    }
+
+    /// <summary>Acknowledges <paramref name="handoffs"/> in one frame, waits until the channel has processed it, and closes the fds.</summary>
+    private static async Task AcknowledgeAllAsync(WorkerChannel channel, Socket worker, List<(int Fd, long HandoffId, EndPoint? Peer)> handoffs, int expectedHandedOff)
+    {
+        await worker.SendAsync(ControlFrames.Acks([.. handoffs.Select(h => (h.HandoffId, true))]));
+        await Wait.UntilAsync(() => channel.HandedOff == expectedHandedOff && channel.InFlightCount == 0, TimeSpan.FromSeconds(10), "every ack is processed");
+        handoffs.ForEach(h => Libc.CloseDescriptor(h.Fd));
     }
 
     private static async Task<(int Fd, long HandoffId, EndPoint? Peer)> ReceiveHandoffAsync(Socket worker) => Assert.Single(await ReceiveHandoffsAsync(worker));
