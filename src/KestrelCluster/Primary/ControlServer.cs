@@ -114,7 +114,7 @@ internal sealed class ControlServer : IDisposable
     }
 
     /// <summary>The parent pid of <paramref name="processId"/> (/proc/pid/stat), or -1 if it is gone.</summary>
-    internal static int ParentOf(int processId)
+    private static int ParentOf(int processId)
     {
         try
         {
