@@ -97,7 +97,7 @@ internal sealed class Server : IAsyncDisposable
                 continue; // exited meanwhile
             }
 
-            foreach (var child in Descendants(pid))
+            foreach (var child in ChildrenOf(pid))
             {
                 pending.Push(child);
             }
@@ -113,7 +113,7 @@ internal sealed class Server : IAsyncDisposable
     public Dictionary<(string Role, string Thread), double> CpuSecondsByThread()
     {
         var result = new Dictionary<(string, string), double>();
-        var workers = Descendants(ProcessId);
+        var workers = ChildrenOf(ProcessId);
         foreach (var pid in workers.Prepend(ProcessId))
         {
             var role = pid == ProcessId ? (workers.Count > 0 ? "primary" : "process") : "worker";
@@ -132,10 +132,7 @@ internal sealed class Server : IAsyncDisposable
                 try
                 {
                     var name = string.Concat(File.ReadAllText(Path.Combine(task, "comm")).Trim().Select(c => char.IsAsciiDigit(c) ? '#' : c));
-                    var stat = File.ReadAllText(Path.Combine(task, "stat"));
-                    var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-                    var seconds = (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
-                    result[(role, name)] = result.GetValueOrDefault((role, name)) + seconds;
+                    result[(role, name)] = result.GetValueOrDefault((role, name)) + CpuSecondsIn(Path.Combine(task, "stat"));
                 }
                 catch (IOException)
                 {
@@ -147,11 +144,20 @@ internal sealed class Server : IAsyncDisposable
         return result;
     }
 
-    private static double CpuSecondsOf(int pid)
+    private static double CpuSecondsOf(int pid) => CpuSecondsIn($"/proc/{pid}/stat");
+
+    /// <summary>utime + stime of a process's or thread's stat file, in seconds (CLK_TCK = 100).</summary>
+    private static double CpuSecondsIn(string statPath)
     {
-        var stat = File.ReadAllText($"/proc/{pid}/stat");
-        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0; // CLK_TCK = 100
+        var fields = StatFields(statPath);
+        return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
+    }
+
+    /// <summary>The fields of a /proc stat file after "pid (comm) ": comm may hold spaces and parentheses.</summary>
+    private static string[] StatFields(string statPath)
+    {
+        var stat = File.ReadAllText(statPath);
+        return stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
     }
 
     public long ResidentBytes() => StatusBytes("VmRSS:");
@@ -176,7 +182,7 @@ internal sealed class Server : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        var tree = Descendants(_process.Id);
+        var tree = ChildrenOf(_process.Id);
         if (!_process.HasExited)
         {
             Kill(_process.Id, 15);
@@ -235,7 +241,8 @@ internal sealed class Server : IAsyncDisposable
         return ((IPEndPoint)socket.LocalEndPoint!).Port;
     }
 
-    private static List<int> Descendants(int pid)
+    /// <summary>The direct children of <paramref name="pid"/> (a primary's workers).</summary>
+    private static List<int> ChildrenOf(int pid)
     {
         var result = new List<int>();
         foreach (var directory in Directory.EnumerateDirectories("/proc"))
@@ -244,8 +251,7 @@ internal sealed class Server : IAsyncDisposable
             {
                 try
                 {
-                    var stat = File.ReadAllText($"/proc/{child}/stat");
-                    if (stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1] == pid.ToString(CultureInfo.InvariantCulture))
+                    if (StatFields($"/proc/{child}/stat")[1] == pid.ToString(CultureInfo.InvariantCulture))
                     {
                         result.Add(child);
                     }
