@@ -2,6 +2,8 @@
 // path does, instead of asking the kernel. The result must be indistinguishable from the public constructor's.
 using System.Net;
 using System.Net.Sockets;
+using System.Reflection;
+using System.Runtime.InteropServices;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
 using KestrelCluster.Worker;
@@ -68,6 +70,31 @@ public sealed class HandedOffSocketTests
     }
 
     [Fact]
+    public async Task Create_KnowsTheAcceptedFdIsNonBlocking_SoTheRuntimeNeedNotSetIt()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen();
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(listener.LocalEndPoint!);
+
+        var fd = Libc.Accept(listener.SafeHandle, out var peer);
+        Assert.True(fd >= 0);
+        Assert.NotEqual(0, fcntl(fd, F_GETFL) & O_NONBLOCK); // the primary's accept4(SOCK_NONBLOCK)
+        using var socket = HandedOffSocket.Create(new SafeSocketHandle(fd, ownsHandle: true), peer, listener.LocalEndPoint!);
+
+        // The runtime's own record (SocketAsyncContext.IsHandleNonBlocking): true, so Kestrel's first receive makes no fcntl.
+        var context = typeof(SafeSocketHandle).GetProperty("AsyncContext", BindingFlags.Instance | BindingFlags.NonPublic)!.GetValue(socket.SafeHandle)!;
+        Assert.True((bool)context.GetType().GetProperty("IsHandleNonBlocking")!.GetValue(context)!);
+        Assert.True(socket.Blocking); // to its user it is an accepted socket like any other: blocking calls still block
+
+        await client.SendAsync("ping"u8.ToArray());
+        var buffer = new byte[4];
+        Assert.Equal(4, socket.Receive(buffer));
+        Assert.Equal("ping"u8.ToArray(), buffer);
+    }
+
+    [Fact]
     public async Task Create_UnixDomainPeer_AsksTheKernel()
     {
         var path = Path.Combine(Path.GetTempPath(), $"kc-handed-{Guid.NewGuid():N}.sock");
@@ -93,6 +120,12 @@ public sealed class HandedOffSocketTests
             File.Delete(path);
         }
     }
+
+    private const int F_GETFL = 3;
+    private const int O_NONBLOCK = 0x800;
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int fcntl(int fd, int cmd);
 
     private static EndPoint RemoteAsClientSeesIt(EndPoint remote, AddressFamily clientFamily) =>
         remote is IPEndPoint { Address.IsIPv4MappedToIPv6: true } mapped && clientFamily == AddressFamily.InterNetwork

@@ -3,7 +3,8 @@
 // connected, and the listener's own address when it is bound to one. The public Socket(SafeSocketHandle)
 // constructor instead asks the kernel for all of it — fstat, four getsockopt, fcntl, getsockname, getpeername, and
 // a second getsockname when Kestrel reads LocalEndPoint: nine syscalls per connection that a socket from accept()
-// never pays. The accept path is internal to the runtime, so this reaches Socket's private constructor and fields
+// never pays. The primary accepts with SOCK_NONBLOCK, so the socket's async context is also told the fd is
+// non-blocking already (the runtime would otherwise fcntl it twice on Kestrel's first receive). The accept path is internal to the runtime, so this reaches Socket's private constructor and fields
 // with UnsafeAccessor, checked once per process; a runtime without them gets the public constructor (and a warning).
 using System.Net;
 using System.Net.Sockets;
@@ -29,6 +30,7 @@ internal static class HandedOffSocket
         {
             var socket = NewSocket(handle, loadPropertiesFromHandle: false);
             InitializeAccepted(socket, local, remote);
+            IsHandleNonBlocking(AsyncContextOf(handle)) = true; // accept4(SOCK_NONBLOCK) in the primary
             return socket;
         }
 
@@ -61,10 +63,11 @@ internal static class HandedOffSocket
             var remote = new IPEndPoint(IPAddress.Loopback, 2);
             using var socket = NewSocket(new SafeSocketHandle(-1, ownsHandle: false), loadPropertiesFromHandle: false);
             InitializeAccepted(socket, local, remote);
+            _ = IsHandleNonBlocking(AsyncContextOf(socket.SafeHandle));
             return socket.Connected && socket.AddressFamily == AddressFamily.InterNetwork && socket.SocketType == SocketType.Stream
                 && socket.ProtocolType == ProtocolType.Tcp && Equals(socket.LocalEndPoint, local) && Equals(socket.RemoteEndPoint, remote);
         }
-        catch (MissingMemberException)
+        catch (Exception e) when (e is MissingMemberException or TypeLoadException)
         {
             return false;
         }
@@ -90,6 +93,15 @@ internal static class HandedOffSocket
 
     [UnsafeAccessor(UnsafeAccessorKind.Field, Name = "_localEndPoint")]
     private static extern ref EndPoint? LocalEndPointOf(Socket socket);
+
+    private const string SocketAsyncContextType = "System.Net.Sockets.SocketAsyncContext, System.Net.Sockets";
+
+    [UnsafeAccessor(UnsafeAccessorKind.Method, Name = "get_AsyncContext")]
+    [return: UnsafeAccessorType(SocketAsyncContextType)]
+    private static extern object AsyncContextOf(SafeSocketHandle handle);
+
+    [UnsafeAccessor(UnsafeAccessorKind.Field, Name = "_isHandleNonBlocking")]
+    private static extern ref bool IsHandleNonBlocking([UnsafeAccessorType(SocketAsyncContextType)] object context);
 
     [UnsafeAccessor(UnsafeAccessorKind.Method, Name = "SetToConnected")]
     private static extern void SetToConnected(Socket socket);
