@@ -120,22 +120,25 @@ public sealed class ControlFramesTests
     }
 
     [Fact]
-    public void Acks_RoundTrip_SeveralInOneFrame()
+    public void Acks_RoundTrip_SeveralInOneFrame_WithTheClosedCount()
     {
-        var frame = ControlFrames.Acks([(7L, true), (8L, false)]);
+        var frame = ControlFrames.Acks([(7L, true), (8L, false)], closed: 3);
 
-        Assert.Equal(2, ControlFrames.ReadAckCount(frame));
+        Assert.Equal(2, ControlFrames.ReadAckCount(frame, out var closed));
+        Assert.Equal(3, closed);
         Assert.True(ControlFrames.TryReadAck(frame, 1, out var id, out var accepted));
         Assert.Equal((8L, false), (id, accepted));
     }
 
     [Theory]
-    [InlineData(new byte[] { 6 })]                                         // no count
-    [InlineData(new byte[] { 6, 0, 0 })]                                   // zero acks
-    [InlineData(new byte[] { 6, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0 })]           // count 1, entry cut short
-    [InlineData(new byte[] { 6, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9 })]     // count 1, one byte too many
+    [InlineData(new byte[] { 6 })]                                                  // no count
+    [InlineData(new byte[] { 6, 1, 0 })]                                            // no closed count
+    [InlineData(new byte[] { 6, 0, 0, 0, 0, 0, 0 })]                                // zero acks
+    [InlineData(new byte[] { 6, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 })]        // count 1, entry cut short
+    [InlineData(new byte[] { 6, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9 })]  // count 1, one byte too many
+    [InlineData(new byte[] { 6, 1, 0, 255, 255, 255, 255, 1, 0, 0, 0, 0, 0, 0, 0, 1 })] // a negative closed count
     public void Acks_Malformed_AreRefused(byte[] frame) =>
-        Assert.Equal(-1, ControlFrames.ReadAckCount(frame));
+        Assert.Equal(-1, ControlFrames.ReadAckCount(frame, out _));
 
     [Fact]
     public void Acks_ImpossibleAcceptedFlag_IsRefused()

@@ -153,6 +153,32 @@ public sealed class WorkerChannelTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Ack_CarriesTheWorkersClosedConnections_IntoTheOpenConnectionCount()
+    {
+        var (channel, worker) = await ConnectWorkerAsync(1);
+        using var first = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await first.ConnectAsync(_listener.EndPoint);
+        var (fd1, id1, _) = await ReceiveHandoffAsync(worker);
+        await worker.SendAsync(ControlFrames.Acks([(id1, true)]));
+        await Wait.UntilAsync(() => channel.HandedOff == 1, TimeSpan.FromSeconds(10), "the first ack is processed");
+        Assert.Equal(1, channel.OpenConnections);
+
+        // The first connection closes in the worker; the count rides on the second connection's ack.
+        using var second = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await second.ConnectAsync(_listener.EndPoint);
+        var (fd2, id2, _) = await ReceiveHandoffAsync(worker);
+        await worker.SendAsync(ControlFrames.Acks([(id2, true)], closed: 1));
+        await Wait.UntilAsync(() => channel.HandedOff == 2, TimeSpan.FromSeconds(10), "the second ack is processed");
+        Assert.Equal(1, channel.OpenConnections);
+
+        // With no ack to ride on, a count travels alone.
+        await worker.SendAsync(ControlFrames.ConnectionsClosed(1));
+        await Wait.UntilAsync(() => channel.OpenConnections == 0, TimeSpan.FromSeconds(10), "the lone close report is processed");
+        Libc.CloseDescriptor(fd1);
+        Libc.CloseDescriptor(fd2);
+    }
+
+    [Fact]
     public async Task Channel_AckForAConnectionNeverSent_IsAProtocolViolation()
     {
         var (channel, worker) = await ConnectWorkerAsync(1);

@@ -288,7 +288,7 @@ internal sealed class WorkerChannel
     {
         switch ((FrameType)frame[0])
         {
-            case FrameType.Ack when ControlFrames.ReadAckCount(frame) is > 0 and var count:
+            case FrameType.Ack when ControlFrames.ReadAckCount(frame, out var closedSinceReport) is > 0 and var count:
                 for (var i = 0; i < count; i++)
                 {
                     if (!ControlFrames.TryReadAck(frame, i, out var handoffId, out var accepted) || !OnAck(handoffId, accepted))
@@ -296,6 +296,9 @@ internal sealed class WorkerChannel
                         return false;
                     }
                 }
+
+                // After the acks: a connection acknowledged and closed since the last frame is counted in, then out.
+                Interlocked.Add(ref _closedConnections, closedSinceReport);
 
                 // Room for more, once for the whole frame: what waited goes out together.
                 _dispatcher.Flush();

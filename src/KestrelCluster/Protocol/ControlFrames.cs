@@ -68,45 +68,66 @@ internal static class ControlFrames
     /// <summary>Most acknowledgements one Ack frame carries.</summary>
     public const int MaxAcksPerFrame = 256;
 
+    // type, count (ushort), connections closed since the worker's last report (int), then the entries.
+    private const int AckHeaderLength = 1 + sizeof(ushort) + sizeof(int);
     private const int AckEntryLength = sizeof(long) + 1;
 
-    /// <summary>An Ack frame for up to <see cref="MaxAcksPerFrame"/> handed-off sockets: (handoff id, accepted) each.</summary>
-    public static byte[] Acks(ReadOnlySpan<(long HandoffId, bool Accepted)> acks)
+    /// <summary>Length of an Ack frame carrying <paramref name="count"/> acknowledgements.</summary>
+    public static int AckLength(int count) => AckHeaderLength + (count * AckEntryLength);
+
+    /// <summary>
+    /// Writes an Ack frame for 1 to <see cref="MaxAcksPerFrame"/> handed-off sockets — (handoff id, accepted) each —
+    /// that also carries the worker's connections closed since its last report; returns its length.
+    /// </summary>
+    public static int WriteAcks(Span<byte> frame, ReadOnlySpan<(long HandoffId, bool Accepted)> acks, int closed)
     {
         if (acks.IsEmpty || acks.Length > MaxAcksPerFrame)
         {
             throw new ArgumentOutOfRangeException(nameof(acks), $"An Ack frame carries 1 to {MaxAcksPerFrame} acknowledgements.");
         }
 
-        var frame = new byte[1 + sizeof(ushort) + (acks.Length * AckEntryLength)];
+        ArgumentOutOfRangeException.ThrowIfNegative(closed);
         frame[0] = (byte)FrameType.Ack;
-        BinaryPrimitives.WriteUInt16LittleEndian(frame.AsSpan(1), (ushort)acks.Length);
+        BinaryPrimitives.WriteUInt16LittleEndian(frame[1..], (ushort)acks.Length);
+        BinaryPrimitives.WriteInt32LittleEndian(frame[(1 + sizeof(ushort))..], closed);
         for (var i = 0; i < acks.Length; i++)
         {
-            var entry = frame.AsSpan(1 + sizeof(ushort) + (i * AckEntryLength));
+            var entry = frame[(AckHeaderLength + (i * AckEntryLength))..];
             BinaryPrimitives.WriteInt64LittleEndian(entry, acks[i].HandoffId);
             entry[sizeof(long)] = acks[i].Accepted ? (byte)1 : (byte)0;
         }
 
+        return AckLength(acks.Length);
+    }
+
+    /// <summary>An Ack frame as a new array (see <see cref="WriteAcks"/>).</summary>
+    public static byte[] Acks(ReadOnlySpan<(long HandoffId, bool Accepted)> acks, int closed = 0)
+    {
+        var frame = new byte[AckLength(acks.Length)];
+        WriteAcks(frame, acks, closed);
         return frame;
     }
 
-    /// <summary>The number of acknowledgements in an Ack frame, or -1 if it is malformed.</summary>
-    public static int ReadAckCount(ReadOnlySpan<byte> frame)
+    /// <summary>
+    /// The number of acknowledgements in an Ack frame and the connections closed it reports, or -1 if it is malformed.
+    /// </summary>
+    public static int ReadAckCount(ReadOnlySpan<byte> frame, out int closed)
     {
-        if (frame.Length < 1 + sizeof(ushort))
+        closed = 0;
+        if (frame.Length < AckHeaderLength)
         {
             return -1;
         }
 
         int count = BinaryPrimitives.ReadUInt16LittleEndian(frame[1..]);
-        return count is > 0 and <= MaxAcksPerFrame && frame.Length == 1 + sizeof(ushort) + (count * AckEntryLength) ? count : -1;
+        closed = BinaryPrimitives.ReadInt32LittleEndian(frame[(1 + sizeof(ushort))..]);
+        return count is > 0 and <= MaxAcksPerFrame && closed >= 0 && frame.Length == AckLength(count) ? count : -1;
     }
 
     /// <summary>Reads acknowledgement <paramref name="index"/> of an Ack frame whose count was checked.</summary>
     public static bool TryReadAck(ReadOnlySpan<byte> frame, int index, out long handoffId, out bool accepted)
     {
-        var entry = frame.Slice(1 + sizeof(ushort) + (index * AckEntryLength), AckEntryLength);
+        var entry = frame.Slice(AckHeaderLength + (index * AckEntryLength), AckEntryLength);
         handoffId = BinaryPrimitives.ReadInt64LittleEndian(entry);
         accepted = entry[sizeof(long)] == 1;
         return entry[sizeof(long)] <= 1;

@@ -4,6 +4,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using KestrelCluster.Hosting;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
@@ -19,6 +20,13 @@ internal sealed class WorkerControlChannel : IDisposable
 
     /// <summary>How long a closed connection may go unreported to the primary when no acknowledgement carries it.</summary>
     internal static readonly TimeSpan CloseReportDelay = TimeSpan.FromMilliseconds(5);
+
+    /// <summary>
+    /// The same, while acknowledgements are carrying the counts (Ack frames took closes while the last timer ran):
+    /// under a steady stream of connections a 5 ms timer would wake the runtime's timer thread hundreds of times a
+    /// second for nothing.
+    /// </summary>
+    internal static readonly TimeSpan BusyCloseReportDelay = TimeSpan.FromMilliseconds(50);
 
     private static readonly TimeSpan s_registerTimeout = TimeSpan.FromSeconds(30);
 
@@ -36,6 +44,8 @@ internal sealed class WorkerControlChannel : IDisposable
     private bool _ackFlushScheduled;
     private int _closedSinceReport;
     private int _closeReportScheduled;
+    private TimeSpan _closeReportDelay = CloseReportDelay;
+    private int _closesRodeOnAcks;
     private readonly Timer _closeReportTimer;
     private volatile bool _closed;
 
@@ -131,39 +141,47 @@ internal sealed class WorkerControlChannel : IDisposable
 
     private void FlushAcks()
     {
-        (long, bool)[] acks;
-        lock (_ackLock)
+        Span<byte> frame = stackalloc byte[ControlFrames.AckLength(ControlFrames.MaxAcksPerFrame)];
+        while (true)
         {
-            acks = [.. _pendingAcks];
-            _pendingAcks.Clear();
-            _ackFlushScheduled = false;
-        }
+            int length;
+            lock (_ackLock)
+            {
+                var count = Math.Min(_pendingAcks.Count, ControlFrames.MaxAcksPerFrame);
+                if (count == 0)
+                {
+                    _ackFlushScheduled = false; // acks made while the last frame was sent went with it
+                    return;
+                }
 
-        for (var start = 0; start < acks.Length; start += ControlFrames.MaxAcksPerFrame)
-        {
-            TrySend(ControlFrames.Acks(acks.AsSpan(start, Math.Min(ControlFrames.MaxAcksPerFrame, acks.Length - start))));
-        }
+                // Closes counted so far go along in the same frame: a pending report timer then finds less or nothing.
+                var closed = Interlocked.Exchange(ref _closedSinceReport, 0);
+                if (closed > 0)
+                {
+                    Volatile.Write(ref _closesRodeOnAcks, 1);
+                }
 
-        // Closes counted so far go along (the primary reads both frames in one wake-up); a pending timer then finds nothing.
-        var closed = Interlocked.Exchange(ref _closedSinceReport, 0);
-        if (closed > 0)
-        {
-            TrySend(ControlFrames.ConnectionsClosed(closed));
+                length = ControlFrames.WriteAcks(frame, CollectionsMarshal.AsSpan(_pendingAcks)[..count], closed);
+                _pendingAcks.RemoveRange(0, count);
+            }
+
+            TrySend(frame[..length]);
         }
     }
 
     /// <summary>
     /// Counts a closed connection for the primary's open-connection count (least-connections scheduling, the
-    /// connection counts of IClusterManager). The count travels with the next batch of acknowledgements, or at the
-    /// latest <see cref="CloseReportDelay"/> after the first unreported close: one frame per connection would cost
-    /// a send here and a wake-up in the primary each, for a figure nobody needs to the microsecond.
+    /// connection counts of IClusterManager). The count travels in the next Ack frame, or at the latest
+    /// <see cref="CloseReportDelay"/> after the first unreported close (<see cref="BusyCloseReportDelay"/> while Ack
+    /// frames are carrying the counts): one frame per connection would cost a send here and a wake-up in the
+    /// primary each, for a figure nobody needs to the microsecond.
     /// </summary>
     public void OnConnectionClosed()
     {
         Interlocked.Increment(ref _closedSinceReport);
         if (Interlocked.Exchange(ref _closeReportScheduled, 1) == 0)
         {
-            _closeReportTimer.Change(CloseReportDelay, Timeout.InfiniteTimeSpan);
+            _closeReportTimer.Change(_closeReportDelay, Timeout.InfiniteTimeSpan);
         }
     }
 
@@ -171,6 +189,9 @@ internal sealed class WorkerControlChannel : IDisposable
     {
         Volatile.Write(ref _closeReportScheduled, 0);
         var count = Interlocked.Exchange(ref _closedSinceReport, 0);
+
+        // Ack frames carried closes since this timer was set: connections are flowing, and the next timer can wait longer.
+        _closeReportDelay = Interlocked.Exchange(ref _closesRodeOnAcks, 0) == 1 ? BusyCloseReportDelay : CloseReportDelay;
         if (count > 0)
         {
             TrySend(ControlFrames.ConnectionsClosed(count));
