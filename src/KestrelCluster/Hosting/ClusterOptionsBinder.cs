@@ -1,5 +1,7 @@
 // Binding the "Cluster" section strictly: an unknown key (a typo) or a value of the wrong kind fails startup
-// with a message naming the key and, for choices, the allowed values.
+// with a message naming the key and, for choices, the allowed values. The Bind call below is compiled by the
+// configuration binding source generator (EnableConfigurationBindingGenerator in the csproj): no reflection, and no
+// System.ComponentModel.TypeConverter loaded into every primary and worker for three TimeSpans and an enum.
 using KestrelCluster.Scheduling;
 using Microsoft.Extensions.Configuration;
 

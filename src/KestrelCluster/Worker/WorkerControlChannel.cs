@@ -170,11 +170,11 @@ internal sealed class WorkerControlChannel : IDisposable
     }
 
     /// <summary>
-    /// Counts a closed connection for the primary's open-connection count (least-connections scheduling, the
-    /// connection counts of IClusterManager). The count travels in the next Ack frame, or at the latest
-    /// <see cref="CloseReportDelay"/> after the first unreported close (<see cref="BusyCloseReportDelay"/> while Ack
-    /// frames are carrying the counts): one frame per connection would cost a send here and a wake-up in the
-    /// primary each, for a figure nobody needs to the microsecond.
+    /// Counts a closed connection for the primary's open-connection count (least-connections scheduling). The
+    /// count travels in the next Ack frame, or at the latest <see cref="CloseReportDelay"/> after the first
+    /// unreported close (<see cref="BusyCloseReportDelay"/> while Ack frames are carrying the counts): one frame per
+    /// connection would cost a send here and a wake-up in the primary each, for a figure nobody needs to the
+    /// microsecond.
     /// </summary>
     public void OnConnectionClosed()
     {
