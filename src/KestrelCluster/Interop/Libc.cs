@@ -177,8 +177,9 @@ internal static unsafe partial class Libc
     /// <summary>
     /// Accepts one connection (accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC: the worker's Socket is told the fd is
     /// non-blocking already, and skips the two fcntl calls the runtime would make on its first async operation).
-    /// Returns the new fd and the client's address (unknown for a Unix domain peer), or -errno: -EAGAIN when a non-blocking listener's backlog is empty, -EINVAL once the
-    /// listening socket is shut down, -ECONNABORTED for a connection reset in the backlog.
+    /// Returns the new fd and the client's address (unknown for a Unix domain peer), or -errno: -EAGAIN when a
+    /// non-blocking listener's backlog is empty, -EINVAL once the listening socket is shut down, -ECONNABORTED for a
+    /// connection reset in the backlog.
     /// </summary>
     public static int Accept(SafeSocketHandle listener, out PeerAddress peer)
     {

@@ -4,7 +4,8 @@
 // constructor instead asks the kernel for all of it — fstat, four getsockopt, fcntl, getsockname, getpeername, and
 // a second getsockname when Kestrel reads LocalEndPoint: nine syscalls per connection that a socket from accept()
 // never pays. The primary accepts with SOCK_NONBLOCK, so the socket's async context is also told the fd is
-// non-blocking already (the runtime would otherwise fcntl it twice on Kestrel's first receive). The accept path is internal to the runtime, so this reaches Socket's private constructor and fields
+// non-blocking already (the runtime would otherwise fcntl it twice on Kestrel's first receive). The accept path is
+// internal to the runtime, so this reaches Socket's private constructor and fields, and the async context's flag,
 // with UnsafeAccessor, checked once per process; a runtime without them gets the public constructor (and a warning).
 using System.Net;
 using System.Net.Sockets;
