@@ -158,24 +158,18 @@ public sealed class WorkerChannelTests : IAsyncDisposable
         var (channel, worker) = await ConnectWorkerAsync(1);
         using var first = new Socket(SocketType.Stream, ProtocolType.Tcp);
         await first.ConnectAsync(_listener.EndPoint);
-        var (fd1, id1, _) = await ReceiveHandoffAsync(worker);
-        await worker.SendAsync(ControlFrames.Acks([(id1, true)]));
-        await Wait.UntilAsync(() => channel.HandedOff == 1, TimeSpan.FromSeconds(10), "the first ack is processed");
+        await AcknowledgeAllAsync(channel, worker, [await ReceiveHandoffAsync(worker)], expectedHandedOff: 1);
         Assert.Equal(1, channel.OpenConnections);
 
         // The first connection closes in the worker; the count rides on the second connection's ack.
         using var second = new Socket(SocketType.Stream, ProtocolType.Tcp);
         await second.ConnectAsync(_listener.EndPoint);
-        var (fd2, id2, _) = await ReceiveHandoffAsync(worker);
-        await worker.SendAsync(ControlFrames.Acks([(id2, true)], closed: 1));
-        await Wait.UntilAsync(() => channel.HandedOff == 2, TimeSpan.FromSeconds(10), "the second ack is processed");
+        await AcknowledgeAllAsync(channel, worker, [await ReceiveHandoffAsync(worker)], expectedHandedOff: 2, closed: 1);
         Assert.Equal(1, channel.OpenConnections);
 
         // With no ack to ride on, a count travels alone.
         await worker.SendAsync(ControlFrames.ConnectionsClosed(1));
         await Wait.UntilAsync(() => channel.OpenConnections == 0, TimeSpan.FromSeconds(10), "the lone close report is processed");
-        Libc.CloseDescriptor(fd1);
-        Libc.CloseDescriptor(fd2);
     }
 
     [Fact]
@@ -220,10 +214,13 @@ public sealed class WorkerChannelTests : IAsyncDisposable
         return (channel, worker);
     }
 
-    /// <summary>Acknowledges <paramref name="handoffs"/> in one frame, waits until the channel has processed it, and closes the fds.</summary>
-    private static async Task AcknowledgeAllAsync(WorkerChannel channel, Socket worker, List<(int Fd, long HandoffId, EndPoint? Peer)> handoffs, int expectedHandedOff)
+    /// <summary>
+    /// Acknowledges <paramref name="handoffs"/> in one frame (reporting <paramref name="closed"/> closed connections),
+    /// waits until the channel has processed it, and closes the fds.
+    /// </summary>
+    private static async Task AcknowledgeAllAsync(WorkerChannel channel, Socket worker, List<(int Fd, long HandoffId, EndPoint? Peer)> handoffs, int expectedHandedOff, int closed = 0)
     {
-        await worker.SendAsync(ControlFrames.Acks([.. handoffs.Select(h => (h.HandoffId, true))]));
+        await worker.SendAsync(ControlFrames.Acks([.. handoffs.Select(h => (h.HandoffId, true))], closed));
         await Wait.UntilAsync(() => channel.HandedOff == expectedHandedOff && channel.InFlightCount == 0, TimeSpan.FromSeconds(10), "every ack is processed");
         handoffs.ForEach(h => Libc.CloseDescriptor(h.Fd));
     }
