@@ -246,8 +246,14 @@ internal static class HandoffBenchmark
         {
             var (sender, receiver, directory) = await SeqPacketPairAsync();
             var path = new ClusterPath(sender, receiver, directory);
+            var deadline = Stopwatch.GetTimestamp() + Stopwatch.Frequency * 10;
             while (!path._channel.IsReady)
             {
+                if (Stopwatch.GetTimestamp() > deadline)
+                {
+                    throw new TimeoutException("The benchmark's worker channel did not become ready within 10 s.");
+                }
+
                 await Task.Delay(10);
             }
 
