@@ -9,6 +9,9 @@ public sealed class ConfigurationTests
 {
     [Theory]
     [InlineData("Cluster__Workers", "-1", "Cluster:Workers")]
+    [InlineData("Cluster__Workers", "1025", "Cluster:Workers is 1025; the limit is 1024 worker processes")]
+    [InlineData("Cluster__Workers", "100000", "Cluster:Workers is 100000; the limit is 1024 worker processes")]
+    [InlineData("Cluster__MinWorkerUptime", "-00:00:01", "Cluster:MinWorkerUptime")]
     [InlineData("Cluster__MaxHandoffsInFlight", "0", "Cluster:MaxHandoffsInFlight")]
     [InlineData("Cluster__WorkerStartTimeout", "-00:00:01", "Cluster:WorkerStartTimeout")]
     public async Task Options_InvalidValue_StartupFailsNamingTheKey(string variable, string value, string key)
@@ -18,6 +21,23 @@ public sealed class ConfigurationTests
         var error = Assert.Throws<OptionsValidationException>(() => factory.StartServer());
 
         Assert.Contains(key, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Options_MoreThanFourWorkersPerCpu_StartsWithAWarningSayingWhy()
+    {
+        var workers = (4 * Environment.ProcessorCount) + 1;
+        await using var factory = new ClusterAppFactory(new Dictionary<string, string?>
+        {
+            ["Cluster__Workers"] = workers.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["DOTNET_hostBuilder__reloadConfigOnChange"] = "false",
+        }, port: 0);
+
+        factory.StartServer();
+
+        var warning = Assert.Single(factory.Logs.Entries, e => e.Message.StartsWith($"Cluster:Workers is {workers}, more than 4 per CPU", StringComparison.Ordinal));
+        Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Warning, warning.Level);
+        Assert.Contains("compete for the cores", warning.Message, StringComparison.Ordinal);
     }
 
     [Theory]

@@ -283,6 +283,7 @@ public sealed class SupervisionTests(ClusterFixture cluster)
             ["Cluster__Workers"] = "2",
             ["Cluster__CrashLoopRestarts"] = "2",
             ["Cluster__CrashLoopWindow"] = "00:05:00",
+            ["Cluster__MinWorkerUptime"] = "00:05:00", // killed before serving anything: each death is a failure
         }, port: 0);
         await factory.StartAsync(workers: 2);
         var manager = factory.Services.GetRequiredService<IClusterManager>();

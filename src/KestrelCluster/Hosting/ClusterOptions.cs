@@ -10,11 +10,18 @@ public sealed class ClusterOptions
     /// <summary>The configuration section the options are bound from.</summary>
     public const string SectionName = "Cluster";
 
+    /// <summary>The most worker processes a primary runs: <see cref="Workers"/> above it fails at startup.</summary>
+    public const int MaxWorkers = 1024;
+
     /// <summary>
     /// The number of worker processes. <c>0</c> turns clustering off: Kestrel serves in this one process with its
     /// usual sockets transport (handy for debugging).
     /// </summary>
-    /// <remarks>Defaults to <see cref="Environment.ProcessorCount"/>, which honours a container's CPU quota.</remarks>
+    /// <remarks>
+    /// Defaults to <see cref="Environment.ProcessorCount"/>, which honours a container's CPU quota. At most
+    /// <see cref="MaxWorkers"/>; more than 4 per CPU is allowed but logged as a warning (the workers then compete for
+    /// the cores, and each one costs a process's memory).
+    /// </remarks>
     public int Workers { get; set; } = Environment.ProcessorCount;
 
     /// <summary>
@@ -60,9 +67,20 @@ public sealed class ClusterOptions
     /// <summary>
     /// Crash-loop breaker: a slot whose worker fails this many times within <see cref="CrashLoopWindow"/> is not
     /// restarted again (an error with the exit code is logged); a rolling restart or a scale-up tries it again.
+    /// Only failures count: a worker that dies before it is ready, or within <see cref="MinWorkerUptime"/> of
+    /// becoming ready without having served a connection. A worker that ran and served and is then killed (by an
+    /// operator, the OOM killer, a request that crashes it) is replaced at once, and counts for nothing.
     /// </summary>
     /// <remarks>Defaults to 5.</remarks>
     public int CrashLoopRestarts { get; set; } = 5;
+
+    /// <summary>
+    /// How long a ready worker must run, when it has served no connection yet, before its death no longer counts as
+    /// a crash-loop failure (<see cref="CrashLoopRestarts"/>) nor grows the restart backoff (100 ms, doubling per
+    /// failure in a row, at most 15 s).
+    /// </summary>
+    /// <remarks>Defaults to 1 second (PM2's <c>min_uptime</c>).</remarks>
+    public TimeSpan MinWorkerUptime { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>The window of <see cref="CrashLoopRestarts"/>.</summary>
     /// <remarks>Defaults to 1 minute.</remarks>

@@ -12,6 +12,10 @@ internal sealed class ClusterOptionsValidator : IValidateOptions<ClusterOptions>
         {
             failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.Workers)} is {options.Workers}; it must be 0 (no cluster) or a positive number of worker processes.");
         }
+        else if (options.Workers > ClusterOptions.MaxWorkers)
+        {
+            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.Workers)} is {options.Workers}; the limit is {ClusterOptions.MaxWorkers} worker processes (each is a whole .NET process; use about one per CPU).");
+        }
 
         Positive(failures, nameof(ClusterOptions.WorkerStartTimeout), options.WorkerStartTimeout);
 
@@ -24,6 +28,11 @@ internal sealed class ClusterOptionsValidator : IValidateOptions<ClusterOptions>
         Positive(failures, nameof(ClusterOptions.WorkerTimeout), options.WorkerTimeout);
         Positive(failures, nameof(ClusterOptions.WorkerStopTimeout), options.WorkerStopTimeout);
         Positive(failures, nameof(ClusterOptions.CrashLoopWindow), options.CrashLoopWindow);
+        if (options.MinWorkerUptime < TimeSpan.Zero)
+        {
+            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.MinWorkerUptime)} is {options.MinWorkerUptime}; it must be 0 or a positive time span such as 00:00:01.");
+        }
+
         if (options.WorkerTimeout > TimeSpan.Zero && options.WorkerTimeout <= options.HeartbeatInterval)
         {
             failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.WorkerTimeout)} ({options.WorkerTimeout}) must be longer than {ClusterOptions.SectionName}:{nameof(ClusterOptions.HeartbeatInterval)} ({options.HeartbeatInterval}).");

@@ -1,6 +1,8 @@
 // The supervisor: the primary's hosted service and its IClusterManager. It starts the workers once the
 // server is bound, runs the heartbeat monitor, turns signals into operations (SIGHUP: rolling restart,
-// SIGTTIN/SIGTTOU: one worker more/less), and stops every worker gracefully when the host stops.
+// SIGTTIN/SIGTTOU: one worker more/less), and stops every worker gracefully when the host stops. A stop signal
+// marks the cluster as stopping the moment it arrives: Ctrl+C reaches every worker of the process group too, and
+// a worker that exits then is not a crash to replace.
 using System.Runtime.InteropServices;
 using KestrelCluster.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -23,6 +25,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     private readonly PrimaryListenerTable _listeners;
     private readonly HandoffDispatcher _dispatcher;
     private readonly WorkerPool _pool;
+    private readonly SlotSupervisor _slots;
+    private readonly WorkerRotation _rotation;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly List<PosixSignalRegistration> _signals = [];
@@ -39,8 +43,10 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         _dispatcher = dispatcher;
         _logger = loggerFactory.CreateLogger("KestrelCluster.Primary");
         var channelLogger = loggerFactory.CreateLogger("KestrelCluster.Primary.WorkerChannel");
-        _pool = new WorkerPool(_options, context, lifetime, launcher,
+        _pool = new WorkerPool(_options, launcher,
             (worker, socket) => new WorkerChannel(worker, socket, dispatcher, listeners, _options.MaxHandoffsInFlight, channelLogger, messenger), loggerFactory);
+        _slots = new SlotSupervisor(_pool, _options, lifetime, _logger);
+        _rotation = new WorkerRotation(_pool, _slots, _options, context, _logger);
         messenger.AttachPrimary(() => _pool.Workers);
     }
 
@@ -50,6 +56,9 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     /// <summary>Every live worker process (tests use it).</summary>
     internal IReadOnlyList<WorkerProcess> WorkerProcesses => _pool.Workers;
 
+    /// <summary>The slots' supervision (tests inject faults into it).</summary>
+    internal SlotSupervisor Slots => _slots;
+
     public IReadOnlyList<WorkerInfo> Workers => [.. _pool.Workers.Select(w => w.ToInfo())];
 
     public int WorkerCount => _context.WorkerCount;
@@ -57,13 +66,13 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     public Task RestartWorkersAsync(CancellationToken cancellationToken = default)
     {
         EnsureClustered();
-        return _pool.RestartAllAsync(cancellationToken);
+        return _rotation.RestartAllAsync(cancellationToken);
     }
 
     public Task ScaleAsync(int workers, CancellationToken cancellationToken = default)
     {
         EnsureClustered();
-        return _pool.ScaleAsync(workers, cancellationToken);
+        return _rotation.ScaleAsync(workers, cancellationToken);
     }
 
     public Task StartAsync(CancellationToken cancellationToken)
@@ -76,6 +85,19 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
             }
 
             return Task.CompletedTask;
+        }
+
+        // From the first moment: a stop signal (or the host stopping for any reason) means no worker starts again,
+        // and the exits that follow are expected. The host's own handlers still do the stopping.
+        foreach (var signal in (ReadOnlySpan<PosixSignal>)[PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGQUIT])
+        {
+            _signals.Add(PosixSignalRegistration.Create(signal, _ => _pool.BeginStopping()));
+        }
+
+        _lifetime.ApplicationStopping.Register(_pool.BeginStopping);
+        if (_options.Workers > 4 * Environment.ProcessorCount)
+        {
+            PrimaryLog.ManyWorkers(_logger, _options.Workers, Environment.ProcessorCount);
         }
 
         // Workers start once the server has bound every endpoint: a taken port fails the primary before any worker exists.
@@ -113,6 +135,7 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
 
         _stopping.Cancel();
         _pool.Dispose();
+        _rotation.Dispose();
         _stopping.Dispose();
     }
 
@@ -126,23 +149,44 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
             var addresses = _server.Features.Get<IServerAddressesFeature>();
             var preferUrls = addresses?.PreferHostingUrls ?? false;
             var urls = preferUrls && addresses!.Addresses.Count > 0 ? string.Join(';', addresses.Addresses) : null;
-            _pool.Start(_context.WorkerCount, urls, preferUrls);
+            _pool.Open(urls, preferUrls);
         }
         catch (Exception e) when (e is InvalidOperationException or IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
         {
-            PrimaryLog.CannotStartWorkers(_logger, e);
-            Environment.ExitCode = 1;
-            _lifetime.StopApplication();
+            CannotStartWorkers(e);
             return;
         }
 
+        _ = StartAllObservedAsync();
+
         // As PID 1 in a container, orphans re-parented to this process are reaped by the .NET runtime's own
         // SIGCHLD handling (tests check it): nothing to add here.
-        _ = new WorkerMonitor(_pool, _options, _logger).RunAsync(_stopping.Token);
+        _ = new WorkerMonitor(_pool, _rotation, _options, _logger).RunAsync(_stopping.Token);
 
         _signals.Add(PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal));
         _signals.Add(PosixSignalRegistration.Create((PosixSignal)SIGTTIN, OnSignal));
         _signals.Add(PosixSignalRegistration.Create((PosixSignal)SIGTTOU, OnSignal));
+    }
+
+    private async Task StartAllObservedAsync()
+    {
+        try
+        {
+            await _slots.StartAllAsync(_context.WorkerCount).ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // the first workers could not be started: say why and stop, never hang half-started
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            CannotStartWorkers(e);
+        }
+    }
+
+    private void CannotStartWorkers(Exception e)
+    {
+        PrimaryLog.CannotStartWorkers(_logger, e);
+        Environment.ExitCode = 1;
+        _lifetime.StopApplication();
     }
 
     private void OnSignal(PosixSignalContext context)
@@ -155,9 +199,9 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
 
         var (name, operation, run) = (int)context.Signal switch
         {
-            SIGTTIN => ("SIGTTIN", "adding a worker", () => _pool.ScaleAsync(_pool.SlotCount + 1, _stopping.Token)),
-            SIGTTOU => ("SIGTTOU", "removing a worker", () => _pool.ScaleAsync(Math.Max(1, _pool.SlotCount - 1), _stopping.Token)),
-            _ => ("SIGHUP", "rolling restart", (Func<Task>)(() => _pool.RestartAllAsync(_stopping.Token))),
+            SIGTTIN => ("SIGTTIN", "adding a worker", () => _rotation.ScaleAsync(Math.Min(ClusterOptions.MaxWorkers, _pool.SlotCount + 1), _stopping.Token)),
+            SIGTTOU => ("SIGTTOU", "removing a worker", () => _rotation.ScaleAsync(Math.Max(1, _pool.SlotCount - 1), _stopping.Token)),
+            _ => ("SIGHUP", "rolling restart", (Func<Task>)(() => _rotation.RestartAllAsync(_stopping.Token))),
         };
 
         PrimaryLog.SignalReceived(_logger, name, operation);
@@ -170,7 +214,9 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
             catch (OperationCanceledException)
             {
             }
-            catch (Exception e) when (e is InvalidOperationException or TimeoutException)
+#pragma warning disable CA1031 // a signal's operation runs in the background: any failure is logged, none is lost
+            catch (Exception e)
+#pragma warning restore CA1031
             {
                 PrimaryLog.OperationFailed(_logger, operation, e);
             }

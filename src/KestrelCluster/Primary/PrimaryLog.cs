@@ -111,4 +111,16 @@ internal static partial class PrimaryLog
 
     [LoggerMessage(33, LogLevel.Warning, "Endpoint {EndPoint} ({Type}) cannot be handed to workers; the primary serves it itself with Kestrel's sockets transport.", EventName = "EndpointServedByPrimary")]
     public static partial void EndpointServedByPrimary(ILogger logger, EndPoint endPoint, string type);
+
+    [LoggerMessage(36, LogLevel.Error, "Supervising worker {WorkerId} (slot {Slot}) failed; the slot is supervised again.", EventName = "SupervisionFaulted")]
+    public static partial void SupervisionFaulted(ILogger logger, int workerId, int slot, Exception exception);
+
+    [LoggerMessage(37, LogLevel.Error, "Recycling worker {WorkerId} (slot {Slot}) failed; it keeps serving.", EventName = "RecycleFaulted")]
+    public static partial void RecycleFaulted(ILogger logger, int workerId, int slot, Exception exception);
+
+    [LoggerMessage(38, LogLevel.Warning, "Cluster:Workers is {Workers}, more than 4 per CPU ({Cpus} CPUs): the workers will compete for the cores, and each one is a whole process's memory. About one worker per CPU is usual.", EventName = "ManyWorkers")]
+    public static partial void ManyWorkers(ILogger logger, int workers, int cpus);
+
+    [LoggerMessage(39, LogLevel.Error, "The heartbeat monitor failed; it starts again.", EventName = "MonitorFaulted")]
+    public static partial void MonitorFaulted(ILogger logger, Exception exception);
 }

@@ -11,16 +11,19 @@ internal sealed class WorkerMonitor
     private const int StarvationLagMilliseconds = 1_000;
 
     private readonly WorkerPool _pool;
+    private readonly WorkerRotation _rotation;
     private readonly ClusterOptions _options;
     private readonly ILogger _logger;
 
-    public WorkerMonitor(WorkerPool pool, ClusterOptions options, ILogger logger)
+    public WorkerMonitor(WorkerPool pool, WorkerRotation rotation, ClusterOptions options, ILogger logger)
     {
         _pool = pool;
+        _rotation = rotation;
         _options = options;
         _logger = logger;
     }
 
+    /// <summary>Runs until <paramref name="stopping"/>; a fault in a check is logged and the monitor goes on.</summary>
     public async Task RunAsync(CancellationToken stopping)
     {
         var period = TimeSpan.FromTicks(Math.Min(_options.HeartbeatInterval.Ticks, TimeSpan.FromSeconds(1).Ticks));
@@ -29,9 +32,18 @@ internal sealed class WorkerMonitor
         {
             while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
             {
-                foreach (var worker in _pool.Workers)
+                try
                 {
-                    Check(worker);
+                    foreach (var worker in _pool.Workers)
+                    {
+                        Check(worker);
+                    }
+                }
+#pragma warning disable CA1031 // the monitor must outlive any one bad check
+                catch (Exception e)
+#pragma warning restore CA1031
+                {
+                    PrimaryLog.MonitorFaulted(_logger, e);
                 }
             }
         }
@@ -86,11 +98,11 @@ internal sealed class WorkerMonitor
         var heartbeat = worker.LastHeartbeat;
         if (worker.RecycleAfterRequests > 0 && heartbeat.Requests >= worker.RecycleAfterRequests && worker.TryRequestRecycle())
         {
-            _pool.Recycle(worker, $"served {heartbeat.Requests} requests (limit {worker.RecycleAfterRequests})");
+            _rotation.Recycle(worker, $"served {heartbeat.Requests} requests (limit {worker.RecycleAfterRequests})");
         }
         else if (_options.MaxWorkerMemory > 0 && heartbeat.WorkingSetBytes > _options.MaxWorkerMemory && worker.TryRequestRecycle())
         {
-            _pool.Recycle(worker, $"uses {heartbeat.WorkingSetBytes / (1024 * 1024)} MiB (limit {_options.MaxWorkerMemory / (1024 * 1024)} MiB)");
+            _rotation.Recycle(worker, $"uses {heartbeat.WorkingSetBytes / (1024 * 1024)} MiB (limit {_options.MaxWorkerMemory / (1024 * 1024)} MiB)");
         }
     }
 }

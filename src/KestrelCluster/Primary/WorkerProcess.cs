@@ -10,6 +10,7 @@ internal sealed class WorkerProcess
     private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _lastHeartbeatTicks;
+    private long _readyAtTicks;
     private WorkerHeartbeat _heartbeat;
     private readonly Lock _laggedLock = new();
     private WorkerHeartbeat _mostLagged;
@@ -74,9 +75,18 @@ internal sealed class WorkerProcess
 
     public void MarkReady()
     {
-        Interlocked.Exchange(ref _lastHeartbeatTicks, Stopwatch.GetTimestamp());
+        var now = Stopwatch.GetTimestamp();
+        Interlocked.Exchange(ref _lastHeartbeatTicks, now);
+        Interlocked.CompareExchange(ref _readyAtTicks, now, 0);
         _ready.TrySetResult();
     }
+
+    /// <summary>
+    /// Whether this worker has shown that it runs: it became ready and then either served (took a connection, or
+    /// reported a request) or stayed up for <paramref name="minUptime"/>. Its death is then not a crash loop.
+    /// </summary>
+    public bool HasProvenItself(TimeSpan minUptime) =>
+        IsReady && (Handoffs > 0 || _heartbeat.Requests > 0 || Stopwatch.GetElapsedTime(Interlocked.Read(ref _readyAtTicks)) >= minUptime);
 
     /// <summary>The process could not be launched at all: it counts as exited.</summary>
     public void MarkFailedToStart() => _exited.TrySetResult(-1);

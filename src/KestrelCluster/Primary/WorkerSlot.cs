@@ -4,13 +4,10 @@ namespace KestrelCluster.Primary;
 
 internal sealed class WorkerSlot(int index)
 {
-    /// <summary>A replacement after a worker that ran this long without failing starts with no delay again.</summary>
-    public static readonly TimeSpan StableAfter = TimeSpan.FromSeconds(30);
-
     private static readonly TimeSpan s_firstBackoff = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan s_maxBackoff = TimeSpan.FromSeconds(15);
 
-    /// <summary>100 ms after the first failure in a row, doubling per failure, at most 15 s.</summary>
+    /// <summary>100 ms after the first crash-loop failure in a row, doubling per failure, at most 15 s.</summary>
     public static TimeSpan Backoff(int consecutiveFailures) =>
         TimeSpan.FromTicks(Math.Min(s_maxBackoff.Ticks, s_firstBackoff.Ticks << Math.Clamp(consecutiveFailures - 1, 0, 20)));
 
@@ -37,11 +34,15 @@ internal sealed class WorkerSlot(int index)
     /// <summary>Workers started in this slot so far (the first is 0: it shows as "restarts").</summary>
     public int StartCount;
 
-    public (int Consecutive, int InWindow) RecordFailure(bool afterStableRun, TimeSpan window)
+    /// <summary>
+    /// Counts a worker that died before it proved it runs (see WorkerProcess.HasProvenItself): these, and only these,
+    /// grow the backoff and trip the crash-loop breaker.
+    /// </summary>
+    public (int Consecutive, int InWindow) RecordFailure(TimeSpan window)
     {
         lock (_recentFailures)
         {
-            _consecutiveFailures = afterStableRun ? 1 : _consecutiveFailures + 1;
+            _consecutiveFailures++;
             var now = DateTimeOffset.UtcNow;
             _recentFailures.Enqueue(now);
             while (_recentFailures.Peek() < now - window)
@@ -50,6 +51,15 @@ internal sealed class WorkerSlot(int index)
             }
 
             return (_consecutiveFailures, _recentFailures.Count);
+        }
+    }
+
+    /// <summary>A worker that ran and served died: the next failure starts the backoff from scratch.</summary>
+    public void ResetBackoff()
+    {
+        lock (_recentFailures)
+        {
+            _consecutiveFailures = 0;
         }
     }
 

@@ -49,11 +49,16 @@ internal sealed partial class AppProcess : IDisposable
     public static AppProcess Start(string app, IReadOnlyDictionary<string, string?> environment, params string[] arguments) =>
         StartWrapped([], app, environment, arguments);
 
-    /// <summary>Starts the app under <paramref name="wrapper"/> (e.g. <c>unshare -pf --mount-proc</c>), which runs it as a child.</summary>
+    /// <summary>
+    /// Starts the app under <paramref name="wrapper"/> (e.g. <c>unshare -pf --mount-proc</c>, or <c>setsid</c> for a
+    /// process group of its own). SIGINT is reset to its default first: a suite started with SIGINT ignored (a
+    /// background job of a non-interactive shell) passes that on to every child, and .NET keeps an ignored SIGINT
+    /// ignored, so Ctrl+C tests would test nothing.
+    /// </summary>
     public static AppProcess StartWrapped(string[] wrapper, string app, IReadOnlyDictionary<string, string?> environment, params string[] arguments)
     {
         var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet";
-        string[] command = [.. wrapper, dotnet, Path.Combine(AppContext.BaseDirectory, app + ".dll"), .. arguments];
+        string[] command = ["env", "--default-signal=INT", .. wrapper, dotnet, Path.Combine(AppContext.BaseDirectory, app + ".dll"), .. arguments];
         var startInfo = new ProcessStartInfo(command[0])
         {
             RedirectStandardOutput = true,
@@ -122,6 +127,16 @@ internal sealed partial class AppProcess : IDisposable
     {
         RememberWorkers();
         return ProcFs.ChildrenOf(_process.Id);
+    }
+
+    /// <summary>Every process seen below the primary so far (while it ran).</summary>
+    public IReadOnlyCollection<int> SeenWorkers
+    {
+        get
+        {
+            RememberWorkers();
+            return [.. _seenWorkers];
+        }
     }
 
     /// <summary>Waits until the output has a line containing <paramref name="text"/>.</summary>

@@ -6,9 +6,9 @@ namespace KestrelCluster.Tests.TestSupport;
 
 internal sealed class CapturingLoggerProvider : ILoggerProvider
 {
-    private readonly ConcurrentQueue<(LogLevel Level, string Category, string Message)> _entries = new();
+    private readonly ConcurrentQueue<(LogLevel Level, string Category, string Message, Exception? Exception)> _entries = new();
 
-    public List<(LogLevel Level, string Category, string Message)> Entries => [.. _entries];
+    public List<(LogLevel Level, string Category, string Message, Exception? Exception)> Entries => [.. _entries];
 
     public ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
 
@@ -23,6 +23,6 @@ internal sealed class CapturingLoggerProvider : ILoggerProvider
         public bool IsEnabled(LogLevel logLevel) => true;
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            owner._entries.Enqueue((logLevel, category, formatter(state, exception)));
+            owner._entries.Enqueue((logLevel, category, formatter(state, exception), exception));
     }
 }

@@ -32,6 +32,15 @@ internal static class TestProcesses
         }
     }
 
+    /// <summary>Signals every process of the group led by <paramref name="leader"/>, as Ctrl+C in a terminal does.</summary>
+    public static void SignalGroup(int leader, int signal)
+    {
+        if (sys_kill(-leader, signal) != 0)
+        {
+            throw new InvalidOperationException($"kill(-{leader}, {signal}) failed.");
+        }
+    }
+
     public const int SIGHUP = 1;
     public const int SIGINT = 2;
     public const int SIGKILL = 9;

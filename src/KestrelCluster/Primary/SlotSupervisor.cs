@@ -1,0 +1,176 @@
+// Keeps every slot filled: starts the first workers, watches each worker it starts (start timeout, exit), and
+// replaces one that dies. Only a worker that dies before it has proven it runs counts as a crash-loop failure
+// (grows the backoff, trips the breaker); one that ran and served is replaced at once. A fault in this watching is
+// logged with the worker and its slot, and the slot is supervised again: a slot is never left empty unlogged.
+using KestrelCluster.Hosting;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace KestrelCluster.Primary;
+
+internal sealed class SlotSupervisor
+{
+    /// <summary>Failed starts in a row, with no worker ever ready, after which the primary gives up.</summary>
+    private const int FirstStartAttempts = 3;
+
+    private static readonly TimeSpan s_faultRetryDelay = TimeSpan.FromSeconds(1);
+
+    private readonly WorkerPool _pool;
+    private readonly ClusterOptions _options;
+    private readonly IHostApplicationLifetime _lifetime;
+    private readonly ILogger _logger;
+
+    public SlotSupervisor(WorkerPool pool, ClusterOptions options, IHostApplicationLifetime lifetime, ILogger logger)
+    {
+        _pool = pool;
+        _options = options;
+        _lifetime = lifetime;
+        _logger = logger;
+    }
+
+    /// <summary>A test seam: runs when a watched worker has exited, before it is handled (tests make it throw).</summary>
+    internal Action<WorkerProcess>? OnWorkerExited { get; set; }
+
+    /// <summary>
+    /// Starts one worker per slot, one after the other, off the caller's thread; stops starting as soon as the
+    /// primary begins to stop (a stop signal during a start of many slow workers ends it at once).
+    /// </summary>
+    public Task StartAllAsync(int workers) => Task.Run(() =>
+    {
+        for (var i = 0; i < workers && !_pool.IsStopping; i++)
+        {
+            var slot = _pool.AddSlot();
+            slot.Current = Spawn(slot);
+        }
+    });
+
+    /// <summary>Starts a worker in <paramref name="slot"/> and watches it; null once the primary is stopping.</summary>
+    public WorkerProcess? Spawn(WorkerSlot slot)
+    {
+        var worker = _pool.Spawn(slot);
+        if (worker is not null)
+        {
+            Watch(slot, worker);
+        }
+
+        return worker;
+    }
+
+    private void Watch(WorkerSlot slot, WorkerProcess worker) => _ = WatchObservedAsync(slot, worker);
+
+    private async Task WatchObservedAsync(WorkerSlot slot, WorkerProcess worker)
+    {
+        try
+        {
+            await WatchAsync(slot, worker).ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // whatever went wrong, the slot must be supervised again, and the fault logged
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            PrimaryLog.SupervisionFaulted(_logger, worker.Id, slot.Index, e);
+            await ResuperviseAsync(slot, worker).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>After a fault: the worker still runs → watch it again; it is gone and its slot empty → fill the slot.</summary>
+    private async Task ResuperviseAsync(WorkerSlot slot, WorkerProcess worker)
+    {
+        try
+        {
+            await Task.Delay(s_faultRetryDelay, _pool.Stopping).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        if (slot.Removed)
+        {
+            return;
+        }
+
+        if (!worker.HasExited)
+        {
+            Watch(slot, worker);
+        }
+        else if (slot.Current is null || slot.Current == worker)
+        {
+            _pool.Remove(worker);
+            slot.Current = Spawn(slot);
+        }
+    }
+
+    private async Task WatchAsync(WorkerSlot slot, WorkerProcess worker)
+    {
+        await Task.WhenAny(worker.Ready, worker.Exited, Task.Delay(_options.WorkerStartTimeout, _pool.Stopping)).ConfigureAwait(false);
+        if (!worker.IsReady && !worker.HasExited && !_pool.IsStopping)
+        {
+            PrimaryLog.WorkerStartTimedOut(_logger, worker.Id, worker.ProcessId, _options.WorkerStartTimeout);
+            worker.Kill();
+        }
+
+        var exitCode = await worker.Exited.ConfigureAwait(false);
+        OnWorkerExited?.Invoke(worker);
+        _pool.Remove(worker);
+        worker.Channel?.Close("the worker process exited");
+        if (_pool.IsStopping || worker.IsRetiring || slot.Removed || slot.Current != worker)
+        {
+            // Expected: shutdown, a retired worker, or a replacement that failed to start (its restarter reports it).
+            PrimaryLog.WorkerExited(_logger, worker.Id, worker.ProcessId, exitCode);
+            return;
+        }
+
+        await RespawnAsync(slot, worker, WorkerSlot.DescribeExit(exitCode)).ConfigureAwait(false);
+    }
+
+    private async Task RespawnAsync(WorkerSlot slot, WorkerProcess worker, string exitStatus)
+    {
+        slot.Current = null;
+        TimeSpan delay;
+        if (worker.HasProvenItself(_options.MinWorkerUptime))
+        {
+            // It ran and served: killed from outside, or a crash that is not a loop. Replace it now, and forget the backoff.
+            slot.ResetBackoff();
+            delay = TimeSpan.Zero;
+        }
+        else
+        {
+            var failures = slot.RecordFailure(_options.CrashLoopWindow);
+            if (!_pool.AnyWorkerReady && !worker.IsReady && failures.Consecutive >= FirstStartAttempts)
+            {
+                // The app cannot start at all (it throws at startup): looping would hide that. Stop with the error.
+                PrimaryLog.NoWorkerEverStarted(_logger, slot.Index, failures.Consecutive, exitStatus);
+                Environment.ExitCode = 1;
+                _lifetime.StopApplication();
+                return;
+            }
+
+            if (failures.InWindow >= _options.CrashLoopRestarts)
+            {
+                PrimaryLog.CrashLoop(_logger, slot.Index, failures.InWindow, _options.CrashLoopWindow, worker.Id, exitStatus);
+                return;
+            }
+
+            delay = WorkerSlot.Backoff(failures.Consecutive);
+        }
+
+        PrimaryLog.ReplacingWorker(_logger, worker.Id, slot.Index, worker.ProcessId, exitStatus, (long)delay.TotalMilliseconds);
+        if (delay > TimeSpan.Zero)
+        {
+            try
+            {
+                await Task.Delay(delay, _pool.Stopping).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+
+        if (!slot.Removed && slot.Current is null)
+        {
+            slot.Current = Spawn(slot);
+        }
+    }
+}

@@ -1,0 +1,199 @@
+// Replacing and removing live workers on purpose, without downtime: rolling restart, scaling, recycling. A
+// replacement is ready before the worker it replaces stops taking connections, and a retired worker drains.
+// These operations run one at a time.
+using KestrelCluster.Hosting;
+using KestrelCluster.Protocol;
+using Microsoft.Extensions.Logging;
+
+namespace KestrelCluster.Primary;
+
+internal sealed class WorkerRotation : IDisposable
+{
+    /// <summary>
+    /// How long a retired worker keeps running, after its last new connection, before it is told to stop: time for that
+    /// connection's first request to arrive, which Kestrel's graceful stop would otherwise not wait for.
+    /// </summary>
+    internal static readonly TimeSpan FirstRequestGrace = TimeSpan.FromSeconds(1);
+
+    private readonly WorkerPool _pool;
+    private readonly SlotSupervisor _supervisor;
+    private readonly ClusterOptions _options;
+    private readonly ClusterContext _context;
+    private readonly ILogger _logger;
+    private readonly SemaphoreSlim _operations = new(1, 1);
+
+    public WorkerRotation(WorkerPool pool, SlotSupervisor supervisor, ClusterOptions options, ClusterContext context, ILogger logger)
+    {
+        _pool = pool;
+        _supervisor = supervisor;
+        _options = options;
+        _context = context;
+        _logger = logger;
+    }
+
+    /// <summary>Rolling restart: slot by slot, a ready replacement first, then the old worker drains.</summary>
+    public async Task RestartAllAsync(CancellationToken cancellationToken)
+    {
+        await _operations.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var generation = _pool.NextGeneration();
+            PrimaryLog.RollingRestartStarting(_logger, generation);
+            foreach (var slot in _pool.LiveSlots())
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (slot.Current is { HasExited: false } current)
+                {
+                    if (!await ReplaceAsync(slot, current, "rolling restart").ConfigureAwait(false))
+                    {
+                        throw new InvalidOperationException($"Rolling restart stopped: the replacement for worker {current.Id} (slot {slot.Index}) did not become ready; worker {current.Id} keeps serving.");
+                    }
+                }
+                else
+                {
+                    // An empty slot (crash loop, or between respawns): a restart gives it a fresh start.
+                    slot.ResetFailures();
+                    if (_supervisor.Spawn(slot) is not { } fresh)
+                    {
+                        return; // the primary is stopping
+                    }
+
+                    slot.Current = fresh;
+                    await Task.WhenAny(fresh.Ready, fresh.Exited).WaitAsync(_pool.Stopping).ConfigureAwait(false);
+                }
+            }
+
+            PrimaryLog.RollingRestartDone(_logger, generation);
+        }
+        finally
+        {
+            _operations.Release();
+        }
+    }
+
+    /// <summary>Sets the number of slots: new slots start now; removed ones (the highest) drain and exit.</summary>
+    public async Task ScaleAsync(int workers, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(workers, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(workers, ClusterOptions.MaxWorkers);
+        await _operations.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var live = _pool.LiveSlots();
+            PrimaryLog.Scaling(_logger, live.Count, workers);
+            var waits = new List<Task>();
+            for (var i = live.Count; i < workers && !_pool.IsStopping; i++)
+            {
+                var slot = _pool.AddSlot();
+                slot.ResetFailures();
+                if (_supervisor.Spawn(slot) is { } fresh)
+                {
+                    slot.Current = fresh;
+                    waits.Add(Task.WhenAny(fresh.Ready, fresh.Exited));
+                }
+            }
+
+            foreach (var slot in live.Skip(workers))
+            {
+                slot.Removed = true;
+                if (slot.Current is { } current)
+                {
+                    waits.Add(RetireAsync(current, "scale down"));
+                }
+            }
+
+            _context.WorkerCount = workers;
+            await Task.WhenAll(waits).WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _operations.Release();
+        }
+    }
+
+    /// <summary>Replaces a worker through the rolling path (replacement ready first), in the background; a fault is logged.</summary>
+    public void Recycle(WorkerProcess worker, string reason) => _ = RecycleObservedAsync(worker, reason);
+
+    public void Dispose() => _operations.Dispose();
+
+    private async Task RecycleObservedAsync(WorkerProcess worker, string reason)
+    {
+        try
+        {
+            await _operations.WaitAsync(_pool.Stopping).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        try
+        {
+            if (_pool.SlotOf(worker) is { Removed: false } slot && slot.Current == worker && !worker.HasExited)
+            {
+                PrimaryLog.Recycling(_logger, worker.Id, worker.ProcessId, reason);
+                await ReplaceAsync(slot, worker, reason).ConfigureAwait(false);
+            }
+        }
+#pragma warning disable CA1031 // a background operation: its failure is logged, and the worker keeps its slot
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            PrimaryLog.RecycleFaulted(_logger, worker.Id, worker.Slot, e);
+        }
+        finally
+        {
+            _operations.Release();
+        }
+    }
+
+    private async Task<bool> ReplaceAsync(WorkerSlot slot, WorkerProcess old, string reason)
+    {
+        if (_supervisor.Spawn(slot) is not { } fresh)
+        {
+            return false; // the primary is stopping: the old worker stops with the rest
+        }
+
+        await Task.WhenAny(fresh.Ready, fresh.Exited).ConfigureAwait(false);
+        if (!fresh.IsReady)
+        {
+            PrimaryLog.ReplacementFailed(_logger, old.Id, slot.Index, reason);
+            return false;
+        }
+
+        slot.Current = fresh;
+        await RetireAsync(old, reason).ConfigureAwait(false);
+        return true;
+    }
+
+    /// <summary>Stops routing to a worker, tells it to drain, and kills it if it has not exited in time.</summary>
+    private async Task RetireAsync(WorkerProcess worker, string reason)
+    {
+        if (worker.BeginRetiring())
+        {
+            PrimaryLog.Retiring(_logger, worker.Id, worker.ProcessId, reason);
+            if (worker.Channel is { } channel)
+            {
+                channel.StopRouting();
+                await channel.WaitForLastHandoffAsync(FirstRequestGrace).ConfigureAwait(false);
+            }
+
+            // If the whole cluster began stopping meanwhile, StopAllAsync has already told every worker to drain.
+            if (!_pool.IsStopping && (worker.Channel is null || !worker.Channel.TrySendControl(ControlFrames.Stop())))
+            {
+                worker.Kill();
+            }
+        }
+
+        try
+        {
+            await worker.Exited.WaitAsync(_options.WorkerStopTimeout).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            PrimaryLog.KillingStraggler(_logger, worker.Id, worker.ProcessId);
+            worker.Kill();
+            await worker.Exited.ConfigureAwait(false);
+        }
+    }
+}
