@@ -37,7 +37,7 @@ internal static class HandoffBenchmark
             var receiving = Task.Run(() =>
             {
                 var buffer = new byte[64 * 1024];
-                var received = new int[Libc.MaxFdsPerMessage];
+                var received = new int[ControlFrames.MaxFdsPerMessage];
                 var count = 0;
                 while (count < totalFds)
                 {
@@ -208,8 +208,8 @@ internal static class HandoffBenchmark
             _ = ControlChannelThread.Start("bench reader", () =>
             {
                 var buffer = new byte[ControlFrames.MaxFrameLength + 1];
-                var fds = new int[Libc.MaxFdsPerMessage];
-                var entries = new HandoffEntry[Libc.MaxFdsPerMessage];
+                var fds = new int[ControlFrames.MaxFdsPerMessage];
+                var entries = new HandoffEntry[ControlFrames.MaxFdsPerMessage];
                 ControlChannelThread.ReadMessages(_receiver, buffer, fds, "closed", (length, fdCount, _) =>
                 {
                     if (!ControlFrames.TryReadHandoff(buffer.AsSpan(0, length), fdCount, entries))

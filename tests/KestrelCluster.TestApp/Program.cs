@@ -4,7 +4,8 @@
 //   TestApp__FailStartupIfExists=/tmp/f   workers started while this file exists throw while starting (a broken deploy)
 //   TestApp__RecordFile=/tmp/x       the primary-only and slot-0-only hosted services append "<kind> <pid>" lines here,
 //                                    and the primary appends "message <worker id> <text>" for each message a worker sends it
-// GET /tell-primary?text=hi: the worker serving it sends "hi" to the primary.
+// GET /tell-primary?text=hi: the worker serving it sends "hi" to the primary; with &count=N, N messages "hi-0" …
+//   "hi-(N-1)", all sent before any is awaited (the order test).
 // GET /starve?ms=3000: every thread of the serving worker's pool blocks that long (sync-over-async gone wrong) and the
 //                      pool may add none: shows the primary's starvation warning.
 // `--stranger <control socket> <frame in hex>`: no app at all — a child process of the primary that connects to its
@@ -30,9 +31,18 @@ internal static class Program
 
         var app = builder.Build();
         app.MapGet("/", (IClusterContext cluster) => $"worker {cluster.WorkerId} (pid {Environment.ProcessId})\n");
-        app.MapGet("/tell-primary", async (string text, IClusterMessenger messenger, IClusterContext cluster) =>
+        app.MapGet("/tell-primary", async (string text, int? count, IClusterMessenger messenger, IClusterContext cluster) =>
         {
-            await messenger.SendToPrimaryAsync(System.Text.Encoding.UTF8.GetBytes(text));
+            if (count is { } n)
+            {
+                var sends = Enumerable.Range(0, n).Select(i => messenger.SendToPrimaryAsync(System.Text.Encoding.UTF8.GetBytes($"{text}-{i}")).AsTask());
+                await Task.WhenAll([.. sends]);
+            }
+            else
+            {
+                await messenger.SendToPrimaryAsync(System.Text.Encoding.UTF8.GetBytes(text));
+            }
+
             return $"worker {cluster.WorkerId} (pid {Environment.ProcessId}) sent it\n";
         });
 

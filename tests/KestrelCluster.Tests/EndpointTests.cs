@@ -1,8 +1,10 @@
 // Every endpoint kind Kestrel binds over TCP or Unix sockets is bound by the primary and served by workers:
-// dual-mode IPv6Any, localhost (two binds), port 0, a Unix domain socket.
+// dual-mode IPv6Any, localhost (two binds), port 0, a Unix domain socket; and the app's own
+// SocketTransportOptions.CreateBoundListenSocket, which Kestrel honours, is honoured by the primary too.
 using System.Net;
 using System.Net.Sockets;
 using KestrelCluster.Tests.TestSupport;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace KestrelCluster.Tests;
 
@@ -49,5 +51,25 @@ public sealed class EndpointTests
         {
             Directory.Delete(directory, recursive: true);
         }
+    }
+
+    [Fact]
+    public async Task CreateBoundListenSocket_SetByTheApp_ThePrimaryBindsWithIt()
+    {
+        var bound = new System.Collections.Concurrent.ConcurrentQueue<EndPoint>();
+        await using var factory = new ClusterAppFactory(new Dictionary<string, string?> { ["Cluster__Workers"] = "1" }, port: 0,
+            configureServices: services => services.Configure<Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets.SocketTransportOptions>(options =>
+                options.CreateBoundListenSocket = endpoint =>
+                {
+                    bound.Enqueue(endpoint);
+                    return Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets.SocketTransportOptions.CreateDefaultBoundListenSocket(endpoint);
+                }));
+        await factory.StartAsync(workers: 1);
+
+        var endpoint = HttpProbe.EndPointOf(Assert.Single(factory.Addresses));
+        Assert.Contains(bound, e => e is IPEndPoint ip && IPAddress.IsLoopback(ip.Address));
+        var response = await HttpProbe.NewConnectionRequestAsync(endpoint);
+        Assert.StartsWith("HTTP/1.1 200", response, StringComparison.Ordinal);
+        Assert.Contains(HttpProbe.ServedBy(response), factory.WorkerProcessIds());
     }
 }

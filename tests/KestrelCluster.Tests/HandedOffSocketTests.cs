@@ -13,10 +13,13 @@ namespace KestrelCluster.Tests;
 public sealed class HandedOffSocketTests
 {
     [Fact]
-    public void Runtime_HasTheSocketInternalsTheAcceptPathNeeds()
+    public void Runtime_HasTheSocketInternalsTheAcceptPathNeeds_UnlessTheAppTurnedThemOff()
     {
-        // If a runtime update renames them, workers fall back to the public constructor (and log it): this test says so first.
-        Assert.True(HandedOffSocket.CanSkipKernelQueries);
+        // If a runtime update renames them, workers fall back to the public constructor (and log it): this test says so
+        // first. CI runs the socket and handoff tests a second time with KESTRELCLUSTER_DISABLE_RUNTIME_INTERNALS=1,
+        // and there the public path is the one under test.
+        Assert.Equal(!RuntimeInternals.DisabledByApp, HandedOffSocket.CanSkipKernelQueries);
+        Assert.True(RuntimeInternals.IsValidatedRuntime, $"validated on .NET {RuntimeInternals.ValidatedRuntimeMajor}, running on {Environment.Version}");
     }
 
     [Theory]
@@ -44,7 +47,7 @@ public sealed class HandedOffSocketTests
         using var client = new Socket(IPAddress.Parse(clientAddress).AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         await client.ConnectAsync(new IPEndPoint(IPAddress.Parse(clientAddress), port));
 
-        var fd = Libc.Accept(listener.SafeHandle, out var peer);
+        var fd = PeerAddress.Accept(listener.SafeHandle, out var peer);
         Assert.True(fd >= 0);
         Assert.NotEqual(AddressFamily.Unknown, peer.Family);
         using var fromAccept = HandedOffSocket.Create(new SafeSocketHandle(fd, ownsHandle: true), peer, listener.LocalEndPoint!);
@@ -78,19 +81,30 @@ public sealed class HandedOffSocketTests
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await client.ConnectAsync(listener.LocalEndPoint!);
 
-        var fd = Libc.Accept(listener.SafeHandle, out var peer);
+        var fd = PeerAddress.Accept(listener.SafeHandle, out var peer);
         Assert.True(fd >= 0);
         Assert.NotEqual(0, fcntl(fd, F_GETFL) & O_NONBLOCK); // the primary's accept4(SOCK_NONBLOCK)
         using var socket = HandedOffSocket.Create(new SafeSocketHandle(fd, ownsHandle: true), peer, listener.LocalEndPoint!);
 
-        // The runtime's own record (SocketAsyncContext.IsHandleNonBlocking): true, so Kestrel's first receive makes no fcntl.
+        // The runtime's own record (SocketAsyncContext.IsHandleNonBlocking): true, so Kestrel's first receive makes no
+        // fcntl. With the shortcuts off, false: the runtime sets it itself on first use, as for any socket.
         var context = typeof(SafeSocketHandle).GetProperty("AsyncContext", BindingFlags.Instance | BindingFlags.NonPublic)!.GetValue(socket.SafeHandle)!;
-        Assert.True((bool)context.GetType().GetProperty("IsHandleNonBlocking")!.GetValue(context)!);
-        Assert.True(socket.Blocking); // to its user it is an accepted socket like any other: blocking calls still block
+        Assert.Equal(!RuntimeInternals.DisabledByApp, (bool)context.GetType().GetProperty("IsHandleNonBlocking")!.GetValue(context)!);
+        Assert.True(socket.Blocking); // to its user it is an accepted socket like any other
 
         await client.SendAsync("ping"u8.ToArray());
         var buffer = new byte[4];
-        Assert.Equal(4, socket.Receive(buffer));
+        if (RuntimeInternals.DisabledByApp)
+        {
+            // The public constructor sees an fd that is already O_NONBLOCK, and allows async calls only (Kestrel's).
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            Assert.Equal(4, await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token));
+        }
+        else
+        {
+            Assert.Equal(4, socket.Receive(buffer)); // blocking calls still block, as on an accepted socket
+        }
+
         Assert.Equal("ping"u8.ToArray(), buffer);
     }
 
@@ -106,7 +120,7 @@ public sealed class HandedOffSocketTests
             using var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             await client.ConnectAsync(new UnixDomainSocketEndPoint(path));
 
-            var fd = Libc.Accept(listener.SafeHandle, out var peer);
+            var fd = PeerAddress.Accept(listener.SafeHandle, out var peer);
             Assert.True(fd >= 0);
             Assert.Equal(AddressFamily.Unknown, peer.Family);
             using var socket = HandedOffSocket.Create(new SafeSocketHandle(fd, ownsHandle: true), peer, listener.LocalEndPoint!);

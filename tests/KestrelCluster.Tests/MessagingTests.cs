@@ -72,11 +72,28 @@ public sealed class MessagingTests(ClusterFixture cluster)
             Assert.Contains(int.Parse(slotZero.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture), workers);
             Assert.Matches(@"^message \d+ hello-primary$", Assert.Single(lines, l => l.StartsWith("message", StringComparison.Ordinal)));
             Assert.Contains(sender, workers);
+
+            // Order per sender: 300 messages sent back to back are delivered, one at a time, in the order sent.
+            await HttpProbe.NewConnectionRequestAsync(endpoint, "/tell-primary?text=seq&count=300");
+            await Wait.UntilAsync(() => File.ReadAllLines(record).Count(l => l.Contains(" seq-", StringComparison.Ordinal)) == 300,
+                TimeSpan.FromSeconds(20), "the primary received all 300 messages");
+            var sequence = File.ReadAllLines(record).Where(l => l.Contains(" seq-", StringComparison.Ordinal)).Select(l => l[(l.LastIndexOf('-') + 1)..]);
+            Assert.Equal(Enumerable.Range(0, 300).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)), sequence);
         }
         finally
         {
             File.Delete(record);
         }
+    }
+
+    [Fact]
+    public async Task SendToWorker_WithACancelledToken_ThrowsOperationCanceled()
+    {
+        var target = cluster.Factory.Supervisor.WorkerProcesses[0];
+        using var cancelled = new CancellationTokenSource();
+        await cancelled.CancelAsync();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await PrimaryMessenger.SendToWorkerAsync(target.Id, "cache:clear"u8.ToArray(), cancelled.Token));
     }
 
     /// <summary>How many times each worker (by pid) has cleared its cache, read from the sample's /cache.</summary>

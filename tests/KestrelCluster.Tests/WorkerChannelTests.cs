@@ -58,9 +58,48 @@ public sealed class WorkerChannelTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Scheduling_WorkerQueueFullOfMessages_TheWorkerGetsConnectionsAgainAsSoonAsItReads()
+    {
+        // The primary's messages fill the worker's receive queue; no connection is in flight, so no ack will come.
+        var (channel, worker) = await ConnectWorkerAsync(1);
+        // Small messages, so that what is left of the queue when one is refused cannot hold a handoff either.
+        var message = ControlFrames.Message(broadcast: false, fromWorkerId: 0, new byte[64]);
+        var messages = new List<Task>();
+        while (channel.QueuedFrames == 0)
+        {
+            messages.Add(channel.SendMessageAsync(message, CancellationToken.None));
+        }
+
+        // A client connects: its handoff finds the queue full, and waits for a worker that can take it.
+        using var client = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(_listener.EndPoint);
+        await Wait.UntilAsync(() => _dispatcher.WaitingCount == 1 && !channel.CanTake(_listener.Id), TimeSpan.FromSeconds(10), "the handoff was refused by a full queue");
+
+        // The worker reads its messages (and acknowledges nothing): the connection follows them.
+        var frame = new byte[ControlFrames.MaxFrameLength];
+        var fds = new int[ControlFrames.MaxFdsPerMessage];
+        var handedOff = false;
+        while (!handedOff)
+        {
+            Assert.True(worker.Poll(TimeSpan.FromSeconds(10), SelectMode.SelectRead), "the worker gets the connection after its messages");
+            Assert.Equal(0, Libc.ReceiveMessage(worker.SafeHandle, frame, fds, out _, out var fdCount, out _));
+            handedOff = (FrameType)frame[0] == FrameType.Handoff;
+            if (handedOff)
+            {
+                Assert.Equal(1, fdCount);
+                Libc.CloseDescriptor(fds[0]);
+            }
+        }
+
+        await Task.WhenAll(messages).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(0, _dispatcher.WaitingCount);
+    }
+
+    [Fact]
     public async Task Handoff_TcpConnection_ArrivesWithNoDelaySetAndTheClientsAddressFromAccept()
     {
-        // TCP_NODELAY is set once, on the listening socket; accepted sockets inherit it (FACTS pitfall 8: a custom listener must set it).
+        // TCP_NODELAY is set once, on the listening socket; accepted sockets inherit it (it belongs to the socket, not
+        // the fd, so it reaches the worker too; a custom listener must set it, as Kestrel's own does).
         var (_, worker) = await ConnectWorkerAsync(1);
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await client.ConnectAsync(_listener.EndPoint);
@@ -126,13 +165,13 @@ public sealed class WorkerChannelTests : IAsyncDisposable
         var clients = new List<Socket>();
         try
         {
-            const int Count = Libc.MaxFdsPerMessage + 36;
+            const int Count = ControlFrames.MaxFdsPerMessage + 36;
             for (var i = 0; i < Count; i++)
             {
                 var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
                 clients.Add(client);
                 client.Connect(tcp.LocalEndPoint!);
-                var fd = Libc.Accept(tcp.SafeHandle, out var peer); // as the primary's accept thread does
+                var fd = PeerAddress.Accept(tcp.SafeHandle, out var peer); // as the primary's accept thread does
                 Assert.True(fd >= 0);
                 channel.AddToOutbox(new AcceptedConnection(_listener, fd, peer));
             }
@@ -141,7 +180,7 @@ public sealed class WorkerChannelTests : IAsyncDisposable
 
             var first = await ReceiveHandoffsAsync(worker);
             var second = await ReceiveHandoffsAsync(worker);
-            Assert.Equal((Libc.MaxFdsPerMessage, 36), (first.Count, second.Count));
+            Assert.Equal((ControlFrames.MaxFdsPerMessage, 36), (first.Count, second.Count));
             Assert.Equal(Count, channel.InFlightCount);
 
             await AcknowledgeAllAsync(channel, worker, [.. first, .. second], expectedHandedOff: Count);
@@ -233,10 +272,10 @@ public sealed class WorkerChannelTests : IAsyncDisposable
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         await worker.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, timeout.Token);
         var frame = new byte[ControlFrames.MaxFrameLength];
-        var fds = new int[Libc.MaxFdsPerMessage];
+        var fds = new int[ControlFrames.MaxFdsPerMessage];
         Assert.Equal(0, Libc.ReceiveMessage(worker.SafeHandle, frame, fds, out var length, out var fdCount, out var truncated));
         Assert.False(truncated);
-        var entries = new HandoffEntry[Libc.MaxFdsPerMessage];
+        var entries = new HandoffEntry[ControlFrames.MaxFdsPerMessage];
         Assert.True(ControlFrames.TryReadHandoff(frame.AsSpan(0, length), fdCount, entries));
         return [.. Enumerable.Range(0, fdCount).Select(i => (fds[i], entries[i].HandoffId, entries[i].Peer.ToEndPoint()))];
     }

@@ -31,8 +31,8 @@ internal sealed class ClusterContext : IClusterContext
     /// <summary>Whether this platform can pass sockets between processes the way the cluster needs (SCM_RIGHTS over SOCK_SEQPACKET).</summary>
     public static bool PlatformSupportsHandoff => PlatformProbe();
 
-    /// <summary>The platform check; tests replace it to exercise the fallback on Linux.</summary>
-    internal static Func<bool> PlatformProbe { get; set; } = OperatingSystem.IsLinux;
+    /// <summary>The platform check (Linux, and the libc ABI the interop layer assumes); tests replace it to exercise the fallback.</summary>
+    internal static Func<bool> PlatformProbe { get; set; } = static () => Interop.Libc.AbiMismatch is null;
 
     public static ClusterContext ForWorker(WorkerIdentity identity) =>
         new(ClusterRole.Worker, identity.WorkerId, identity.SlotIndex, identity.WorkerCount);

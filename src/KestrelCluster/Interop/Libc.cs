@@ -2,13 +2,13 @@
 // SO_PEERCRED. Layouts are glibc x64/arm64 (LP64); nothing outside this folder touches a pointer.
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
-using KestrelCluster.Protocol;
 
 namespace KestrelCluster.Interop;
 
 internal static unsafe partial class Libc
 {
     public const int EINTR = 4;
+    public const int EBADF = 9;
     public const int EAGAIN = 11;
     public const int EPIPE = 32;
     public const int EINVAL = 22;
@@ -16,9 +16,17 @@ internal static unsafe partial class Libc
     public const int ENFILE = 23;
     public const int ECONNRESET = 104;
 
-    /// <summary>Most fds one control message carries. The kernel allows 253; the receiver's control
-    /// buffer is sized for this many, so a sender can never make it truncate (MSG_CTRUNC closes fds).</summary>
-    public const int MaxFdsPerMessage = 64;
+    /// <summary>
+    /// Why the hand-written layouts and constants in this file do not fit this process, or null when they do: they
+    /// assume 64-bit Linux (x64 or arm64, LP64) with glibc. Checked once, at startup; a mismatch turns clustering off.
+    /// </summary>
+    public static string? AbiMismatch { get; } = CheckAbi();
+
+    /// <summary>The most fds one sendmsg may carry (the kernel's SCM_MAX_FD; 254 fails with EINVAL).</summary>
+    public const int MaxFdsPerSend = 253;
+
+    /// <summary>The size of a struct sockaddr_storage: room for any address accept4 returns.</summary>
+    public const int SockAddrStorageLength = 128;
 
     private const int SOL_SOCKET = 1;
     private const int SCM_RIGHTS = 1;
@@ -30,7 +38,6 @@ internal static unsafe partial class Libc
     private const int MSG_CMSG_CLOEXEC = 0x40000000;
 
     private static readonly int s_cmsgHeaderSize = sizeof(CMsgHdr);
-    private static readonly int s_controlBufferSize = CmsgSpace(MaxFdsPerMessage * sizeof(int));
 
     /// <summary>
     /// Sends one message with <paramref name="fds"/> attached, without blocking and without SIGPIPE.
@@ -38,9 +45,9 @@ internal static unsafe partial class Libc
     /// </summary>
     public static int SendMessage(SafeSocketHandle socket, ReadOnlySpan<byte> payload, ReadOnlySpan<int> fds)
     {
-        if (fds.Length > MaxFdsPerMessage)
+        if (fds.Length > MaxFdsPerSend)
         {
-            throw new ArgumentOutOfRangeException(nameof(fds), $"At most {MaxFdsPerMessage} fds fit in one message.");
+            throw new ArgumentOutOfRangeException(nameof(fds), $"At most {MaxFdsPerSend} fds fit in one message.");
         }
 
         var addRef = false;
@@ -109,12 +116,14 @@ internal static unsafe partial class Libc
         {
             socket.DangerousAddRef(ref addRef);
             var fd = (int)socket.DangerousGetHandle();
-            var control = stackalloc byte[s_controlBufferSize];
+            // Room for as many fds as the caller can take: more would be closed by the kernel (MSG_CTRUNC).
+            var controlLength = CmsgSpace(Math.Min(fds.Length, MaxFdsPerSend) * sizeof(int));
+            var control = stackalloc byte[controlLength];
 
             fixed (byte* bufferPtr = buffer)
             {
                 var iov = new IoVec { Base = bufferPtr, Length = (nuint)buffer.Length };
-                var msg = new MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = (nuint)s_controlBufferSize };
+                var msg = new MsgHdr { Iov = &iov, IovLen = 1, Control = control, ControlLen = (nuint)controlLength };
 
                 nint received;
                 while ((received = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)) < 0)
@@ -177,25 +186,27 @@ internal static unsafe partial class Libc
     /// <summary>
     /// Accepts one connection (accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC: the worker's Socket is told the fd is
     /// non-blocking already, and skips the two fcntl calls the runtime would make on its first async operation).
-    /// Returns the new fd and the client's address (unknown for a Unix domain peer), or -errno: -EAGAIN when a
+    /// Returns the new fd, with the client's sockaddr in <paramref name="address"/> (at least
+    /// <see cref="SockAddrStorageLength"/> bytes) and its length, or -errno: -EAGAIN when a
     /// non-blocking listener's backlog is empty, -EINVAL once the listening socket is shut down, -ECONNABORTED for a
     /// connection reset in the backlog.
     /// </summary>
-    public static int Accept(SafeSocketHandle listener, out PeerAddress peer)
+    public static int Accept(SafeSocketHandle listener, Span<byte> address, out int addressLength)
     {
         var addRef = false;
-        peer = default;
+        addressLength = 0;
         try
         {
             listener.DangerousAddRef(ref addRef);
-            var sockaddr = stackalloc byte[SockAddrStorageLength];
+            fixed (byte* sockaddr = address)
+            {
             while (true)
             {
-                var length = (uint)SockAddrStorageLength;
+                var length = (uint)Math.Min(address.Length, SockAddrStorageLength);
                 var fd = accept4((int)listener.DangerousGetHandle(), sockaddr, &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd >= 0)
                 {
-                    peer = PeerAddress.From(new ReadOnlySpan<byte>(sockaddr, (int)Math.Min(length, SockAddrStorageLength)));
+                    addressLength = (int)Math.Min(length, (uint)address.Length);
                     return fd;
                 }
 
@@ -204,6 +215,7 @@ internal static unsafe partial class Libc
                 {
                     return -errno;
                 }
+            }
             }
         }
         finally
@@ -279,7 +291,6 @@ internal static unsafe partial class Libc
     private const int PR_SET_PDEATHSIG = 1;
     private const int SOCK_CLOEXEC = 0x80000;
     private const int SOCK_NONBLOCK = 0x800;
-    private const int SockAddrStorageLength = 128; // sizeof(struct sockaddr_storage)
     private const int SHUT_RDWR = 2;
 
     private static int CmsgAlign(int length) => (length + sizeof(nuint) - 1) & ~(sizeof(nuint) - 1);
@@ -312,6 +323,31 @@ internal static unsafe partial class Libc
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
+
+    private static string? CheckAbi()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return "not Linux";
+        }
+
+        if (!Environment.Is64BitProcess || RuntimeInformation.ProcessArchitecture is not (Architecture.X64 or Architecture.Arm64))
+        {
+            return $"a {RuntimeInformation.ProcessArchitecture} process, not 64-bit x64 or arm64";
+        }
+
+        if (sizeof(MsgHdr) != 56 || sizeof(CMsgHdr) != 16 || sizeof(IoVec) != 16)
+        {
+            return "struct msghdr/cmsghdr/iovec sizes differ from LP64 glibc";
+        }
+
+        if (!NativeLibrary.TryLoad("libc.so.6", out var libc) || !NativeLibrary.TryGetExport(libc, "gnu_get_libc_version", out _))
+        {
+            return "the C library is not glibc (musl, as on Alpine, is not supported yet)";
+        }
+
+        return null;
+    }
 
     [StructLayout(LayoutKind.Sequential)]
     private struct IoVec

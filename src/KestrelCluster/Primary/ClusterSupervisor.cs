@@ -47,7 +47,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
             (worker, socket) => new WorkerChannel(worker, socket, dispatcher, listeners, _options.MaxHandoffsInFlight, channelLogger, messenger), loggerFactory);
         _slots = new SlotSupervisor(_pool, _options, lifetime, _logger);
         _rotation = new WorkerRotation(_pool, _slots, _options, context, _logger);
-        messenger.AttachPrimary(() => _pool.Workers);
+        messenger.AttachPrimary(() => [.. _pool.Workers.Where(w => w.Channel is not null)
+            .Select(w => new Messaging.MessageTarget(w.Id, w.Channel!, IsServing: !w.IsRetiring))]);
     }
 
     /// <summary>The control socket's path, once workers are being started (tests use it).</summary>
@@ -81,7 +82,7 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         {
             if (_options.Workers > 0 && !ClusterContext.PlatformSupportsHandoff)
             {
-                PrimaryLog.PlatformUnsupported(_logger, RuntimeInformation.OSDescription);
+                PrimaryLog.PlatformUnsupported(_logger, $"{RuntimeInformation.OSDescription}: {Interop.Libc.AbiMismatch ?? "fd passing is off"}");
             }
 
             return Task.CompletedTask;

@@ -6,7 +6,7 @@
 // and the connection joins that worker's outbox (where it already counts as in flight); after the lock, each
 // worker's outbox goes out as one message. Connections that arrive in a burst thus cost one sendmsg per worker,
 // not one per connection, and the worker's reader wakes once for all of them.
-using KestrelCluster.Interop;
+using KestrelCluster.Protocol;
 using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Primary;
@@ -118,7 +118,7 @@ internal sealed class HandoffDispatcher : IDisposable
             lock (_lock)
             {
                 var routed = 0;
-                while (_waiting.Count > 0 && routed < Libc.MaxFdsPerMessage && Choose(_waiting.Peek()) is { } worker)
+                while (_waiting.Count > 0 && routed < ControlFrames.MaxFdsPerMessage && Choose(_waiting.Peek()) is { } worker)
                 {
                     worker.AddToOutbox(_waiting.Dequeue());
                     routed++;

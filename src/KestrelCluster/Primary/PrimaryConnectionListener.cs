@@ -21,7 +21,7 @@ namespace KestrelCluster.Primary;
 internal sealed class PrimaryConnectionListener : IConnectionListener
 {
     /// <summary>Most connections accepted before they go to the dispatcher (as many as fit in one handoff message).</summary>
-    private const int MaxBurst = Libc.MaxFdsPerMessage;
+    private const int MaxBurst = ControlFrames.MaxFdsPerMessage;
 
     private readonly Socket _listenSocket;
     private readonly HandoffDispatcher _dispatcher;
@@ -53,22 +53,24 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
 
     public bool IsAccepting => Volatile.Read(ref _stopped) == 0;
 
-    /// <summary>In shared mode, the listening socket's fd, handed to every worker; otherwise -1.</summary>
-    public int SharedListeningDescriptor { get; private set; } = -1;
+    /// <summary>In shared mode, the listening socket, handed to every worker (its fd); otherwise null.</summary>
+    public SafeSocketHandle? SharedListeningSocket { get; private set; }
 
     /// <summary>
-    /// Binds with Kestrel's own rules (dual mode for IPv6Any) and Kestrel's error for a taken address. In shared
+    /// Binds as Kestrel's sockets transport does, through <paramref name="createBoundListenSocket"/>
+    /// (SocketTransportOptions.CreateBoundListenSocket: dual mode for IPv6Any by default, or whatever the app set
+    /// there), with Kestrel's error for a taken address. In shared
     /// mode the workers accept on this socket and the primary runs no accept loop. TCP_NODELAY (Kestrel's
     /// SocketTransportOptions.NoDelay) is set once, on the listening socket: Linux gives every accepted socket the
     /// listener's options, which saves a setsockopt per connection.
     /// </summary>
     public static PrimaryConnectionListener Bind(int id, EndPoint endpoint, int backlog, HandoffDispatcher dispatcher, PrimaryListenerTable table, ILogger logger,
-        bool shared = false, bool noDelay = true)
+        bool shared = false, bool noDelay = true, Func<EndPoint, Socket>? createBoundListenSocket = null)
     {
         Socket socket;
         try
         {
-            socket = SocketTransportOptions.CreateDefaultBoundListenSocket(endpoint);
+            socket = (createBoundListenSocket ?? SocketTransportOptions.CreateDefaultBoundListenSocket)(endpoint);
         }
         catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
         {
@@ -93,7 +95,7 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         var listener = new PrimaryConnectionListener(id, endpoint, socket, dispatcher, table, logger);
         if (shared)
         {
-            listener.SharedListeningDescriptor = (int)socket.SafeHandle.DangerousGetHandle();
+            listener.SharedListeningSocket = socket.SafeHandle;
         }
         else
         {
@@ -125,7 +127,8 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         {
             if (_acceptThread is not null)
             {
-                // Wakes the blocked accept4 (EINVAL). Never in shared mode: the workers hold this same socket.
+                // Wakes the accept thread waiting in poll() (readable; accept4 then fails with EINVAL). Never in
+                // shared mode: the workers hold this same socket, and a shutdown would stop their accepts too.
                 Libc.Shutdown(_listenSocket.SafeHandle);
             }
 
@@ -174,7 +177,7 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
             PeerAddress peer;
             try
             {
-                fd = Libc.Accept(_listenSocket.SafeHandle, out peer);
+                fd = PeerAddress.Accept(_listenSocket.SafeHandle, out peer);
             }
             catch (ObjectDisposedException)
             {
@@ -238,11 +241,17 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
     public override string ToString() => $"listener {Id} ({EndPoint})";
 }
 
-/// <summary>A socket the primary accepted (a raw fd) and still owns until a worker acknowledges it.</summary>
+/// <summary>
+/// A socket the primary accepted (a raw fd) and still owns until a worker acknowledges it. The fd is reference
+/// counted as a SafeHandle is, without an object and a finalizer per connection: whoever uses the number (a send)
+/// holds a reference, and <see cref="Close"/> closes the fd only once the last reference is gone, so the number is
+/// never used after it could be reused.
+/// </summary>
 internal sealed class AcceptedConnection(PrimaryConnectionListener listener, int fd, PeerAddress peer)
 {
     private EndPoint? _remoteEndPoint;
     private int _closed;
+    private int _references = 1; // the owner's
 
     public PrimaryConnectionListener Listener { get; } = listener;
 
@@ -268,10 +277,36 @@ internal sealed class AcceptedConnection(PrimaryConnectionListener listener, int
         }
     }
 
-    /// <summary>Closes the primary's copy: after a worker's ack, or at shutdown.</summary>
+    /// <summary>Closes the primary's copy (after a worker's ack, or at shutdown), once no one uses the fd.</summary>
     public void Close()
     {
         if (Interlocked.Exchange(ref _closed, 1) == 0)
+        {
+            Release();
+        }
+    }
+
+    /// <summary>Takes a reference on the fd; false once it is closed or closing.</summary>
+    public bool TryAddRef()
+    {
+        while (true)
+        {
+            var references = Volatile.Read(ref _references);
+            if (references == 0 || Volatile.Read(ref _closed) != 0)
+            {
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref _references, references + 1, references) == references)
+            {
+                return true;
+            }
+        }
+    }
+
+    public void Release()
+    {
+        if (Interlocked.Decrement(ref _references) == 0)
         {
             Libc.CloseDescriptor(Fd);
         }
@@ -279,7 +314,7 @@ internal sealed class AcceptedConnection(PrimaryConnectionListener listener, int
 
     private EndPoint? ReadRemoteEndPoint()
     {
-        if (Volatile.Read(ref _closed) != 0)
+        if (!TryAddRef())
         {
             return null;
         }
@@ -293,6 +328,10 @@ internal sealed class AcceptedConnection(PrimaryConnectionListener listener, int
         catch (SocketException)
         {
             return null; // the client is already gone
+        }
+        finally
+        {
+            Release();
         }
     }
 }

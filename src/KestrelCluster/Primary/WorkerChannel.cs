@@ -9,7 +9,7 @@ using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Primary;
 
-internal sealed class WorkerChannel
+internal sealed class WorkerChannel : Messaging.IMessageLink, IDisposable
 {
     private static long s_nextHandoffId;
 
@@ -19,7 +19,8 @@ internal sealed class WorkerChannel
     private readonly ILogger _logger;
     private readonly int _maxInFlight;
     private readonly Messaging.ClusterMessenger? _messenger;
-    private readonly Lock _lock = new();
+    private readonly ControlChannelWriter _writer;
+    private readonly Lock _lock = new(); // _inFlight, _outbox, _isClosed; taken after the dispatcher's, before the writer's
     private readonly Dictionary<long, AcceptedConnection> _inFlight = [];
     private readonly List<AcceptedConnection> _outbox = []; // routed here, not sent yet (HandoffDispatcher.Flush)
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -43,6 +44,8 @@ internal sealed class WorkerChannel
         _maxInFlight = maxInFlight;
         _logger = logger;
         Candidate = new WorkerCandidate(this);
+        _writer = new ControlChannelWriter(socket, $"KC writer w{worker.Id}",
+            errno => Close($"sending on the control channel failed (errno {errno})"), OnWritable);
     }
 
     public WorkerProcess Worker { get; }
@@ -75,6 +78,9 @@ internal sealed class WorkerChannel
         }
     }
 
+    /// <summary>Control frames and messages waiting for the worker to read (its receive queue is full).</summary>
+    public int QueuedFrames => _writer.QueuedCount;
+
     /// <summary>Lock-free check for the scheduler: ready, serving this listener, and not at its in-flight limit.</summary>
     public bool CanTake(int listenerId) =>
         _ready && !_isClosed && !_draining && !_saturated && _inFlight.Count + _outbox.Count < _maxInFlight && Array.IndexOf(_listenerIds, listenerId) >= 0;
@@ -90,8 +96,10 @@ internal sealed class WorkerChannel
 
     /// <summary>
     /// Sends the connections routed here, all in one message (several fds in one sendmsg). The primary keeps its
-    /// copies until the worker acknowledges them, so a worker that dies with fds queued to it loses nothing (FACTS
-    /// pitfall 2). What the worker cannot take now (its queue is full, or it is gone) goes back to the dispatcher.
+    /// copies until the worker acknowledges them: a worker that dies with fds queued to it destroys its copies, and
+    /// its clients would get a reset; the primary's copies go to another worker instead. What the worker cannot take
+    /// now (its queue is full, or it is gone) goes back to the dispatcher. Handoffs are sent here, on the thread
+    /// that routed them, not through the writer's queue: they are not ordered with control frames.
     /// </summary>
     public void SendOutbox()
     {
@@ -102,13 +110,16 @@ internal sealed class WorkerChannel
             // Usually one message; more when concurrent flushes routed more than one message holds.
             while (_outbox.Count > 0 && !_isClosed)
             {
-                errno = SendFirst(Math.Min(_outbox.Count, Libc.MaxFdsPerMessage));
+                errno = SendFirst(Math.Min(_outbox.Count, ControlFrames.MaxFdsPerMessage));
                 if (errno == Libc.EAGAIN)
                 {
-                    // The worker's receive queue is full: it is behind. No more until it acknowledges something.
+                    // The worker's receive queue is full (of connections, or of messages): no more until it can take
+                    // more. An ack says so, and so does the socket turning writable: whatever filled it, this worker is
+                    // offered connections again as soon as it can take them.
                     _saturated = true;
                     refused = [.. _outbox];
                     _outbox.Clear();
+                    _writer.NotifyWhenWritable();
                 }
                 else if (errno != 0)
                 {
@@ -130,6 +141,20 @@ internal sealed class WorkerChannel
     /// <summary>Sends the first <paramref name="count"/> connections of the outbox in one message. Under the lock.</summary>
     private int SendFirst(int count)
     {
+        for (var i = 0; i < count; i++)
+        {
+            if (!_outbox[i].TryAddRef())
+            {
+                _outbox.RemoveAt(i--); // closed meanwhile (the primary is stopping): nothing left to hand over
+                count = Math.Min(count, _outbox.Count);
+            }
+        }
+
+        if (count == 0)
+        {
+            return 0;
+        }
+
         Span<byte> frame = stackalloc byte[ControlFrames.HandoffLength(count)];
         Span<int> fds = stackalloc int[count];
         var firstId = Interlocked.Add(ref s_nextHandoffId, count) - count + 1;
@@ -141,6 +166,11 @@ internal sealed class WorkerChannel
         }
 
         var errno = Libc.SendMessage(_socket.SafeHandle, frame, fds);
+        for (var i = 0; i < count; i++)
+        {
+            _outbox[i].Release(); // no fd is used after this point without a new reference
+        }
+
         if (errno == 0)
         {
             for (var i = 0; i < count; i++)
@@ -180,39 +210,22 @@ internal sealed class WorkerChannel
         _dispatcher.RemoveReady(this);
     }
 
-    /// <summary>Sends a frame without fds; used for rare control frames, so a full queue is waited out briefly.</summary>
-    public bool TrySendControl(ReadOnlySpan<byte> frame) => TrySendControl(frame, -1);
+    /// <summary>Sends a control frame, now or (the worker's queue is full) in order from the writer's queue; never blocks.</summary>
+    public bool TrySendControl(ReadOnlySpan<byte> frame) => _writer.TrySend(frame);
 
-    /// <summary>Sends a control frame, with one fd attached when <paramref name="fd"/> is not -1.</summary>
-    public bool TrySendControl(ReadOnlySpan<byte> frame, int fd)
+    /// <summary>Sends a control frame with the fd of <paramref name="fdOwner"/>, referenced until it is sent.</summary>
+    public bool TrySendControl(ReadOnlySpan<byte> frame, System.Runtime.InteropServices.SafeHandle? fdOwner) =>
+        fdOwner is null ? _writer.TrySend(frame) : _writer.TrySend(frame, fdOwner);
+
+    /// <summary>Sends a cluster message; refused with an error when the worker is gone or not reading (see the writer).</summary>
+    public Task SendMessageAsync(ReadOnlySpan<byte> frame, CancellationToken cancellationToken) =>
+        _writer.SendMessageAsync(frame, cancellationToken);
+
+    /// <summary>The socket takes more again after a handoff got EAGAIN: offer this worker to the scheduler again.</summary>
+    private void OnWritable()
     {
-        var deadline = Environment.TickCount64 + 5_000;
-        while (true)
-        {
-            int errno;
-            lock (_lock)
-            {
-                if (_isClosed)
-                {
-                    return false;
-                }
-
-                errno = fd < 0 ? Libc.SendMessage(_socket.SafeHandle, frame, []) : Libc.SendMessage(_socket.SafeHandle, frame, [fd]);
-            }
-
-            if (errno == 0)
-            {
-                return true;
-            }
-
-            if (errno != Libc.EAGAIN || Environment.TickCount64 > deadline)
-            {
-                Close($"sending a control frame failed (errno {errno})");
-                return false;
-            }
-
-            _socket.Poll(TimeSpan.FromMilliseconds(50), SelectMode.SelectWrite);
-        }
+        _saturated = false;
+        _dispatcher.Flush();
     }
 
     /// <summary>
@@ -262,6 +275,7 @@ internal sealed class WorkerChannel
             _outbox.Clear();
         }
 
+        _writer.Dispose();
         Libc.Shutdown(_socket.SafeHandle); // wakes the reader thread if it waits in poll()
         _socket.Dispose();
         _dispatcher.RemoveReady(this);
@@ -316,7 +330,7 @@ internal sealed class WorkerChannel
                 _listenerIds = [.. _listenerIds, listener.Id];
                 PrimaryLog.ListenerRegistered(_logger, Worker.Id, listener.Id, listener.EndPoint);
                 // In shared mode the worker gets the listening socket itself and accepts on it (Node's SCHED_NONE).
-                return TrySendControl(ControlFrames.Registered(requestId, listener.Id, EndpointText.Format(listener.EndPoint)), listener.SharedListeningDescriptor);
+                return TrySendControl(ControlFrames.Registered(requestId, listener.Id, EndpointText.Format(listener.EndPoint)), listener.SharedListeningSocket);
 
             case FrameType.Unregister when ControlFrames.TryReadUnregister(frame, out var listenerId):
                 _listenerIds = [.. _listenerIds.Where(id => id != listenerId)];
@@ -366,7 +380,7 @@ internal sealed class WorkerChannel
             Interlocked.Increment(ref _handedOff);
 
             // The worker owns the connection now. Closing our copy matters: kept, it leaks an fd per connection
-            // and a dying worker's clients would get neither FIN nor RST (FACTS pitfall 1).
+            // and a dying worker's clients would get neither FIN nor RST (the primary's copy keeps it open).
             connection.Close();
         }
         else
@@ -376,6 +390,8 @@ internal sealed class WorkerChannel
 
         return true;
     }
+
+    public void Dispose() => Close("the primary disposed it");
 
     public override string ToString() => $"worker {Worker.Id}";
 }

@@ -12,6 +12,12 @@ internal static class ControlFrames
     /// <summary>Largest application message payload (IClusterMessenger).</summary>
     public const int MaxMessageSize = 64 * 1024;
 
+    /// <summary>
+    /// Most fds one control message carries. The kernel allows 253; the receiver's control buffer is sized for this
+    /// many, so a sender can never make it truncate (with MSG_CTRUNC the kernel closes the fds that did not fit).
+    /// </summary>
+    public const int MaxFdsPerMessage = 64;
+
     /// <summary>Largest frame either side sends or accepts: a message with its header.</summary>
     public const int MaxFrameLength = MaxMessageSize + MessageHeaderLength;
 

@@ -5,8 +5,8 @@ namespace KestrelCluster.Protocol;
 /// First byte of every control-channel message. The channel is an AF_UNIX SOCK_SEQPACKET socket: the kernel
 /// keeps message boundaries, so the message length is the frame length and no length prefix is needed, and a
 /// plain message is never merged into the next fd-carrying one (which SOCK_STREAM does). Measured here
-/// (benchmarks/, HandoffBenchmark): ~450k fds/s at one fd per message, ~2.1M at 16 — far above the ~20k new
-/// connections/s the workers can serve, so each handoff is its own message and only acknowledgements are batched.
+/// (benchmarks/, HandoffBenchmark): ~450k fds/s at one fd per message, ~2.1M at 16. Connections that arrive
+/// together travel together (a Handoff frame carries up to 64 fds), and acknowledgements are batched the same way.
 /// </summary>
 internal enum FrameType : byte
 {
@@ -22,7 +22,7 @@ internal enum FrameType : byte
     /// <summary>Worker → primary: the app has started; route connections here.</summary>
     Ready = 4,
 
-    /// <summary>Primary → worker: accepted sockets, one (listener id, handoff id) pair per fd in the ancillary data.</summary>
+    /// <summary>Primary → worker: accepted sockets, one entry (listener id, handoff id, …) per fd in the ancillary data.</summary>
     Handoff = 5,
 
     /// <summary>Worker → primary: Kestrel took (or the worker refused) a handed-off socket; the primary may now close its copy.</summary>

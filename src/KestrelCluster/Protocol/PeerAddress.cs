@@ -6,6 +6,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using KestrelCluster.Interop;
 
 namespace KestrelCluster.Protocol;
 
@@ -26,6 +27,15 @@ internal struct PeerAddress
 
     /// <summary>Copies the sockaddr bytes (<see cref="Length"/> of them) to <paramref name="destination"/>.</summary>
     public readonly void CopyTo(Span<byte> destination) => ((ReadOnlySpan<byte>)_bytes)[.._length].CopyTo(destination);
+
+    /// <summary>Accepts one connection (see <see cref="Libc.Accept"/>); <paramref name="peer"/> is the client's address.</summary>
+    public static int Accept(SafeSocketHandle listener, out PeerAddress peer)
+    {
+        Span<byte> sockaddr = stackalloc byte[Libc.SockAddrStorageLength];
+        var fd = Libc.Accept(listener, sockaddr, out var length);
+        peer = fd >= 0 ? From(sockaddr[..length]) : default;
+        return fd;
+    }
 
     /// <summary>Keeps <paramref name="sockaddr"/> if it is an IPv4 or IPv6 address; otherwise the address stays unknown.</summary>
     public static PeerAddress From(ReadOnlySpan<byte> sockaddr)

@@ -50,7 +50,7 @@ internal sealed class SharedConnectionListener : IConnectionListener
 
             // TCP_NODELAY comes from the listening socket, where the primary set it (as Kestrel's NoDelay says).
             var connection = _contextFactory.Create(accepted);
-            connection.ConnectionClosed.UnsafeRegister(static channel => ((WorkerControlChannel)channel!).OnConnectionClosed(), _channel);
+            connection.ConnectionClosed.UnsafeRegister(static channel => ((WorkerAcknowledgements)channel!).OnConnectionClosed(), _channel.Acknowledgements);
             return connection;
         }
     }

@@ -73,14 +73,14 @@ internal sealed class WorkerConnectionListener : IConnectionListener
                     // Not a usable socket: close our copy and let the primary decide what to do with it.
                     WorkerLog.HandoffUnusable(_logger, handedOff.Entry.HandoffId, e.SocketErrorCode);
                     handle.Dispose();
-                    _channel.Acknowledge(handedOff.Entry.HandoffId, accepted: false);
+                    _channel.Acknowledgements.Acknowledge(handedOff.Entry.HandoffId, accepted: false);
                     continue;
                 }
 
                 var connection = _contextFactory.Create(socket);
-                _channel.Acknowledge(handedOff.Entry.HandoffId, accepted: true);
+                _channel.Acknowledgements.Acknowledge(handedOff.Entry.HandoffId, accepted: true);
                 _metrics.RecordHandoff(handedOff.Entry.AcceptedAt);
-                connection.ConnectionClosed.UnsafeRegister(static channel => ((WorkerControlChannel)channel!).OnConnectionClosed(), _channel);
+                connection.ConnectionClosed.UnsafeRegister(static channel => ((WorkerAcknowledgements)channel!).OnConnectionClosed(), _channel.Acknowledgements);
                 return connection;
             }
         }
@@ -95,7 +95,7 @@ internal sealed class WorkerConnectionListener : IConnectionListener
             while (_queue.Reader.TryRead(out var handedOff))
             {
                 Libc.CloseDescriptor(handedOff.Fd);
-                _channel.Acknowledge(handedOff.Entry.HandoffId, accepted: false);
+                _channel.Acknowledgements.Acknowledge(handedOff.Entry.HandoffId, accepted: false);
             }
         }
 

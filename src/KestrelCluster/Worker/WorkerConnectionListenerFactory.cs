@@ -23,7 +23,11 @@ internal sealed class WorkerConnectionListenerFactory : IConnectionListenerFacto
         _channel = channel;
         _logger = loggerFactory.CreateLogger("KestrelCluster.Worker");
         var options = WorkerSocketOptions.Create(socketOptions.Value, identity.WorkerCount, _logger);
-        if (!HandedOffSocket.CanSkipKernelQueries)
+        if (RuntimeInternals.DisabledByApp)
+        {
+            WorkerLog.RuntimeInternalsDisabled(_logger, RuntimeInternals.DisableSwitch, RuntimeInternals.DisableVariable);
+        }
+        else if (!HandedOffSocket.CanSkipKernelQueries)
         {
             WorkerLog.NoAcceptPathSocket(_logger);
         }

@@ -13,20 +13,10 @@ using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Worker;
 
-internal sealed class WorkerControlChannel : IDisposable
+internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
 {
     /// <summary>How long a worker whose primary died may drain before it exits anyway.</summary>
     internal static readonly TimeSpan OrphanExitDelay = TimeSpan.FromSeconds(1);
-
-    /// <summary>How long a closed connection may go unreported to the primary when no acknowledgement carries it.</summary>
-    internal static readonly TimeSpan CloseReportDelay = TimeSpan.FromMilliseconds(5);
-
-    /// <summary>
-    /// The same, while acknowledgements are carrying the counts (Ack frames took closes while the last timer ran):
-    /// under a steady stream of connections a 5 ms timer would wake the runtime's timer thread hundreds of times a
-    /// second for nothing.
-    /// </summary>
-    internal static readonly TimeSpan BusyCloseReportDelay = TimeSpan.FromMilliseconds(50);
 
     private static readonly TimeSpan s_registerTimeout = TimeSpan.FromSeconds(30);
 
@@ -34,19 +24,11 @@ internal sealed class WorkerControlChannel : IDisposable
     private readonly IHostApplicationLifetime _lifetime;
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _connectLock = new(1, 1);
-    private readonly Lock _sendLock = new();
     private readonly ConcurrentDictionary<int, WorkerConnectionListener> _listeners = new();
     private readonly ConcurrentDictionary<int, TaskCompletionSource<(int ListenerId, string EndPoint, int SharedFd)>> _registrations = new();
-    private Socket? _socket;
+    private volatile Socket? _socket;
+    private volatile ControlChannelWriter? _writer;
     private int _nextRequestId;
-    private readonly Lock _ackLock = new();
-    private readonly List<(long HandoffId, bool Accepted)> _pendingAcks = [];
-    private bool _ackFlushScheduled;
-    private int _closedSinceReport;
-    private int _closeReportScheduled;
-    private TimeSpan _closeReportDelay = CloseReportDelay;
-    private int _closesRodeOnAcks;
-    private readonly Timer _closeReportTimer;
     private volatile bool _closed;
 
     private readonly Messaging.ClusterMessenger _messenger;
@@ -54,12 +36,15 @@ internal sealed class WorkerControlChannel : IDisposable
     public WorkerControlChannel(WorkerIdentity identity, IHostApplicationLifetime lifetime, Messaging.ClusterMessenger messenger, ILogger<WorkerControlChannel> logger)
     {
         _messenger = messenger;
-        messenger.AttachWorker(this);
-        _closeReportTimer = new Timer(static channel => ((WorkerControlChannel)channel!).ReportClosed(), this, Timeout.Infinite, Timeout.Infinite);
+        messenger.AttachWorker(identity.WorkerId, this);
+        Acknowledgements = new WorkerAcknowledgements(TrySend);
         _identity = identity;
         _lifetime = lifetime;
         _logger = logger;
     }
+
+    /// <summary>Acks and closed-connection counts for the primary, sent through this channel.</summary>
+    public WorkerAcknowledgements Acknowledgements { get; }
 
     /// <summary>
     /// Asks the primary which of its listeners serves <paramref name="endpoint"/>; returns its id, its real endpoint,
@@ -74,7 +59,11 @@ internal sealed class WorkerControlChannel : IDisposable
         _registrations[requestId] = reply;
         try
         {
-            Send(ControlFrames.Register(requestId, endpoint));
+            if (!TrySend(ControlFrames.Register(requestId, endpoint)))
+            {
+                throw new InvalidOperationException($"Worker {_identity.WorkerId} lost its control channel to the cluster primary while registering {endpoint}.");
+            }
+
             var (listenerId, text, sharedFd) = await reply.Task.WaitAsync(s_registerTimeout, cancellationToken).ConfigureAwait(false);
             if (listenerId < 0 || !EndpointText.TryParse(text, out var bound))
             {
@@ -118,90 +107,11 @@ internal sealed class WorkerControlChannel : IDisposable
         TrySend(frame);
     }
 
-    /// <summary>
-    /// Acknowledges a handed-off socket: the primary closes its copy (accepted) or routes it elsewhere (refused).
-    /// Acknowledgements made in a burst (Kestrel accepting several queued connections in a row) travel in one
-    /// frame: one send here and one wake-up in the primary instead of one per connection.
-    /// </summary>
-    public void Acknowledge(long handoffId, bool accepted)
-    {
-        lock (_ackLock)
-        {
-            _pendingAcks.Add((handoffId, accepted));
-            if (_ackFlushScheduled)
-            {
-                return;
-            }
-
-            _ackFlushScheduled = true;
-        }
-
-        ThreadPool.UnsafeQueueUserWorkItem(static channel => channel.FlushAcks(), this, preferLocal: false);
-    }
-
-    private void FlushAcks()
-    {
-        Span<byte> frame = stackalloc byte[ControlFrames.AckLength(ControlFrames.MaxAcksPerFrame)];
-        while (true)
-        {
-            int length;
-            lock (_ackLock)
-            {
-                var count = Math.Min(_pendingAcks.Count, ControlFrames.MaxAcksPerFrame);
-                if (count == 0)
-                {
-                    _ackFlushScheduled = false; // acks made while the last frame was sent went with it
-                    return;
-                }
-
-                // Closes counted so far go along in the same frame: a pending report timer then finds less or nothing.
-                var closed = Interlocked.Exchange(ref _closedSinceReport, 0);
-                if (closed > 0)
-                {
-                    Volatile.Write(ref _closesRodeOnAcks, 1);
-                }
-
-                length = ControlFrames.WriteAcks(frame, CollectionsMarshal.AsSpan(_pendingAcks)[..count], closed);
-                _pendingAcks.RemoveRange(0, count);
-            }
-
-            TrySend(frame[..length]);
-        }
-    }
-
-    /// <summary>
-    /// Counts a closed connection for the primary's open-connection count (least-connections scheduling). The
-    /// count travels in the next Ack frame, or at the latest <see cref="CloseReportDelay"/> after the first
-    /// unreported close (<see cref="BusyCloseReportDelay"/> while Ack frames are carrying the counts): one frame per
-    /// connection would cost a send here and a wake-up in the primary each, for a figure nobody needs to the
-    /// microsecond.
-    /// </summary>
-    public void OnConnectionClosed()
-    {
-        Interlocked.Increment(ref _closedSinceReport);
-        if (Interlocked.Exchange(ref _closeReportScheduled, 1) == 0)
-        {
-            _closeReportTimer.Change(_closeReportDelay, Timeout.InfiniteTimeSpan);
-        }
-    }
-
-    private void ReportClosed()
-    {
-        Volatile.Write(ref _closeReportScheduled, 0);
-        var count = Interlocked.Exchange(ref _closedSinceReport, 0);
-
-        // Ack frames carried closes since this timer was set: connections are flowing, and the next timer can wait longer.
-        _closeReportDelay = Interlocked.Exchange(ref _closesRodeOnAcks, 0) == 1 ? BusyCloseReportDelay : CloseReportDelay;
-        if (count > 0)
-        {
-            TrySend(ControlFrames.ConnectionsClosed(count));
-        }
-    }
-
     public void Dispose()
     {
         _closed = true;
-        _closeReportTimer.Dispose();
+        Acknowledgements.Dispose();
+        _writer?.Dispose();
         if (_socket is { } socket)
         {
             Libc.Shutdown(socket.SafeHandle); // wakes the reader thread
@@ -240,6 +150,8 @@ internal sealed class WorkerControlChannel : IDisposable
                 throw new InvalidOperationException($"Worker {_identity.WorkerId} cannot reach its cluster primary at {_identity.ControlPath}: {e.SocketErrorCode}. Is the primary still running?", e);
             }
 
+            // Wakes the reader (it then sees the channel closed) when a send finds the primary gone.
+            _writer = new ControlChannelWriter(socket, "KC writer", _ => Libc.Shutdown(socket.SafeHandle));
             _socket = socket;
             _ = ControlChannelThread.Start("KC channel", () => ReceiveLoop(socket));
         }
@@ -252,8 +164,8 @@ internal sealed class WorkerControlChannel : IDisposable
     private void ReceiveLoop(Socket socket)
     {
         var buffer = new byte[ControlFrames.MaxFrameLength + 1];
-        var fds = new int[Libc.MaxFdsPerMessage];
-        var entries = new HandoffEntry[Libc.MaxFdsPerMessage];
+        var fds = new int[ControlFrames.MaxFdsPerMessage];
+        var entries = new HandoffEntry[ControlFrames.MaxFdsPerMessage];
         var reason = ControlChannelThread.ReadMessages(socket, buffer, fds, "the primary closed the control channel", (length, fdCount, truncated) =>
         {
             if (truncated || length == 0 || length > ControlFrames.MaxFrameLength
@@ -283,7 +195,7 @@ internal sealed class WorkerControlChannel : IDisposable
                     {
                         // Not ours (any more): close our copy only; the primary still holds the connection and re-routes it.
                         Libc.CloseDescriptor(fds[i]);
-                        Acknowledge(entries[i].HandoffId, accepted: false);
+                        Acknowledgements.Acknowledge(entries[i].HandoffId, accepted: false);
                     }
                 }
 
@@ -339,34 +251,12 @@ internal sealed class WorkerControlChannel : IDisposable
     private void StopApplication() =>
         ThreadPool.UnsafeQueueUserWorkItem(static lifetime => lifetime.StopApplication(), _lifetime, preferLocal: false);
 
-    /// <summary>Sends a frame; throws if the channel is not connected or broken.</summary>
-    public void Send(ReadOnlySpan<byte> frame)
-    {
-        if (_socket is null || _closed)
-        {
-            throw new InvalidOperationException("This worker is not connected to its primary.");
-        }
+    /// <summary>Sends a cluster message to the primary; see <see cref="ControlChannelWriter.SendMessageAsync"/>.</summary>
+    public Task SendMessageAsync(ReadOnlySpan<byte> frame, CancellationToken cancellationToken) =>
+        _writer is { } writer && !_closed
+            ? writer.SendMessageAsync(frame, cancellationToken)
+            : throw new InvalidOperationException("This worker is not connected to its primary.");
 
-        lock (_sendLock)
-        {
-            _socket!.Send(frame);
-        }
-    }
-
-    private void TrySend(ReadOnlySpan<byte> frame)
-    {
-        if (_closed || _socket is null)
-        {
-            return;
-        }
-
-        try
-        {
-            Send(frame);
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
-        {
-            // The receive loop sees the same failure and shuts the worker down.
-        }
-    }
+    /// <summary>Sends a frame to the primary without blocking; false when the channel is not connected or closed.</summary>
+    private bool TrySend(ReadOnlySpan<byte> frame) => !_closed && _writer is { } writer && writer.TrySend(frame);
 }

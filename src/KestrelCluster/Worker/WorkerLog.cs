@@ -20,4 +20,7 @@ internal static partial class WorkerLog
 
     [LoggerMessage(104, LogLevel.Warning, "This .NET runtime does not let KestrelCluster build handed-off sockets as its accept path does; each connection asks the kernel for its addresses instead (slower).", EventName = "NoAcceptPathSocket")]
     public static partial void NoAcceptPathSocket(ILogger logger);
+
+    [LoggerMessage(105, LogLevel.Information, "Runtime shortcuts are off ({Switch} or {Variable}): handed-off sockets use public APIs only.", EventName = "RuntimeInternalsDisabled")]
+    public static partial void RuntimeInternalsDisabled(ILogger logger, string @switch, string variable);
 }

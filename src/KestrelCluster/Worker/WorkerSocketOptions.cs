@@ -1,9 +1,8 @@
 // The options behind a worker's SocketConnectionContextFactory. Kestrel's own sockets transport builds them with an
 // internal constructor that carries its memory pool (pinned blocks, the same pool plain Kestrel uses) and FinOnError;
 // the public constructor leaves the factory on the shared array pool, which allocates and pins a buffer object per
-// read (FACTS pitfall 11). So a worker calls the internal constructor, and falls back to the public one, with a
-// warning, on an ASP.NET Core version that no longer has it.
-using System.Runtime.CompilerServices;
+// read. So a worker calls the internal constructor (RuntimeInternals, behind its fence), and falls back to the
+// public one, with a warning, on an ASP.NET Core version that no longer has it or when the app turned it off.
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;
 
@@ -16,18 +15,18 @@ internal static class WorkerSocketOptions
     /// <summary>
     /// The transport options the app configured (UseSockets), as Kestrel's sockets transport would use them, except
     /// that each worker gets its share of the cores: N workers with one IO queue per core each would oversubscribe
-    /// the machine N times (FACTS pitfall 10). An IOQueueCount the app set itself is kept.
+    /// the machine N times. An IOQueueCount the app set itself is kept.
     /// </summary>
     public static SocketConnectionFactoryOptions Create(SocketTransportOptions transport, int workerCount, ILogger logger)
     {
-        SocketConnectionFactoryOptions options;
-        try
+        var options = RuntimeInternals.TryCreateFactoryOptions(transport);
+        if (options is null)
         {
-            options = FromTransportOptions(transport);
-        }
-        catch (MissingMemberException)
-        {
-            WorkerLog.NoKestrelMemoryPool(logger);
+            if (!RuntimeInternals.DisabledByApp)
+            {
+                WorkerLog.NoKestrelMemoryPool(logger);
+            }
+
             options = new SocketConnectionFactoryOptions
             {
                 WaitForDataBeforeAllocatingBuffer = transport.WaitForDataBeforeAllocatingBuffer,
@@ -42,7 +41,4 @@ internal static class WorkerSocketOptions
             : transport.IOQueueCount;
         return options;
     }
-
-    [UnsafeAccessor(UnsafeAccessorKind.Constructor)]
-    private static extern SocketConnectionFactoryOptions FromTransportOptions(SocketTransportOptions transportOptions);
 }

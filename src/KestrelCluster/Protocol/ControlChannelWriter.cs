@@ -1,0 +1,412 @@
+// The sending side of one control channel (either end), which never blocks its caller. A frame goes out at once,
+// with a non-blocking sendmsg, when nothing is queued before it; when the peer's receive queue is full (EAGAIN) it
+// waits, in order, in this writer's queue, and a thread of the writer's own sends it once poll() says the socket
+// takes more. So a reader thread that answers, relays or acknowledges never waits for a slow peer.
+//
+// Two kinds of frame: control frames (acks, heartbeats, registration, stop) are always queued; they are small and
+// as many as the traffic that caused them. Cluster messages, which an app may send faster than a peer reads, are
+// bounded (MaxQueuedMessageBytes): past it a message is refused with an error, never dropped silently.
+//
+// Lock order: a channel's own lock, then this writer's lock. Callbacks (onWritable, onBroken) run without it.
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using KestrelCluster.Interop;
+
+namespace KestrelCluster.Protocol;
+
+internal sealed class ControlChannelWriter : IDisposable
+{
+    /// <summary>Bytes of cluster messages that may wait for one peer; a message past it is refused.</summary>
+    public const int MaxQueuedMessageBytes = 4 * 1024 * 1024;
+
+    private static readonly TimeSpan s_pollSlice = TimeSpan.FromMilliseconds(500);
+
+    private readonly Socket _socket;
+    private readonly string _name;
+    private readonly Action? _onWritable;
+    private readonly Action<int> _onBroken;
+    private readonly Lock _lock = new();
+    private readonly Queue<Pending> _queue = new();
+    private readonly ManualResetEventSlim _work = new();
+    private Thread? _thread;
+    private int _queuedMessageBytes;
+    private bool _writableWanted;
+    private bool _closed;
+
+    /// <param name="socket">The connected control socket (SOCK_SEQPACKET).</param>
+    /// <param name="name">The writer thread's name.</param>
+    /// <param name="onBroken">Called once, with the errno, when a send fails for good (the peer is gone).</param>
+    /// <param name="onWritable">Called after <see cref="NotifyWhenWritable"/>, once the socket takes more again.</param>
+    public ControlChannelWriter(Socket socket, string name, Action<int> onBroken, Action? onWritable = null)
+    {
+        _socket = socket;
+        _name = name;
+        _onBroken = onBroken;
+        _onWritable = onWritable;
+    }
+
+    /// <summary>Frames waiting for the peer to read (tests and status).</summary>
+    public int QueuedCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _queue.Count;
+            }
+        }
+    }
+
+    /// <summary>Sends a control frame now, or queues it behind the ones waiting. False once the channel is closed.</summary>
+    public bool TrySend(ReadOnlySpan<byte> frame) => Enqueue(frame, fdOwner: null, message: null);
+
+    /// <summary>
+    /// As <see cref="TrySend(ReadOnlySpan{byte})"/>, with the fd of <paramref name="fdOwner"/> attached. The handle is
+    /// referenced until the frame is sent, so its fd cannot be closed, and its number reused, while the frame waits.
+    /// </summary>
+    public bool TrySend(ReadOnlySpan<byte> frame, SafeHandle fdOwner) => Enqueue(frame, fdOwner, message: null);
+
+    /// <summary>
+    /// Sends a cluster message; completes once the kernel has it. Refused (<see cref="InvalidOperationException"/>)
+    /// when the channel is closed or <see cref="MaxQueuedMessageBytes"/> already wait; a cancelled wait removes it.
+    /// </summary>
+    public Task SendMessageAsync(ReadOnlySpan<byte> frame, CancellationToken cancellationToken)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled(cancellationToken);
+        }
+
+        var message = new PendingMessage(cancellationToken);
+        if (!Enqueue(frame, fdOwner: null, message))
+        {
+            return Task.FromException(new InvalidOperationException(message.RefusedBecause));
+        }
+
+        message.RegisterCancellation(this);
+        return message.Task;
+    }
+
+    /// <summary>
+    /// Asks for <c>onWritable</c> once the socket can take more (a handoff got EAGAIN): the sender then knows when to
+    /// try again, whatever filled the peer's queue, without waiting for anything the peer might never send.
+    /// </summary>
+    public void NotifyWhenWritable()
+    {
+        lock (_lock)
+        {
+            if (_closed)
+            {
+                return;
+            }
+
+            _writableWanted = true;
+            WakeWriter();
+        }
+    }
+
+    /// <summary>Stops the writer: waiting frames are dropped with the channel, waiting messages fail.</summary>
+    public void Dispose()
+    {
+        Pending[] dropped;
+        lock (_lock)
+        {
+            if (_closed)
+            {
+                return;
+            }
+
+            _closed = true;
+            dropped = [.. _queue];
+            _queue.Clear();
+            _queuedMessageBytes = 0;
+            _work.Set();
+        }
+
+        foreach (var pending in dropped)
+        {
+            pending.Abandon("the control channel closed before it was sent");
+        }
+    }
+
+    private bool Enqueue(ReadOnlySpan<byte> frame, SafeHandle? fdOwner, PendingMessage? message)
+    {
+        lock (_lock)
+        {
+            if (_closed)
+            {
+                if (message is not null)
+                {
+                    message.RefusedBecause = "The control channel is closed: the peer process is gone or going.";
+                }
+
+                return false;
+            }
+
+            if (message is not null && _queuedMessageBytes + frame.Length > MaxQueuedMessageBytes)
+            {
+                message.RefusedBecause =
+                    $"The peer is not reading its control channel: {_queuedMessageBytes} bytes of messages already wait for it (at most {MaxQueuedMessageBytes}). The message was not sent.";
+                return false;
+            }
+
+            if (_queue.Count == 0)
+            {
+                var errno = Send(frame, fdOwner);
+                if (errno == 0)
+                {
+                    message?.TrySetSent();
+                    return true;
+                }
+
+                if (errno != Libc.EAGAIN)
+                {
+                    ThreadPool.UnsafeQueueUserWorkItem(static s => s.Writer.Break(s.Errno), (Writer: this, Errno: errno), preferLocal: false);
+                    if (message is not null)
+                    {
+                        message.RefusedBecause = $"Sending on the control channel failed (errno {errno}): the peer is gone.";
+                    }
+
+                    return false;
+                }
+            }
+
+            Pending pending;
+            try
+            {
+                pending = new Pending(frame.ToArray(), fdOwner, message);
+            }
+            catch (ObjectDisposedException)
+            {
+                return false; // the fd's owner closed it (a listener unbound at shutdown): there is nothing to send
+            }
+
+            _queue.Enqueue(pending);
+            if (message is not null)
+            {
+                _queuedMessageBytes += frame.Length;
+            }
+
+            WakeWriter();
+            return true;
+        }
+    }
+
+    private int Send(ReadOnlySpan<byte> frame, SafeHandle? fdOwner)
+    {
+        if (fdOwner is null)
+        {
+            return Libc.SendMessage(_socket.SafeHandle, frame, []);
+        }
+
+        var added = false;
+        try
+        {
+            fdOwner.DangerousAddRef(ref added);
+            return Libc.SendMessage(_socket.SafeHandle, frame, [(int)fdOwner.DangerousGetHandle()]);
+        }
+        catch (ObjectDisposedException)
+        {
+            return Libc.EBADF; // the fd is gone: this frame can never be sent as meant
+        }
+        finally
+        {
+            if (added)
+            {
+                fdOwner.DangerousRelease();
+            }
+        }
+    }
+
+    private void WakeWriter()
+    {
+        _work.Set();
+        if (_thread is null)
+        {
+            _thread = new Thread(WriteLoop) { IsBackground = true, Name = _name };
+            _thread.Start();
+        }
+    }
+
+    private void Break(int errno)
+    {
+        Dispose();
+        _onBroken(errno);
+    }
+
+    private void WriteLoop()
+    {
+        while (true)
+        {
+            _work.Wait();
+            Pending? head;
+            bool notify;
+            lock (_lock)
+            {
+                if (_closed)
+                {
+                    return;
+                }
+
+                head = _queue.Count > 0 ? _queue.Peek() : null;
+                notify = head is null && _writableWanted;
+                if (head is null && !notify)
+                {
+                    _work.Reset();
+                    continue;
+                }
+            }
+
+            if (!WaitWritable())
+            {
+                continue; // closed meanwhile, or not yet writable: look again
+            }
+
+            if (notify)
+            {
+                lock (_lock)
+                {
+                    _writableWanted = false;
+                }
+
+                _onWritable?.Invoke();
+                continue;
+            }
+
+            int errno;
+            lock (_lock)
+            {
+                if (_closed || _queue.Count == 0 || _queue.Peek() != head)
+                {
+                    continue;
+                }
+
+                if (head!.IsCancelled)
+                {
+                    Dequeue();
+                    continue;
+                }
+
+                errno = Send(head.Frame, head.FdOwner);
+                if (errno == 0)
+                {
+                    Dequeue();
+                    head.Complete();
+                }
+            }
+
+            if (errno is not 0 and not Libc.EAGAIN)
+            {
+                Break(errno);
+                return;
+            }
+        }
+    }
+
+    private bool WaitWritable()
+    {
+        try
+        {
+            return _socket.Poll(s_pollSlice, SelectMode.SelectWrite);
+        }
+        catch (Exception e) when (e is ObjectDisposedException or SocketException)
+        {
+            Dispose();
+            return false;
+        }
+    }
+
+    private void Dequeue()
+    {
+        var pending = _queue.Dequeue();
+        if (pending.Message is not null)
+        {
+            _queuedMessageBytes -= pending.Frame.Length;
+        }
+    }
+
+    /// <summary>A frame waiting for the peer; holds a reference on the handle whose fd it carries.</summary>
+    private sealed class Pending
+    {
+        private bool _fdReferenced;
+
+        public Pending(byte[] frame, SafeHandle? fdOwner, PendingMessage? message)
+        {
+            Frame = frame;
+            FdOwner = fdOwner;
+            Message = message;
+            fdOwner?.DangerousAddRef(ref _fdReferenced);
+        }
+
+        public byte[] Frame { get; }
+
+        public SafeHandle? FdOwner { get; }
+
+        public PendingMessage? Message { get; }
+
+        public bool IsCancelled => Message?.Task.IsCanceled == true;
+
+        public void Complete()
+        {
+            ReleaseFd();
+            Message?.TrySetSent();
+        }
+
+        public void Abandon(string reason)
+        {
+            ReleaseFd();
+            Message?.TrySetFailed(reason);
+        }
+
+        private void ReleaseFd()
+        {
+            if (_fdReferenced)
+            {
+                _fdReferenced = false;
+                FdOwner!.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>The caller's side of a cluster message: completes when sent, fails when refused or abandoned.</summary>
+    private sealed class PendingMessage(CancellationToken cancellationToken)
+    {
+        private readonly TaskCompletionSource _sent = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private CancellationTokenRegistration _registration;
+
+        public Task Task => _sent.Task;
+
+        public string RefusedBecause { get; set; } = string.Empty;
+
+        /// <summary>While it waits, cancelling the caller's token cancels the send (the writer then skips it).</summary>
+        public void RegisterCancellation(ControlChannelWriter writer)
+        {
+            if (!_sent.Task.IsCompleted && cancellationToken.CanBeCanceled)
+            {
+                _registration = cancellationToken.Register(static state =>
+                {
+                    var (message, writer) = ((PendingMessage, ControlChannelWriter))state!;
+                    lock (writer._lock)
+                    {
+                        // Under the writer's lock: a frame being sent right now is either sent or cancelled, not both.
+                        message._sent.TrySetCanceled(message.CancellationToken);
+                    }
+                }, (this, writer));
+            }
+        }
+
+        private CancellationToken CancellationToken => cancellationToken;
+
+        public void TrySetSent()
+        {
+            _sent.TrySetResult();
+            _registration.Unregister(); // not Dispose: that would wait for a cancel callback blocked on the lock held here
+        }
+
+        public void TrySetFailed(string reason)
+        {
+            _sent.TrySetException(new InvalidOperationException($"The cluster message was not delivered: {reason}."));
+            _registration.Unregister(); // not Dispose: that would wait for a cancel callback blocked on the lock held here
+        }
+    }
+}
