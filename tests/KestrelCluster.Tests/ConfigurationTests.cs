@@ -94,8 +94,8 @@ public sealed class ConfigurationTests
     [Fact]
     public async Task Platform_WithoutFdPassing_OneWarningAndPlainKestrel()
     {
-        var probe = KestrelCluster.Hosting.ClusterContext.PlatformProbe;
-        KestrelCluster.Hosting.ClusterContext.PlatformProbe = () => false;
+        var probe = KestrelCluster.ClusterContext.PlatformProbe;
+        KestrelCluster.ClusterContext.PlatformProbe = () => false;
         try
         {
             await using var factory = new ClusterAppFactory(new Dictionary<string, string?> { ["Cluster__Workers"] = "2" }, port: 0);
@@ -109,7 +109,7 @@ public sealed class ConfigurationTests
         }
         finally
         {
-            KestrelCluster.Hosting.ClusterContext.PlatformProbe = probe;
+            KestrelCluster.ClusterContext.PlatformProbe = probe;
         }
     }
 }

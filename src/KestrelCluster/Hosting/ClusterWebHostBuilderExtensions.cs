@@ -2,6 +2,7 @@
 // decided by the environment the primary gives its workers.
 using KestrelCluster;
 using KestrelCluster.Hosting;
+using KestrelCluster.Protocol;
 using KestrelCluster.Interop;
 using KestrelCluster.Messaging;
 using KestrelCluster.Primary;

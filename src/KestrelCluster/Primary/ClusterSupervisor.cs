@@ -4,7 +4,6 @@
 // marks the cluster as stopping the moment it arrives: Ctrl+C reaches every worker of the process group too, and
 // a worker that exits then is not a crash to replace.
 using System.Runtime.InteropServices;
-using KestrelCluster.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.Hosting;

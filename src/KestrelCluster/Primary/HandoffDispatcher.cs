@@ -200,7 +200,7 @@ internal sealed class HandoffDispatcher : IDisposable
         }
 
         var index = _scheduler.Choose(new ScheduledConnection(connection), _candidates);
-        return (uint)index < (uint)_candidates.Count ? _candidates[index].Channel : null;
+        return (uint)index < (uint)_candidates.Count ? (WorkerChannel)_candidates[index].Channel : null;
     }
 
     private void Requeue(AcceptedConnection connection)

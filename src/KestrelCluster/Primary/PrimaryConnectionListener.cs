@@ -247,7 +247,7 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
 /// holds a reference, and <see cref="Close"/> closes the fd only once the last reference is gone, so the number is
 /// never used after it could be reused.
 /// </summary>
-internal sealed class AcceptedConnection(PrimaryConnectionListener listener, int fd, PeerAddress peer)
+internal sealed class AcceptedConnection(PrimaryConnectionListener listener, int fd, PeerAddress peer) : ISchedulableConnection
 {
     private EndPoint? _remoteEndPoint;
     private int _closed;
@@ -262,6 +262,8 @@ internal sealed class AcceptedConnection(PrimaryConnectionListener listener, int
 
     /// <summary>The client's address as accept4 returned it; travels to the worker with the socket.</summary>
     public PeerAddress Peer { get; } = peer;
+
+    public EndPoint LocalEndPoint => Listener.EndPoint;
 
     /// <summary>The client's endpoint (schedulers that need it), from the accepted address or else from the socket.</summary>
     public EndPoint? RemoteEndPoint

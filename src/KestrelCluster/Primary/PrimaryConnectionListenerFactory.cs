@@ -4,7 +4,6 @@
 // and Kestrel's own sockets transport serves as usual.
 using System.Net;
 using System.Net.Sockets;
-using KestrelCluster.Hosting;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;

@@ -2,7 +2,6 @@
 // replaces one that dies. Only a worker that dies before it has proven it runs counts as a crash-loop failure
 // (grows the backoff, trips the breaker); one that ran and served is replaced at once. A fault in this watching is
 // logged with the worker and its slot, and the slot is supervised again: a slot is never left empty unlogged.
-using KestrelCluster.Hosting;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 

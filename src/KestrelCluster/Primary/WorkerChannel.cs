@@ -9,7 +9,7 @@ using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Primary;
 
-internal sealed class WorkerChannel : Messaging.IMessageLink, IDisposable
+internal sealed class WorkerChannel : Messaging.IMessageLink, ISchedulableWorker, IDisposable
 {
     private static long s_nextHandoffId;
 
@@ -49,6 +49,10 @@ internal sealed class WorkerChannel : Messaging.IMessageLink, IDisposable
     }
 
     public WorkerProcess Worker { get; }
+
+    public int WorkerId => Worker.Id;
+
+    public int SlotIndex => Worker.Slot;
 
     /// <summary>This worker as schedulers see it.</summary>
     public WorkerCandidate Candidate { get; }

@@ -3,7 +3,7 @@
 // (WebApplicationFactory), where the running executable is the test runner and the app must be found by name.
 using System.Diagnostics;
 using System.Reflection;
-using KestrelCluster.Hosting;
+using KestrelCluster.Protocol;
 using Microsoft.Extensions.Hosting;
 
 namespace KestrelCluster.Primary;

@@ -1,6 +1,5 @@
 // Watches the workers' heartbeats: kills the silent ones (hung), reports thread-pool starvation, and asks
 // for a graceful recycle when a worker passes its request or memory limit.
-using KestrelCluster.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Primary;

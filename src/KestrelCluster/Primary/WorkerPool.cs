@@ -3,7 +3,6 @@
 // recycle); this class only keeps the books and guarantees that nothing starts once the primary stops.
 //
 // Lock order: _spawnLock, then _lock. Neither is held while calling into a channel or the dispatcher.
-using KestrelCluster.Hosting;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
 using Microsoft.Extensions.Logging;

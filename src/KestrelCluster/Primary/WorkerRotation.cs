@@ -1,7 +1,6 @@
 // Replacing and removing live workers on purpose, without downtime: rolling restart, scaling, recycling. A
 // replacement is ready before the worker it replaces stops taking connections, and a retired worker drains.
 // These operations run one at a time.
-using KestrelCluster.Hosting;
 using KestrelCluster.Protocol;
 using Microsoft.Extensions.Logging;
 

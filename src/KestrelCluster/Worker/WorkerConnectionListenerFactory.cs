@@ -2,7 +2,7 @@
 // fed by the control channel. Nothing is bound in a worker.
 using System.Net;
 using System.Net.Sockets;
-using KestrelCluster.Hosting;
+using KestrelCluster.Protocol;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;

@@ -5,7 +5,6 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
-using KestrelCluster.Hosting;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
 using Microsoft.Extensions.Hosting;

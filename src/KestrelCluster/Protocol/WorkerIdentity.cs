@@ -2,7 +2,7 @@
 // NODE_UNIQUE_ID). They are read once and removed, so processes the worker starts are not mistaken for workers.
 using System.Globalization;
 
-namespace KestrelCluster.Hosting;
+namespace KestrelCluster.Protocol;
 
 internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCount, string ControlPath, byte[] Secret, string? Urls, bool PreferHostingUrls, int PrimaryProcessId)
 {

@@ -1,7 +1,9 @@
 // The IClusterContext every role registers.
 using Microsoft.Extensions.Options;
 
-namespace KestrelCluster.Hosting;
+using KestrelCluster.Protocol;
+
+namespace KestrelCluster;
 
 internal sealed class ClusterContext : IClusterContext
 {

@@ -1,6 +1,5 @@
 // The public scheduling contract: which ready worker gets the next accepted connection.
 using System.Net;
-using KestrelCluster.Primary;
 
 namespace KestrelCluster;
 
@@ -25,29 +24,29 @@ public interface IConnectionScheduler
 /// <summary>An accepted connection waiting for a worker.</summary>
 public readonly struct ScheduledConnection
 {
-    private readonly AcceptedConnection _connection;
+    private readonly ISchedulableConnection _connection;
 
-    internal ScheduledConnection(AcceptedConnection connection) => _connection = connection;
+    internal ScheduledConnection(ISchedulableConnection connection) => _connection = connection;
 
     /// <summary>The client's address and port (computed on first use).</summary>
     public EndPoint? RemoteEndPoint => _connection.RemoteEndPoint;
 
     /// <summary>The primary's endpoint the connection arrived on.</summary>
-    public EndPoint LocalEndPoint => _connection.Listener.EndPoint;
+    public EndPoint LocalEndPoint => _connection.LocalEndPoint;
 }
 
 /// <summary>What the primary knows about a worker when scheduling; the values are live.</summary>
 public sealed class WorkerCandidate
 {
-    private readonly WorkerChannel _channel;
+    private readonly ISchedulableWorker _channel;
 
-    internal WorkerCandidate(WorkerChannel channel) => _channel = channel;
+    internal WorkerCandidate(ISchedulableWorker channel) => _channel = channel;
 
     /// <summary>The worker id.</summary>
-    public int WorkerId => _channel.Worker.Id;
+    public int WorkerId => _channel.WorkerId;
 
     /// <summary>The worker's slot (kept by its replacement).</summary>
-    public int SlotIndex => _channel.Worker.Slot;
+    public int SlotIndex => _channel.SlotIndex;
 
     /// <summary>Connections handed to it and not yet acknowledged.</summary>
     public int HandoffsInFlight => _channel.InFlightCount;
@@ -55,5 +54,25 @@ public sealed class WorkerCandidate
     /// <summary>Connections it has accepted and not yet closed.</summary>
     public long OpenConnections => _channel.OpenConnections;
 
-    internal WorkerChannel Channel => _channel;
+    internal ISchedulableWorker Channel => _channel;
+}
+
+/// <summary>What a scheduler may know of an accepted connection (the primary's implements it).</summary>
+internal interface ISchedulableConnection
+{
+    EndPoint? RemoteEndPoint { get; }
+
+    EndPoint LocalEndPoint { get; }
+}
+
+/// <summary>What a scheduler may know of a worker (the primary's channel to it implements it).</summary>
+internal interface ISchedulableWorker
+{
+    int WorkerId { get; }
+
+    int SlotIndex { get; }
+
+    int InFlightCount { get; }
+
+    long OpenConnections { get; }
 }
