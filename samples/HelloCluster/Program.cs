@@ -39,9 +39,10 @@ app.MapGet("/handoff", (IClusterContext cluster) =>
     $"worker {cluster.WorkerId} (pid {Environment.ProcessId}): {handoffs.Describe()}\n");
 
 // A slow request, handy to watch a graceful shutdown drain: /slow?ms=3000 (at most 60 s).
-app.MapGet("/slow", async (int? ms, IClusterContext cluster, CancellationToken aborted) =>
+app.MapGet("/slow", async (int? ms, IClusterContext cluster, ILogger<Program> logger, CancellationToken aborted) =>
 {
     var delay = Math.Clamp(ms ?? 1000, 0, 60_000);
+    SampleLog.SlowRequest(logger, delay);
     await Task.Delay(delay, aborted);
     return $"Slept {delay} ms in worker {cluster.WorkerId} (pid {Environment.ProcessId})\n";
 });
@@ -139,4 +140,10 @@ internal sealed class HandoffLatency : IDisposable
         static string Micro(double seconds) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{seconds * 1e6:0.0} µs");
         return $"{count} connections handed over; accept → Kestrel p50 {Micro(sorted[sorted.Length / 2])}, p99 {Micro(sorted[(int)(sorted.Length * 0.99)])}, max {Micro(sorted[^1])} (last {sorted.Length})";
     }
+}
+
+internal static partial class SampleLog
+{
+    [LoggerMessage(1, LogLevel.Information, "Slow request: sleeping {Delay} ms.", EventName = "SlowRequest")]
+    public static partial void SlowRequest(ILogger logger, int delay);
 }

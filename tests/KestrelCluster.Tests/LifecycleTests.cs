@@ -52,10 +52,13 @@ public sealed class LifecycleTests
         await client.SendAsync("GET /slow?ms=3000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"u8.ToArray());
         var clientPort = ((System.Net.IPEndPoint)client.LocalEndPoint!).Port;
 
-        // In flight: a worker owns the server side of the connection and has read the request.
-        await Wait.UntilAsync(() => ProcFs.EstablishedTcpSocket(endpoint.Port, clientPort) is { UnreadBytes: 0 } socket
+        // In flight: a worker owns the server side of the connection, and its app is running the request. Bytes read
+        // from the socket are not enough: a request Kestrel has not parsed yet is one a graceful stop may close
+        // unanswered (plain Kestrel does the same), so the test waits for the endpoint's own log line.
+        await Wait.UntilAsync(() => ProcFs.EstablishedTcpSocket(endpoint.Port, clientPort) is { } socket
                 && workers.Any(w => ProcFs.SocketInodes(w).Contains(socket.Inode)),
-            TimeSpan.FromSeconds(10), "a worker is serving the slow request");
+            TimeSpan.FromSeconds(10), "a worker owns the slow request's connection");
+        await sample.WaitForOutputAsync("Slow request: sleeping 3000 ms.", TimeSpan.FromSeconds(10));
 
         TestProcesses.Signal(sample.ProcessId, signal);
 

@@ -166,7 +166,7 @@ public sealed class SupervisionTests(ClusterFixture cluster)
 
             // The client sends its first request only now, a moment into the retirement (a slow client; or a fast one
             // whose bytes Kestrel had not read yet when its graceful stop began): it is still answered, because the
-            // worker is told to stop only WorkerPool.FirstRequestGrace (1 s) after its last new connection. Without
+            // worker is told to stop only WorkerChannel.FirstRequestGrace (1 s) after its last new connection. Without
             // that grace this connection is closed unanswered (an empty response): checked by setting it to zero.
             await Task.Delay(TimeSpan.FromMilliseconds(200));
             await onThird.SendAsync(Encoding.ASCII.GetBytes("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"));

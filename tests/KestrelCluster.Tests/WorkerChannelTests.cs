@@ -270,10 +270,20 @@ public sealed class WorkerChannelTests : IAsyncDisposable
     private static async Task<List<(int Fd, long HandoffId, EndPoint? Peer)>> ReceiveHandoffsAsync(Socket worker)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        await worker.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, timeout.Token);
         var frame = new byte[ControlFrames.MaxFrameLength];
         var fds = new int[ControlFrames.MaxFdsPerMessage];
-        Assert.Equal(0, Libc.ReceiveMessage(worker.SafeHandle, frame, fds, out var length, out var fdCount, out var truncated));
+        int errno, length, fdCount;
+        bool truncated;
+        do
+        {
+            // A zero-byte receive completes on the socket's readiness event, and a late edge-triggered event for a
+            // message already read completes it with nothing queued (EAGAIN): readiness is a hint, so wait again.
+            await worker.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, timeout.Token);
+            errno = Libc.ReceiveMessage(worker.SafeHandle, frame, fds, out length, out fdCount, out truncated);
+        }
+        while (errno == Libc.EAGAIN);
+
+        Assert.Equal(0, errno);
         Assert.False(truncated);
         var entries = new HandoffEntry[ControlFrames.MaxFdsPerMessage];
         Assert.True(ControlFrames.TryReadHandoff(frame.AsSpan(0, length), fdCount, entries));

@@ -11,6 +11,13 @@ namespace KestrelCluster.Primary;
 
 internal sealed class WorkerChannel : Messaging.IMessageLink, ISchedulableWorker, IDisposable
 {
+    /// <summary>
+    /// How long a worker keeps running, after its last new connection, before it is told to stop (retired, or the
+    /// whole cluster stopping): time for that connection's first request to arrive, which Kestrel's graceful stop
+    /// would otherwise not wait for (it closes a connection with no request under way, unanswered).
+    /// </summary>
+    public static readonly TimeSpan FirstRequestGrace = TimeSpan.FromSeconds(1);
+
     private static long s_nextHandoffId;
 
     private readonly Socket _socket;

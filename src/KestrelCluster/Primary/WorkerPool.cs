@@ -209,14 +209,22 @@ internal sealed partial class WorkerPool : IDisposable
             }
             else
             {
-                // A closed channel means the worker is already on its way out (it got the signal too).
                 worker.Channel.StopRouting();
-                worker.Channel.TrySendControl(ControlFrames.Stop());
             }
         }
 
         try
         {
+            // The connections handed over in the last moment get their first request in before the drain begins;
+            // then every worker is told to drain (a closed channel: the worker is on its way out, it got the signal too).
+            var connected = workers.Where(w => w.Channel is not null).ToList();
+            await Task.WhenAll(connected.Select(w => w.Channel!.WaitForLastHandoffAsync(WorkerChannel.FirstRequestGrace)))
+                .WaitAsync(cancellationToken).ConfigureAwait(false);
+            foreach (var worker in connected)
+            {
+                worker.Channel!.TrySendControl(ControlFrames.Stop());
+            }
+
             await Task.WhenAll(workers.Select(w => w.Exited)).WaitAsync(cancellationToken).ConfigureAwait(false);
             PrimaryLog.WorkersStopped(_logger, workers.Count);
         }

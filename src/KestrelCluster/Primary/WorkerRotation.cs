@@ -8,12 +8,6 @@ namespace KestrelCluster.Primary;
 
 internal sealed class WorkerRotation : IDisposable
 {
-    /// <summary>
-    /// How long a retired worker keeps running, after its last new connection, before it is told to stop: time for that
-    /// connection's first request to arrive, which Kestrel's graceful stop would otherwise not wait for.
-    /// </summary>
-    internal static readonly TimeSpan FirstRequestGrace = TimeSpan.FromSeconds(1);
-
     private readonly WorkerPool _pool;
     private readonly SlotSupervisor _supervisor;
     private readonly ClusterOptions _options;
@@ -174,7 +168,7 @@ internal sealed class WorkerRotation : IDisposable
             if (worker.Channel is { } channel)
             {
                 channel.StopRouting();
-                await channel.WaitForLastHandoffAsync(FirstRequestGrace).ConfigureAwait(false);
+                await channel.WaitForLastHandoffAsync(WorkerChannel.FirstRequestGrace).ConfigureAwait(false);
             }
 
             // If the whole cluster began stopping meanwhile, StopAllAsync has already told every worker to drain.

@@ -51,14 +51,14 @@ internal sealed partial class AppProcess : IDisposable
 
     /// <summary>
     /// Starts the app under <paramref name="wrapper"/> (e.g. <c>unshare -pf --mount-proc</c>, or <c>setsid</c> for a
-    /// process group of its own). SIGINT is reset to its default first: a suite started with SIGINT ignored (a
-    /// background job of a non-interactive shell) passes that on to every child, and .NET keeps an ignored SIGINT
-    /// ignored, so Ctrl+C tests would test nothing.
+    /// process group of its own). The signals the tests send are reset to their defaults first: a suite started with
+    /// SIGINT ignored (a background job of a non-interactive shell) or SIGHUP ignored (nohup) passes that on to every
+    /// child, and .NET keeps an ignored signal ignored, so the Ctrl+C and SIGHUP tests would test nothing.
     /// </summary>
     public static AppProcess StartWrapped(string[] wrapper, string app, IReadOnlyDictionary<string, string?> environment, params string[] arguments)
     {
         var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet";
-        string[] command = ["env", "--default-signal=INT", .. wrapper, dotnet, Path.Combine(AppContext.BaseDirectory, app + ".dll"), .. arguments];
+        string[] command = ["env", "--default-signal=INT,HUP,QUIT,TERM,TTIN,TTOU", .. wrapper, dotnet, Path.Combine(AppContext.BaseDirectory, app + ".dll"), .. arguments];
         var startInfo = new ProcessStartInfo(command[0])
         {
             RedirectStandardOutput = true,
