@@ -30,10 +30,12 @@ internal sealed class ClusterContext : IClusterContext
 
     private int _workerCount;
 
-    /// <summary>Whether this platform can pass sockets between processes the way the cluster needs (SCM_RIGHTS over SOCK_SEQPACKET).</summary>
+    /// <summary>Whether this platform can pass sockets between processes the way the cluster needs (SCM_RIGHTS over
+    /// SOCK_SEQPACKET).</summary>
     public static bool PlatformSupportsHandoff => PlatformProbe();
 
-    /// <summary>The platform check (Linux, and the libc ABI the interop layer assumes); tests replace it to exercise the fallback.</summary>
+    /// <summary>The platform check (Linux, and the libc ABI the interop layer assumes); tests replace it to exercise the
+    /// fallback.</summary>
     internal static Func<bool> PlatformProbe { get; set; } = static () => Interop.Libc.AbiMismatch is null;
 
     public static ClusterContext ForWorker(WorkerIdentity identity) =>

@@ -107,7 +107,8 @@ public static class ClusterMessengerExtensions
     /// <param name="value">The value.</param>
     /// <param name="cancellationToken">Cancels the send.</param>
     /// <returns>A task that completes when the message is sent.</returns>
-    public static ValueTask SendJsonToPrimaryAsync<T>(this IClusterMessenger messenger, T value, CancellationToken cancellationToken = default)
+    public static ValueTask SendJsonToPrimaryAsync<T>(this IClusterMessenger messenger, T value,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(messenger);
         return messenger.SendToPrimaryAsync(JsonSerializer.SerializeToUtf8Bytes(value), cancellationToken);
@@ -120,7 +121,8 @@ public static class ClusterMessengerExtensions
     /// <param name="value">The value.</param>
     /// <param name="cancellationToken">Cancels the send.</param>
     /// <returns>A task that completes when the message is sent.</returns>
-    public static ValueTask SendJsonToWorkerAsync<T>(this IClusterMessenger messenger, int workerId, T value, CancellationToken cancellationToken = default)
+    public static ValueTask SendJsonToWorkerAsync<T>(this IClusterMessenger messenger, int workerId, T value,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(messenger);
         return messenger.SendToWorkerAsync(workerId, JsonSerializer.SerializeToUtf8Bytes(value), cancellationToken);

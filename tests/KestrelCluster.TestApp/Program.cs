@@ -10,8 +10,6 @@
 //                      pool may add none: shows the primary's starvation warning.
 // `--stranger <control socket> <frame in hex>`: no app at all — a child process of the primary that connects to its
 //   control socket and sends one frame, as a buggy or hostile child would; prints "hung up" once the primary drops it.
-using KestrelCluster;
-
 namespace KestrelCluster.TestApp;
 
 internal static class Program

@@ -4,7 +4,6 @@ using System.Net;
 using System.Net.Sockets;
 using System.Reflection;
 using System.Runtime.InteropServices;
-using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
 using KestrelCluster.Worker;
 

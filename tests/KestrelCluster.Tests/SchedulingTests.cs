@@ -1,6 +1,5 @@
 // Each scheduling policy, measured from outside: which worker served which connection.
 using System.Net;
-using System.Net.Sockets;
 using System.Net.WebSockets;
 using KestrelCluster.Tests.TestSupport;
 using Microsoft.Extensions.DependencyInjection;

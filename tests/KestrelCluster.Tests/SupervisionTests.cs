@@ -1,10 +1,8 @@
 // Supervision, checked from outside on real clusters: workers that die come back, hung ones are replaced,
 // rolling restarts and recycling lose no request, scaling follows the API and signals, and an app that cannot
 // start makes the primary fail loudly.
-using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using KestrelCluster.Primary;
 using KestrelCluster.Tests.TestSupport;
 using Microsoft.Extensions.DependencyInjection;
 

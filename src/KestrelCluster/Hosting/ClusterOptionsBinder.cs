@@ -12,10 +12,12 @@ internal static class ClusterOptionsBinder
     public static void Bind(IConfigurationSection section, ClusterOptions options)
     {
         if (section[nameof(ClusterOptions.Scheduling)] is { } scheduling
-            && (!Enum.TryParse<SchedulingPolicy>(scheduling, ignoreCase: true, out var policy) || !Enum.IsDefined(policy) || int.TryParse(scheduling, out _)))
+            && (!Enum.TryParse<SchedulingPolicy>(scheduling, ignoreCase: true,
+                out var policy) || !Enum.IsDefined(policy) || int.TryParse(scheduling, out _)))
         {
             throw new InvalidOperationException(
-                $"{section.Path}:{nameof(ClusterOptions.Scheduling)} is '{scheduling}'; allowed values: {string.Join(", ", Enum.GetNames<SchedulingPolicy>())}.");
+                $"{section.Path}:{nameof(ClusterOptions.Scheduling)} is '{scheduling}'; allowed values: " +
+                    $"{string.Join(", ", Enum.GetNames<SchedulingPolicy>())}.");
         }
 
         try

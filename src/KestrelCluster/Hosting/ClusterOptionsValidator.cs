@@ -10,18 +10,21 @@ internal sealed class ClusterOptionsValidator : IValidateOptions<ClusterOptions>
         var failures = new List<string>();
         if (options.Workers < 0)
         {
-            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.Workers)} is {options.Workers}; it must be 0 (no cluster) or a positive number of worker processes.");
+            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.Workers)} is {options.Workers}; it must be 0 (no " +
+                $"cluster) or a positive number of worker processes.");
         }
         else if (options.Workers > ClusterOptions.MaxWorkers)
         {
-            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.Workers)} is {options.Workers}; the limit is {ClusterOptions.MaxWorkers} worker processes (each is a whole .NET process; use about one per CPU).");
+            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.Workers)} is {options.Workers}; the limit is " +
+                $"{ClusterOptions.MaxWorkers} worker processes (each is a whole .NET process; use about one per CPU).");
         }
 
         Positive(failures, nameof(ClusterOptions.WorkerStartTimeout), options.WorkerStartTimeout);
 
         if (options.MaxHandoffsInFlight is < 1 or > 100_000)
         {
-            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.MaxHandoffsInFlight)} is {options.MaxHandoffsInFlight}; it must be between 1 and 100000.");
+            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.MaxHandoffsInFlight)} is " +
+                $"{options.MaxHandoffsInFlight}; it must be between 1 and 100000.");
         }
 
         Positive(failures, nameof(ClusterOptions.HeartbeatInterval), options.HeartbeatInterval);
@@ -30,17 +33,20 @@ internal sealed class ClusterOptionsValidator : IValidateOptions<ClusterOptions>
         Positive(failures, nameof(ClusterOptions.CrashLoopWindow), options.CrashLoopWindow);
         if (options.MinWorkerUptime < TimeSpan.Zero)
         {
-            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.MinWorkerUptime)} is {options.MinWorkerUptime}; it must be 0 or a positive time span such as 00:00:01.");
+            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.MinWorkerUptime)} is {options.MinWorkerUptime}; it " +
+                $"must be 0 or a positive time span such as 00:00:01.");
         }
 
         if (options.WorkerTimeout > TimeSpan.Zero && options.WorkerTimeout <= options.HeartbeatInterval)
         {
-            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.WorkerTimeout)} ({options.WorkerTimeout}) must be longer than {ClusterOptions.SectionName}:{nameof(ClusterOptions.HeartbeatInterval)} ({options.HeartbeatInterval}).");
+            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.WorkerTimeout)} ({options.WorkerTimeout}) must be " +
+                $"longer than {ClusterOptions.SectionName}:{nameof(ClusterOptions.HeartbeatInterval)} ({options.HeartbeatInterval}).");
         }
 
         if (options.CrashLoopRestarts < 1)
         {
-            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.CrashLoopRestarts)} is {options.CrashLoopRestarts}; it must be 1 or more.");
+            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.CrashLoopRestarts)} is {options.CrashLoopRestarts}; " +
+                $"it must be 1 or more.");
         }
 
         NotNegative(failures, nameof(ClusterOptions.MaxRequestsPerWorker), options.MaxRequestsPerWorker, "0 turns recycling off");

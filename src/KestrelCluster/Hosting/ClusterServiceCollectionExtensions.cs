@@ -20,7 +20,8 @@ public static class ClusterServiceCollectionExtensions
         where THostedService : class, IHostedService
     {
         ArgumentNullException.ThrowIfNull(services);
-        return services.AddHostedService(sp => new ClusterScopedHostedService<THostedService>(sp, context => context.Role != ClusterRole.Worker));
+        return services.AddHostedService(sp => new ClusterScopedHostedService<THostedService>(sp,
+            context => context.Role != ClusterRole.Worker));
     }
 
     /// <summary>

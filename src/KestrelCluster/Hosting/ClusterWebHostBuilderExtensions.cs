@@ -96,7 +96,8 @@ public static class ClusterWebHostBuilderExtensions
         services.AddSingleton<HandoffDispatcher>();
 
         // A scheduler the app registers itself (before or after this call) wins over the built-in policy.
-        services.TryAddSingleton(sp => ClusterOptionsBinder.CreateScheduler(sp.GetRequiredService<IOptions<ClusterOptions>>().Value.Scheduling));
+        services.TryAddSingleton(sp
+            => ClusterOptionsBinder.CreateScheduler(sp.GetRequiredService<IOptions<ClusterOptions>>().Value.Scheduling));
         services.AddSingleton<WorkerLauncher>();
         services.AddSingleton<ClusterSupervisor>();
         services.AddSingleton<IClusterManager>(sp => sp.GetRequiredService<ClusterSupervisor>());

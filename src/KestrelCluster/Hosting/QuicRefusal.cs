@@ -11,8 +11,10 @@ internal sealed class QuicRefusal(ClusterContext context) : IMultiplexedConnecti
 {
     public bool CanBind(EndPoint endpoint) => context.Role != ClusterRole.Standalone;
 
-    public ValueTask<IMultiplexedConnectionListener> BindAsync(EndPoint endpoint, IFeatureCollection? features = null, CancellationToken cancellationToken = default) =>
+    public ValueTask<IMultiplexedConnectionListener> BindAsync(EndPoint endpoint, IFeatureCollection? features = null,
+        CancellationToken cancellationToken = default) =>
         throw new NotSupportedException(
-            $"HTTP/3 is configured on {endpoint}, but KestrelCluster cannot serve HTTP/3: QUIC runs over UDP and has no per-connection socket to hand to a worker. " +
+            $"HTTP/3 is configured on {endpoint}, but KestrelCluster cannot serve HTTP/3: QUIC runs over UDP and has no " +
+                $"per-connection socket to hand to a worker. " +
             "Use HttpProtocols.Http1AndHttp2 on this endpoint, or set Cluster:Workers to 0 to serve HTTP/3 in a single process.");
 }

@@ -283,7 +283,8 @@ internal static unsafe partial class Libc
     /// Asks the kernel to send this process <paramref name="signal"/> when its parent dies (PR_SET_PDEATHSIG).
     /// Returns false where that is not available.
     /// </summary>
-    public static bool SetParentDeathSignal(int signal) => OperatingSystem.IsLinux() && prctl(PR_SET_PDEATHSIG, (nuint)signal, 0, 0, 0) == 0;
+    public static bool SetParentDeathSignal(int signal) => OperatingSystem.IsLinux() && prctl(PR_SET_PDEATHSIG, (nuint)signal, 0, 0,
+        0) == 0;
 
     /// <summary>The process id of this process's parent.</summary>
     public static int ParentProcessId => getppid();

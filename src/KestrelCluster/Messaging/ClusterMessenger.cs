@@ -52,7 +52,8 @@ internal sealed partial class ClusterMessenger : IClusterMessenger
             throw new InvalidOperationException($"Only a worker can send to the primary; this process is {Role}.");
         }
 
-        return new(_primary.SendMessageAsync(ControlFrames.Message(broadcast: false, fromWorkerId: _workerId, payload.Span), cancellationToken));
+        return new(_primary.SendMessageAsync(ControlFrames.Message(broadcast: false, fromWorkerId: _workerId, payload.Span),
+            cancellationToken));
     }
 
     public ValueTask SendToWorkerAsync(int workerId, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default)
@@ -74,7 +75,8 @@ internal sealed partial class ClusterMessenger : IClusterMessenger
         if (_primary is not null)
         {
             // Workers only talk to the primary; it relays the broadcast to every worker, this one included.
-            return new(_primary.SendMessageAsync(ControlFrames.Message(broadcast: true, fromWorkerId: _workerId, payload.Span), cancellationToken));
+            return new(_primary.SendMessageAsync(ControlFrames.Message(broadcast: true, fromWorkerId: _workerId, payload.Span),
+                cancellationToken));
         }
 
         if (_workers is not null)
@@ -142,7 +144,8 @@ internal sealed partial class ClusterMessenger : IClusterMessenger
 
         if (!_inbox.Writer.TryWrite(new ClusterMessage(fromWorkerId, broadcast, payload)))
         {
-            MessageNotDelivered(_logger, fromWorkerId?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "the primary", MaxUndelivered);
+            MessageNotDelivered(_logger, fromWorkerId?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "the primary",
+                MaxUndelivered);
         }
     }
 
@@ -173,7 +176,8 @@ internal sealed partial class ClusterMessenger : IClusterMessenger
         if (payload.Length > ControlFrames.MaxMessageSize)
         {
             throw new ArgumentException(
-                $"A cluster message is at most {ControlFrames.MaxMessageSize} bytes; this one has {payload.Length}. Put large data in a shared store or file and send a reference to it.",
+                $"A cluster message is at most {ControlFrames.MaxMessageSize} bytes; this one has {payload.Length}. Put large data " +
+                    $"in a shared store or file and send a reference to it.",
                 nameof(payload));
         }
     }
@@ -181,10 +185,16 @@ internal sealed partial class ClusterMessenger : IClusterMessenger
     [LoggerMessage(200, LogLevel.Error, "A cluster message subscriber threw.", EventName = "MessageHandlerFailed")]
     private static partial void HandlerFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(201, LogLevel.Error, "A broadcast from worker {FromWorkerId} (0: the primary) was not delivered to worker {WorkerId}: {Reason}", EventName = "BroadcastNotDelivered")]
+    [LoggerMessage(201, LogLevel.Error,
+        "A broadcast from worker {FromWorkerId} (0: the primary) was not delivered to worker {WorkerId}: {Reason}",
+
+        EventName = "BroadcastNotDelivered")]
     private static partial void BroadcastNotDelivered(ILogger logger, int fromWorkerId, int workerId, string reason);
 
-    [LoggerMessage(202, LogLevel.Error, "A cluster message from {From} was not delivered: this process's subscribers are {Count} messages behind.", EventName = "MessageNotDelivered")]
+    [LoggerMessage(202, LogLevel.Error,
+        "A cluster message from {From} was not delivered: this process's subscribers are {Count} messages behind.",
+
+        EventName = "MessageNotDelivered")]
     private static partial void MessageNotDelivered(ILogger logger, string from, int count);
 
     private sealed class Subscription(ClusterMessenger owner, Func<ClusterMessage, ValueTask> handler) : IDisposable

@@ -32,7 +32,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     private int _disposed;
 
     public ClusterSupervisor(IOptions<ClusterOptions> options, ClusterContext context, IHostApplicationLifetime lifetime, IServer server,
-        PrimaryListenerTable listeners, HandoffDispatcher dispatcher, WorkerLauncher launcher, Messaging.ClusterMessenger messenger, ILoggerFactory loggerFactory)
+        PrimaryListenerTable listeners, HandoffDispatcher dispatcher, WorkerLauncher launcher, Messaging.ClusterMessenger messenger,
+            ILoggerFactory loggerFactory)
     {
         _options = options.Value;
         _context = context;
@@ -43,7 +44,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         _logger = loggerFactory.CreateLogger("KestrelCluster.Primary");
         var channelLogger = loggerFactory.CreateLogger("KestrelCluster.Primary.WorkerChannel");
         _pool = new WorkerPool(_options, launcher,
-            (worker, socket) => new WorkerChannel(worker, socket, dispatcher, listeners, _options.MaxHandoffsInFlight, channelLogger, messenger), loggerFactory);
+            (worker, socket) => new WorkerChannel(worker, socket, dispatcher, listeners, _options.MaxHandoffsInFlight,
+                channelLogger, messenger), loggerFactory);
         _slots = new SlotSupervisor(_pool, _options, lifetime, _logger);
         _rotation = new WorkerRotation(_pool, _slots, _options, context, _logger);
         messenger.AttachPrimary(() => [.. _pool.Workers.Where(w => w.Channel is not null)
@@ -81,7 +83,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         {
             if (_options.Workers > 0 && !ClusterContext.PlatformSupportsHandoff)
             {
-                PrimaryLog.PlatformUnsupported(_logger, $"{RuntimeInformation.OSDescription}: {Interop.Libc.AbiMismatch ?? "fd passing is off"}");
+                PrimaryLog.PlatformUnsupported(_logger, $"{RuntimeInformation.OSDescription}: " +
+                    $"{Interop.Libc.AbiMismatch ?? "fd passing is off"}");
             }
 
             return Task.CompletedTask;
@@ -151,7 +154,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
             var urls = preferUrls && addresses!.Addresses.Count > 0 ? string.Join(';', addresses.Addresses) : null;
             _pool.Open(urls, preferUrls);
         }
-        catch (Exception e) when (e is InvalidOperationException or IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+        catch (Exception e) when (e is InvalidOperationException or IOException or System.Net.Sockets.SocketException
+            or UnauthorizedAccessException)
         {
             CannotStartWorkers(e);
             return;
@@ -199,7 +203,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
 
         var (name, operation, run) = (int)context.Signal switch
         {
-            SIGTTIN => ("SIGTTIN", "adding a worker", () => _rotation.ScaleAsync(Math.Min(ClusterOptions.MaxWorkers, _pool.SlotCount + 1), _stopping.Token)),
+            SIGTTIN => ("SIGTTIN", "adding a worker", () => _rotation.ScaleAsync(Math.Min(ClusterOptions.MaxWorkers,
+                _pool.SlotCount + 1), _stopping.Token)),
             SIGTTOU => ("SIGTTOU", "removing a worker", () => _rotation.ScaleAsync(Math.Max(1, _pool.SlotCount - 1), _stopping.Token)),
             _ => ("SIGHUP", "rolling restart", (Func<Task>)(() => _rotation.RestartAllAsync(_stopping.Token))),
         };
@@ -227,7 +232,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     {
         if (_context.Role != ClusterRole.Primary)
         {
-            throw new InvalidOperationException("This process runs no workers (Cluster:Workers is 0, or the platform cannot pass sockets between processes), so there is nothing to restart or scale.");
+            throw new InvalidOperationException("This process runs no workers (Cluster:Workers is 0, or the platform cannot pass " +
+                "sockets between processes), so there is nothing to restart or scale.");
         }
     }
 }

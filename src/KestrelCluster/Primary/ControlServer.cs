@@ -144,7 +144,8 @@ internal sealed class ControlServer : IDisposable
             var stat = File.ReadAllText($"/proc/{processId}/stat");
             var fields = stat.AsSpan(stat.LastIndexOf(')') + 2);
             fields = fields[(fields.IndexOf(' ') + 1)..];
-            return int.TryParse(fields[..fields.IndexOf(' ')], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var parent) ? parent : -1;
+            return int.TryParse(fields[..fields.IndexOf(' ')], System.Globalization.NumberStyles.None,
+                System.Globalization.CultureInfo.InvariantCulture, out var parent) ? parent : -1;
         }
         catch (IOException)
         {

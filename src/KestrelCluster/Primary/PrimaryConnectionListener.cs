@@ -7,7 +7,6 @@
 // that arrive together travel to a worker together, several fds in one sendmsg. Per connection that is one
 // syscall and no Socket object, task or thread-pool hop — the primary's whole job is this loop, and with
 // Connection: close traffic its CPU per connection is what limits the cluster (see benchmarks/).
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using KestrelCluster.Interop;
@@ -31,7 +30,8 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
     private Thread? _acceptThread;
     private int _stopped;
 
-    private PrimaryConnectionListener(int id, EndPoint requested, Socket listenSocket, HandoffDispatcher dispatcher, PrimaryListenerTable table, ILogger logger)
+    private PrimaryConnectionListener(int id, EndPoint requested, Socket listenSocket, HandoffDispatcher dispatcher,
+        PrimaryListenerTable table, ILogger logger)
     {
         Id = id;
         RequestedEndPoint = requested;
@@ -64,7 +64,8 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
     /// SocketTransportOptions.NoDelay) is set once, on the listening socket: Linux gives every accepted socket the
     /// listener's options, which saves a setsockopt per connection.
     /// </summary>
-    public static PrimaryConnectionListener Bind(int id, EndPoint endpoint, int backlog, HandoffDispatcher dispatcher, PrimaryListenerTable table, ILogger logger,
+    public static PrimaryConnectionListener Bind(int id, EndPoint endpoint, int backlog, HandoffDispatcher dispatcher,
+        PrimaryListenerTable table, ILogger logger,
         bool shared = false, bool noDelay = true, Func<EndPoint, Socket>? createBoundListenSocket = null)
     {
         Socket socket;

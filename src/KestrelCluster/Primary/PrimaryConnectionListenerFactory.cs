@@ -51,7 +51,8 @@ internal sealed class PrimaryConnectionListenerFactory : IConnectionListenerFact
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
-        var listener = PrimaryConnectionListener.Bind(_table.NextId(), endpoint, _socketOptions.Backlog, _dispatcher, _table, _logger, _shared,
+        var listener = PrimaryConnectionListener.Bind(_table.NextId(), endpoint, _socketOptions.Backlog, _dispatcher, _table,
+            _logger, _shared,
             _socketOptions.NoDelay, _socketOptions.CreateBoundListenSocket);
         _table.Add(listener);
         return ValueTask.FromResult<IConnectionListener>(listener);

@@ -40,7 +40,8 @@ internal sealed class WorkerChannel : Messaging.IMessageLink, ISchedulableWorker
     private long _handedOff;
     private long _closedConnections;
 
-    public WorkerChannel(WorkerProcess worker, Socket socket, HandoffDispatcher dispatcher, PrimaryListenerTable listeners, int maxInFlight, ILogger logger,
+    public WorkerChannel(WorkerProcess worker, Socket socket, HandoffDispatcher dispatcher, PrimaryListenerTable listeners,
+        int maxInFlight, ILogger logger,
         Messaging.ClusterMessenger? messenger = null)
     {
         _messenger = messenger;
@@ -94,7 +95,8 @@ internal sealed class WorkerChannel : Messaging.IMessageLink, ISchedulableWorker
 
     /// <summary>Lock-free check for the scheduler: ready, serving this listener, and not at its in-flight limit.</summary>
     public bool CanTake(int listenerId) =>
-        _ready && !_isClosed && !_draining && !_saturated && _inFlight.Count + _outbox.Count < _maxInFlight && Array.IndexOf(_listenerIds, listenerId) >= 0;
+        _ready && !_isClosed && !_draining && !_saturated && _inFlight.Count + _outbox.Count < _maxInFlight
+            && Array.IndexOf(_listenerIds, listenerId) >= 0;
 
     /// <summary>Routes a connection here; it counts as in flight at once and leaves with <see cref="SendOutbox"/>.</summary>
     public void AddToOutbox(AcceptedConnection connection)
@@ -173,7 +175,8 @@ internal sealed class WorkerChannel : Messaging.IMessageLink, ISchedulableWorker
         {
             var connection = _outbox[i];
             fds[i] = connection.Fd;
-            ControlFrames.WriteHandoffEntry(frame, i, new HandoffEntry(connection.Listener.Id, firstId + i, connection.AcceptedAt, connection.Peer));
+            ControlFrames.WriteHandoffEntry(frame, i, new HandoffEntry(connection.Listener.Id, firstId + i, connection.AcceptedAt,
+                connection.Peer));
         }
 
         var errno = Libc.SendMessage(_socket.SafeHandle, frame, fds);
@@ -253,7 +256,8 @@ internal sealed class WorkerChannel : Messaging.IMessageLink, ISchedulableWorker
     {
         var buffer = new byte[ControlFrames.MaxFrameLength + 1];
         // No room for fds: a worker never sends any; any it sends are closed on receipt (truncated) and drop it.
-        var reason = ControlChannelThread.ReadMessages(_socket, buffer, [], "the worker closed its control channel", (length, _, truncated) =>
+        var reason = ControlChannelThread.ReadMessages(_socket, buffer, [], "the worker closed its control channel", (length, _,
+            truncated) =>
         {
             if (truncated || length > ControlFrames.MaxFrameLength || !Handle(buffer.AsSpan(0, length)))
             {
@@ -335,19 +339,23 @@ internal sealed class WorkerChannel : Messaging.IMessageLink, ISchedulableWorker
                 {
                     PrimaryLog.RegisterUnmatched(_logger, Worker.Id, endpoint!);
                     return TrySendControl(ControlFrames.Registered(requestId, -1,
-                        $"The primary has no listener for {endpoint}. Workers bind the endpoints the primary bound; configure endpoints in the app or its configuration (which workers share), not only in the test or host that starts the primary."));
+                        $"The primary has no listener for {endpoint}. Workers bind the endpoints the primary bound; configure " +
+                            $"endpoints in the app or its configuration (which workers share), not only in the test or host that " +
+                            $"starts the primary."));
                 }
 
                 _listenerIds = [.. _listenerIds, listener.Id];
                 PrimaryLog.ListenerRegistered(_logger, Worker.Id, listener.Id, listener.EndPoint);
                 // In shared mode the worker gets the listening socket itself and accepts on it (Node's SCHED_NONE).
-                return TrySendControl(ControlFrames.Registered(requestId, listener.Id, EndpointText.Format(listener.EndPoint)), listener.SharedListeningSocket);
+                return TrySendControl(ControlFrames.Registered(requestId, listener.Id, EndpointText.Format(listener.EndPoint)),
+                    listener.SharedListeningSocket);
 
             case FrameType.Unregister when ControlFrames.TryReadUnregister(frame, out var listenerId):
                 _listenerIds = [.. _listenerIds.Where(id => id != listenerId)];
                 return true;
 
-            case FrameType.Message when _messenger is not null && ControlFrames.TryReadMessage(frame, out var broadcast, out var from, out var payload) && from == Worker.Id:
+            case FrameType.Message when _messenger is not null && ControlFrames.TryReadMessage(frame, out var broadcast,
+                out var from, out var payload) && from == Worker.Id:
                 _messenger.OnFrame(Worker.Id, broadcast, payload.ToArray());
                 return true;
 

@@ -58,11 +58,13 @@ internal sealed class WorkerLauncher
 
     private (string, string[]) ResolveCommand()
     {
-        var processPath = Environment.ProcessPath ?? throw new InvalidOperationException("The path of the running executable is unknown, so workers cannot be started.");
+        var processPath = Environment.ProcessPath ?? throw new InvalidOperationException("The path of the running executable is " +
+            "unknown, so workers cannot be started.");
         var originalArguments = Environment.GetCommandLineArgs().Skip(1).ToArray();
         var entryAssembly = Assembly.GetEntryAssembly();
 
-        if (entryAssembly is not null && string.Equals(entryAssembly.GetName().Name, _environment.ApplicationName, StringComparison.Ordinal))
+        if (entryAssembly is not null && string.Equals(entryAssembly.GetName().Name, _environment.ApplicationName,
+            StringComparison.Ordinal))
         {
             // The app itself is running: re-run the same command line.
             return IsDotnetHost(processPath)
@@ -77,7 +79,8 @@ internal sealed class WorkerLauncher
         var runtimeConfig = Path.ChangeExtension(appPath, ".runtimeconfig.json");
         if (!File.Exists(runtimeConfig))
         {
-            throw new InvalidOperationException($"Cannot start workers: {runtimeConfig} is missing, so {appPath} cannot run as its own process.");
+            throw new InvalidOperationException($"Cannot start workers: {runtimeConfig} is missing, so {appPath} cannot run as its " +
+                $"own process.");
         }
 
         var dotnet = IsDotnetHost(processPath) ? processPath : Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";

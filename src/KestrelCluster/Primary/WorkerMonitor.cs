@@ -86,7 +86,8 @@ internal sealed class WorkerMonitor
             if (!worker.StarvationReported)
             {
                 worker.StarvationReported = true;
-                PrimaryLog.ThreadPoolStarvation(_logger, worker.Id, worker.ProcessId, lagged.ThreadPoolLagMilliseconds, lagged.PendingWorkItems);
+                PrimaryLog.ThreadPoolStarvation(_logger, worker.Id, worker.ProcessId, lagged.ThreadPoolLagMilliseconds,
+                    lagged.PendingWorkItems);
             }
         }
         else
@@ -101,7 +102,8 @@ internal sealed class WorkerMonitor
         }
         else if (_options.MaxWorkerMemory > 0 && heartbeat.WorkingSetBytes > _options.MaxWorkerMemory && worker.TryRequestRecycle())
         {
-            _rotation.Recycle(worker, $"uses {heartbeat.WorkingSetBytes / (1024 * 1024)} MiB (limit {_options.MaxWorkerMemory / (1024 * 1024)} MiB)");
+            _rotation.Recycle(worker, $"uses {heartbeat.WorkingSetBytes / (1024 * 1024)} MiB (limit " +
+                $"{_options.MaxWorkerMemory / (1024 * 1024)} MiB)");
         }
     }
 }

@@ -30,7 +30,8 @@ internal sealed partial class WorkerPool : IDisposable
     private int _generation;
     private volatile bool _anyWorkerReady;
 
-    public WorkerPool(ClusterOptions options, WorkerLauncher launcher, Func<WorkerProcess, System.Net.Sockets.Socket, WorkerChannel> createChannel,
+    public WorkerPool(ClusterOptions options, WorkerLauncher launcher, Func<WorkerProcess, System.Net.Sockets.Socket,
+        WorkerChannel> createChannel,
         ILoggerFactory loggerFactory)
     {
         _options = options;
@@ -122,9 +123,11 @@ internal sealed partial class WorkerPool : IDisposable
             var secret = new byte[ControlFrames.SecretLength];
             Libc.FillRandom(secret);
             var recycleAfter = _options.MaxRequestsPerWorker <= 0 ? 0
-                : _options.MaxRequestsPerWorker + (_options.MaxRequestsJitter > 0 ? Random.Shared.NextInt64(_options.MaxRequestsJitter + 1) : 0);
+                : _options.MaxRequestsPerWorker + (_options.MaxRequestsJitter > 0
+                    ? Random.Shared.NextInt64(_options.MaxRequestsJitter + 1) : 0);
             var worker = new WorkerProcess(id, slot.Index, Generation, slot.StartCount++, secret, recycleAfter);
-            var identity = new WorkerIdentity(id, slot.Index, SlotCount, _control!.SocketPath, secret, _urls, _preferUrls, Environment.ProcessId);
+            var identity = new WorkerIdentity(id, slot.Index, SlotCount, _control!.SocketPath, secret, _urls, _preferUrls,
+                Environment.ProcessId);
             lock (_lock)
             {
                 _workers[id] = worker;

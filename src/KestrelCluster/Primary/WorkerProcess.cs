@@ -171,7 +171,8 @@ internal sealed class WorkerProcess
         }
     }
 
-    public WorkerInfo ToInfo() => new(Id, Slot, ProcessId, State, Generation, Restarts, StartedAt, Handoffs, _heartbeat.Requests, _heartbeat.WorkingSetBytes);
+    public WorkerInfo ToInfo() => new(Id, Slot, ProcessId, State, Generation, Restarts, StartedAt, Handoffs, _heartbeat.Requests,
+        _heartbeat.WorkingSetBytes);
 
     private static int SafeExitCode(Process process)
     {

@@ -39,7 +39,8 @@ internal sealed class WorkerRotation : IDisposable
                 {
                     if (!await ReplaceAsync(slot, current, "rolling restart").ConfigureAwait(false))
                     {
-                        throw new InvalidOperationException($"Rolling restart stopped: the replacement for worker {current.Id} (slot {slot.Index}) did not become ready; worker {current.Id} keeps serving.");
+                        throw new InvalidOperationException($"Rolling restart stopped: the replacement for worker {current.Id} " +
+                            $"(slot {slot.Index}) did not become ready; worker {current.Id} keeps serving.");
                     }
                 }
                 else

@@ -34,7 +34,8 @@ internal sealed class WorkerSpawner : IDisposable
         {
             try
             {
-                result.TrySetResult(Process.Start(startInfo) ?? throw new InvalidOperationException($"{startInfo.FileName} did not start."));
+                result.TrySetResult(Process.Start(startInfo) ?? throw new InvalidOperationException($"{startInfo.FileName} did not " +
+                    $"start."));
             }
             catch (Exception e)
             {

@@ -41,7 +41,8 @@ internal static class ControlChannelThread
     /// <paramref name="onMessage"/> (length, fd count, truncated), which returns null to go on or the reason to stop
     /// (a protocol violation; it closes whatever fds it holds). Returns why the loop ended; never throws.
     /// </summary>
-    public static string ReadMessages(Socket socket, byte[] buffer, int[] fds, string peerClosedReason, Func<int, int, bool, string?> onMessage)
+    public static string ReadMessages(Socket socket, byte[] buffer, int[] fds, string peerClosedReason, Func<int, int, bool,
+        string?> onMessage)
     {
         try
         {

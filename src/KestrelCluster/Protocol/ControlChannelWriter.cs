@@ -146,7 +146,8 @@ internal sealed partial class ControlChannelWriter : IDisposable
             if (message is not null && _queuedMessageBytes + frame.Length > MaxQueuedMessageBytes)
             {
                 message.RefusedBecause =
-                    $"The peer is not reading its control channel: {_queuedMessageBytes} bytes of messages already wait for it (at most {MaxQueuedMessageBytes}). The message was not sent.";
+                    $"The peer is not reading its control channel: {_queuedMessageBytes} bytes of messages already wait for it (at " +
+                        $"most {MaxQueuedMessageBytes}). The message was not sent.";
                 return false;
             }
 
@@ -161,7 +162,8 @@ internal sealed partial class ControlChannelWriter : IDisposable
 
                 if (errno != Libc.EAGAIN)
                 {
-                    ThreadPool.UnsafeQueueUserWorkItem(static s => s.Writer.Break(s.Errno), (Writer: this, Errno: errno), preferLocal: false);
+                    ThreadPool.UnsafeQueueUserWorkItem(static s => s.Writer.Break(s.Errno), (Writer: this, Errno: errno),
+                        preferLocal: false);
                     if (message is not null)
                     {
                         message.RefusedBecause = $"Sending on the control channel failed (errno {errno}): the peer is gone.";

@@ -142,7 +142,8 @@ internal static class ControlFrames
     /// <summary>Length of a handoff frame carrying <paramref name="count"/> fds.</summary>
     public static int HandoffLength(int count) => 1 + (count * HandoffEntryLength);
 
-    /// <summary>Writes entry <paramref name="index"/> of a handoff frame (and its type byte); the frame is <see cref="HandoffLength"/> long.</summary>
+    /// <summary>Writes entry <paramref name="index"/> of a handoff frame (and its type byte); the frame is <see cref="HandoffLength"/>
+    /// long.</summary>
     public static void WriteHandoffEntry(Span<byte> frame, int index, in HandoffEntry entry)
     {
         frame[0] = (byte)FrameType.Handoff;
@@ -228,7 +229,8 @@ internal static class ControlFrames
             BinaryPrimitives.ReadInt64LittleEndian(frame[9..]),
             BinaryPrimitives.ReadInt32LittleEndian(frame[17..]),
             BinaryPrimitives.ReadInt32LittleEndian(frame[21..]));
-        return heartbeat.Requests >= 0 && heartbeat.WorkingSetBytes >= 0 && heartbeat.ThreadPoolLagMilliseconds >= 0 && heartbeat.PendingWorkItems >= 0;
+        return heartbeat.Requests >= 0 && heartbeat.WorkingSetBytes >= 0 && heartbeat.ThreadPoolLagMilliseconds >= 0
+            && heartbeat.PendingWorkItems >= 0;
     }
 
     public static bool TryReadHello(ReadOnlySpan<byte> frame, out int workerId, out ReadOnlySpan<byte> secret)
@@ -353,7 +355,8 @@ internal static class ControlFrames
 /// <param name="PendingWorkItems">Work items queued to its thread pool.</param>
 internal readonly record struct WorkerHeartbeat(long Requests, long WorkingSetBytes, int ThreadPoolLagMilliseconds, int PendingWorkItems);
 
-/// <summary>The text form of the endpoints the control channel talks about: <c>tcp:127.0.0.1:80</c>, <c>tcp:[::]:80</c>, <c>unix:/path</c>.</summary>
+/// <summary>The text form of the endpoints the control channel talks about: <c>tcp:127.0.0.1:80</c>, <c>tcp:[::]:80</c>,
+/// <c>unix:/path</c>.</summary>
 internal static class EndpointText
 {
     public static string Format(EndPoint endpoint) => endpoint switch

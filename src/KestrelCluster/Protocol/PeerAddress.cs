@@ -57,7 +57,8 @@ internal struct PeerAddress
         ReadOnlySpan<byte> sockaddr = _bytes;
         return Family switch
         {
-            AddressFamily.InterNetwork => new IPEndPoint(new IPAddress(sockaddr.Slice(4, 4)), BinaryPrimitives.ReadUInt16BigEndian(sockaddr[2..])),
+            AddressFamily.InterNetwork => new IPEndPoint(new IPAddress(sockaddr.Slice(4, 4)),
+                BinaryPrimitives.ReadUInt16BigEndian(sockaddr[2..])),
             AddressFamily.InterNetworkV6 => new IPEndPoint(
                 new IPAddress(sockaddr.Slice(8, 16), MemoryMarshal.Read<uint>(sockaddr[24..])), // scope id: host order
                 BinaryPrimitives.ReadUInt16BigEndian(sockaddr[2..])),

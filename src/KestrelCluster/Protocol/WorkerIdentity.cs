@@ -4,7 +4,8 @@ using System.Globalization;
 
 namespace KestrelCluster.Protocol;
 
-internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCount, string ControlPath, byte[] Secret, string? Urls, bool PreferHostingUrls, int PrimaryProcessId)
+internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCount, string ControlPath, byte[] Secret, string? Urls,
+    bool PreferHostingUrls, int PrimaryProcessId)
 {
     public const string WorkerIdVariable = "KESTRELCLUSTER_WORKER_ID";
     public const string SlotVariable = "KESTRELCLUSTER_SLOT";
@@ -55,11 +56,13 @@ internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCou
         }
         catch (FormatException e)
         {
-            throw new InvalidOperationException($"{WorkerIdVariable} is set, so this process is a cluster worker, but its cluster environment is malformed. Workers are started by the primary; do not set these variables by hand.", e);
+            throw new InvalidOperationException($"{WorkerIdVariable} is set, so this process is a cluster worker, but its cluster " +
+                $"environment is malformed. Workers are started by the primary; do not set these variables by hand.", e);
         }
         finally
         {
-            foreach (var name in new[] { WorkerIdVariable, SlotVariable, WorkerCountVariable, ControlPathVariable, SecretVariable, UrlsVariable, PreferHostingUrlsVariable, PrimaryProcessIdVariable })
+            foreach (var name in new[] { WorkerIdVariable, SlotVariable, WorkerCountVariable, ControlPathVariable, SecretVariable,
+                UrlsVariable, PreferHostingUrlsVariable, PrimaryProcessIdVariable })
             {
                 Environment.SetEnvironmentVariable(name, null);
             }

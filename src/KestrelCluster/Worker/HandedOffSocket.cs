@@ -23,7 +23,8 @@ internal static class HandedOffSocket
     /// </summary>
     public static Socket Create(SafeSocketHandle handle, in PeerAddress peer, EndPoint listenEndPoint)
     {
-        if (CanSkipKernelQueries && listenEndPoint is IPEndPoint local && peer.Family == local.AddressFamily && peer.ToEndPoint() is { } remote)
+        if (CanSkipKernelQueries && listenEndPoint is IPEndPoint local && peer.Family == local.AddressFamily
+            && peer.ToEndPoint() is { } remote)
         {
             return RuntimeInternals.BuildAcceptedSocket(handle, local, remote);
         }

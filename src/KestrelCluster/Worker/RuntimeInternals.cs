@@ -27,7 +27,8 @@ internal static class RuntimeInternals
 
     /// <summary>Whether the app turned the shortcuts off (switch or environment variable).</summary>
     public static bool DisabledByApp { get; } =
-        (AppContext.TryGetSwitch(DisableSwitch, out var disabled) && disabled) || Environment.GetEnvironmentVariable(DisableVariable) is "1" or "true";
+        (AppContext.TryGetSwitch(DisableSwitch,
+            out var disabled) && disabled) || Environment.GetEnvironmentVariable(DisableVariable) is "1" or "true";
 
     /// <summary>Whether this runtime is the one the shortcuts were validated on.</summary>
     public static bool IsValidatedRuntime { get; } = Environment.Version.Major == ValidatedRuntimeMajor;
@@ -48,7 +49,8 @@ internal static class RuntimeInternals
         return socket;
     }
 
-    /// <summary>Kestrel's own options for <paramref name="transport"/> (its memory pool included); null when fenced off or missing.</summary>
+    /// <summary>Kestrel's own options for <paramref name="transport"/> (its memory pool included); null when fenced off or
+    /// missing.</summary>
     public static SocketConnectionFactoryOptions? TryCreateFactoryOptions(SocketTransportOptions transport)
     {
         if (DisabledByApp || !IsValidatedRuntime)

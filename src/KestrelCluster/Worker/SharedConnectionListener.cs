@@ -18,7 +18,8 @@ internal sealed class SharedConnectionListener : IConnectionListener
     private readonly WorkerControlChannel _channel;
     private int _closed;
 
-    public SharedConnectionListener(int fd, EndPoint boundEndPoint, SocketConnectionContextFactory contextFactory, WorkerControlChannel channel)
+    public SharedConnectionListener(int fd, EndPoint boundEndPoint, SocketConnectionContextFactory contextFactory,
+        WorkerControlChannel channel)
     {
         _fd = fd;
         _listenSocket = new Socket(new SafeSocketHandle(fd, ownsHandle: false));
@@ -50,7 +51,8 @@ internal sealed class SharedConnectionListener : IConnectionListener
 
             // TCP_NODELAY comes from the listening socket, where the primary set it (as Kestrel's NoDelay says).
             var connection = _contextFactory.Create(accepted);
-            connection.ConnectionClosed.UnsafeRegister(static channel => ((WorkerAcknowledgements)channel!).OnConnectionClosed(), _channel.Acknowledgements);
+            connection.ConnectionClosed.UnsafeRegister(static channel => ((WorkerAcknowledgements)channel!).OnConnectionClosed(),
+                _channel.Acknowledgements);
             return connection;
         }
     }

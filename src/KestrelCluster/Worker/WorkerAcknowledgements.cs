@@ -31,7 +31,8 @@ internal sealed class WorkerAcknowledgements : IDisposable
     public WorkerAcknowledgements(Func<ReadOnlySpan<byte>, bool> send)
     {
         _send = send;
-        _closeReportTimer = new Timer(static acks => ((WorkerAcknowledgements)acks!).ReportClosed(), this, Timeout.Infinite, Timeout.Infinite);
+        _closeReportTimer = new Timer(static acks => ((WorkerAcknowledgements)acks!).ReportClosed(), this, Timeout.Infinite,
+            Timeout.Infinite);
     }
 
     /// <summary>

@@ -26,7 +26,8 @@ internal sealed class WorkerConnectionListener : IConnectionListener
     private readonly ILogger _logger;
     private readonly WorkerMetrics _metrics;
 
-    public WorkerConnectionListener(int listenerId, EndPoint boundEndPoint, WorkerControlChannel channel, SocketConnectionContextFactory contextFactory, WorkerMetrics metrics, ILogger logger)
+    public WorkerConnectionListener(int listenerId, EndPoint boundEndPoint, WorkerControlChannel channel,
+        SocketConnectionContextFactory contextFactory, WorkerMetrics metrics, ILogger logger)
     {
         _metrics = metrics;
         ListenerId = listenerId;
@@ -80,7 +81,8 @@ internal sealed class WorkerConnectionListener : IConnectionListener
                 var connection = _contextFactory.Create(socket);
                 _channel.Acknowledgements.Acknowledge(handedOff.Entry.HandoffId, accepted: true);
                 _metrics.RecordHandoff(handedOff.Entry.AcceptedAt);
-                connection.ConnectionClosed.UnsafeRegister(static channel => ((WorkerAcknowledgements)channel!).OnConnectionClosed(), _channel.Acknowledgements);
+                connection.ConnectionClosed.UnsafeRegister(static channel
+                    => ((WorkerAcknowledgements)channel!).OnConnectionClosed(), _channel.Acknowledgements);
                 return connection;
             }
         }

@@ -17,7 +17,8 @@ internal sealed class WorkerConnectionListenerFactory : IConnectionListenerFacto
     private readonly ILogger _logger;
     private readonly WorkerMetrics _metrics;
 
-    public WorkerConnectionListenerFactory(WorkerControlChannel channel, WorkerIdentity identity, IOptions<SocketTransportOptions> socketOptions, WorkerMetrics metrics, ILoggerFactory loggerFactory)
+    public WorkerConnectionListenerFactory(WorkerControlChannel channel, WorkerIdentity identity,
+        IOptions<SocketTransportOptions> socketOptions, WorkerMetrics metrics, ILoggerFactory loggerFactory)
     {
         _metrics = metrics;
         _channel = channel;
@@ -32,7 +33,8 @@ internal sealed class WorkerConnectionListenerFactory : IConnectionListenerFacto
             WorkerLog.NoAcceptPathSocket(_logger);
         }
 
-        _contextFactory = new SocketConnectionContextFactory(options, loggerFactory.CreateLogger("Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets"));
+        _contextFactory = new SocketConnectionContextFactory(options,
+            loggerFactory.CreateLogger("Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets"));
     }
 
     public bool CanBind(EndPoint endpoint) => endpoint is IPEndPoint or UnixDomainSocketEndPoint;

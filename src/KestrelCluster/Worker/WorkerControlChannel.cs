@@ -4,7 +4,6 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
 using Microsoft.Extensions.Hosting;
@@ -24,7 +23,8 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _connectLock = new(1, 1);
     private readonly ConcurrentDictionary<int, WorkerConnectionListener> _listeners = new();
-    private readonly ConcurrentDictionary<int, TaskCompletionSource<(int ListenerId, string EndPoint, int SharedFd)>> _registrations = new();
+    private readonly ConcurrentDictionary<int, TaskCompletionSource<(int ListenerId, string EndPoint,
+        int SharedFd)>> _registrations = new();
     private volatile Socket? _socket;
     private volatile ControlChannelWriter? _writer;
     private int _nextRequestId;
@@ -32,7 +32,8 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
 
     private readonly Messaging.ClusterMessenger _messenger;
 
-    public WorkerControlChannel(WorkerIdentity identity, IHostApplicationLifetime lifetime, Messaging.ClusterMessenger messenger, ILogger<WorkerControlChannel> logger)
+    public WorkerControlChannel(WorkerIdentity identity, IHostApplicationLifetime lifetime, Messaging.ClusterMessenger messenger,
+        ILogger<WorkerControlChannel> logger)
     {
         _messenger = messenger;
         messenger.AttachWorker(identity.WorkerId, this);
@@ -49,7 +50,8 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
     /// Asks the primary which of its listeners serves <paramref name="endpoint"/>; returns its id, its real endpoint,
     /// and in shared mode the fd of the listening socket itself (else -1).
     /// </summary>
-    public async Task<(int ListenerId, EndPoint BoundEndPoint, int SharedFd)> RegisterAsync(EndPoint endpoint, CancellationToken cancellationToken)
+    public async Task<(int ListenerId, EndPoint BoundEndPoint, int SharedFd)> RegisterAsync(EndPoint endpoint,
+        CancellationToken cancellationToken)
     {
         await EnsureConnectedAsync(cancellationToken).ConfigureAwait(false);
 
@@ -60,7 +62,8 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
         {
             if (!TrySend(ControlFrames.Register(requestId, endpoint)))
             {
-                throw new InvalidOperationException($"Worker {_identity.WorkerId} lost its control channel to the cluster primary while registering {endpoint}.");
+                throw new InvalidOperationException($"Worker {_identity.WorkerId} lost its control channel to the cluster primary " +
+                    $"while registering {endpoint}.");
             }
 
             var (listenerId, text, sharedFd) = await reply.Task.WaitAsync(s_registerTimeout, cancellationToken).ConfigureAwait(false);
@@ -78,7 +81,8 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
         }
         catch (TimeoutException e)
         {
-            throw new InvalidOperationException($"The cluster primary did not answer the registration of {endpoint} within {s_registerTimeout}.", e);
+            throw new InvalidOperationException($"The cluster primary did not answer the registration of {endpoint} within " +
+                $"{s_registerTimeout}.", e);
         }
         finally
         {
@@ -146,7 +150,8 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
             catch (SocketException e)
             {
                 socket.Dispose();
-                throw new InvalidOperationException($"Worker {_identity.WorkerId} cannot reach its cluster primary at {_identity.ControlPath}: {e.SocketErrorCode}. Is the primary still running?", e);
+                throw new InvalidOperationException($"Worker {_identity.WorkerId} cannot reach its cluster primary at " +
+                    $"{_identity.ControlPath}: {e.SocketErrorCode}. Is the primary still running?", e);
             }
 
             // Wakes the reader (it then sees the channel closed) when a send finds the primary gone.
@@ -165,7 +170,8 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
         var buffer = new byte[ControlFrames.MaxFrameLength + 1];
         var fds = new int[ControlFrames.MaxFdsPerMessage];
         var entries = new HandoffEntry[ControlFrames.MaxFdsPerMessage];
-        var reason = ControlChannelThread.ReadMessages(socket, buffer, fds, "the primary closed the control channel", (length, fdCount, truncated) =>
+        var reason = ControlChannelThread.ReadMessages(socket, buffer, fds, "the primary closed the control channel", (length,
+            fdCount, truncated) =>
         {
             if (truncated || length == 0 || length > ControlFrames.MaxFrameLength
                 || !Handle(buffer.AsSpan(0, length), fds.AsSpan(0, fdCount), entries))
@@ -200,7 +206,8 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
 
                 return true;
 
-            case FrameType.Registered when fds.Length <= 1 && ControlFrames.TryReadRegistered(frame, out var requestId, out var listenerId, out var text):
+            case FrameType.Registered when fds.Length <= 1 && ControlFrames.TryReadRegistered(frame, out var requestId,
+                out var listenerId, out var text):
                 var sharedFd = fds.IsEmpty ? -1 : fds[0];
                 if (!_registrations.TryGetValue(requestId, out var reply) || !reply.TrySetResult((listenerId, text, sharedFd)))
                 {
@@ -212,7 +219,8 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
 
                 return true;
 
-            case FrameType.Message when fds.IsEmpty && ControlFrames.TryReadMessage(frame, out var broadcast, out var from, out var payload):
+            case FrameType.Message when fds.IsEmpty && ControlFrames.TryReadMessage(frame, out var broadcast, out var from,
+                out var payload):
                 _messenger.OnFrame(from, broadcast, payload.ToArray());
                 return true;
 

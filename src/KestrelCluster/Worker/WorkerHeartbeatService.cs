@@ -10,7 +10,8 @@ using Microsoft.Extensions.Options;
 
 namespace KestrelCluster.Worker;
 
-internal sealed class WorkerHeartbeatService(WorkerControlChannel channel, WorkerRequestCounter requests, IOptions<ClusterOptions> options) : IHostedService, IDisposable
+internal sealed class WorkerHeartbeatService(WorkerControlChannel channel, WorkerRequestCounter requests,
+    IOptions<ClusterOptions> options) : IHostedService, IDisposable
 {
     private readonly TimeSpan _interval = options.Value.HeartbeatInterval;
     private Timer? _timer;

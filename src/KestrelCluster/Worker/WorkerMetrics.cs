@@ -22,7 +22,8 @@ internal sealed class WorkerMetrics
             description: "Time from the primary accepting a connection to this worker's Kestrel taking it.",
             advice: new InstrumentAdvice<double>
             {
-                HistogramBucketBoundaries = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+                HistogramBucketBoundaries = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                    0.05, 0.1, 0.25, 1],
             });
     }
 

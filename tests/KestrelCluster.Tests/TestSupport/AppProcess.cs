@@ -84,8 +84,8 @@ internal sealed partial class AppProcess : IDisposable
 
         var process = new Process { StartInfo = startInfo };
         var sample = new AppProcess(process);
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) sample._output.Enqueue(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) sample._output.Enqueue(e.Data); };
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) { sample._output.Enqueue(e.Data); } };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { sample._output.Enqueue(e.Data); } };
         process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
