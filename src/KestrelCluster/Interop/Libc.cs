@@ -82,6 +82,32 @@ internal static unsafe partial class Libc
         }
     }
 
+    /// <summary>
+    /// A close-on-exec duplicate of <paramref name="handle"/>'s fd (the same open socket), owned by the caller; -errno on
+    /// failure, -EBADF when the handle is already closed.
+    /// </summary>
+    public static int Duplicate(SafeHandle handle)
+    {
+        var added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            var fd = fcntl((int)handle.DangerousGetHandle(), F_DUPFD_CLOEXEC, 0);
+            return fd >= 0 ? fd : -Marshal.GetLastPInvokeError();
+        }
+        catch (ObjectDisposedException)
+        {
+            return -EBADF;
+        }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
+        }
+    }
+
     /// <summary>Wakes a thread blocked in <see cref="Accept"/> or poll() on this socket (shutdown(SHUT_RDWR)).</summary>
     public static void Shutdown(SafeSocketHandle socket) => shutdown((int)socket.DangerousGetHandle(), SHUT_RDWR);
 
@@ -148,6 +174,7 @@ internal static unsafe partial class Libc
     private const int SOCK_CLOEXEC = 0x80000;
     private const int SOCK_NONBLOCK = 0x800;
     private const int SHUT_RDWR = 2;
+    private const int F_DUPFD_CLOEXEC = 1030;
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int close(int fd);
@@ -166,6 +193,9 @@ internal static unsafe partial class Libc
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int shutdown(int sockfd, int how);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fcntl(int fd, int cmd, int arg);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);

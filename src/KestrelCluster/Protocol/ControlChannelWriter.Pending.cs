@@ -1,27 +1,29 @@
-// What waits in a ControlChannelWriter's queue: a frame (with the handle of the fd it carries) and, for a cluster
+// What waits in a ControlChannelWriter's queue: a frame (with a duplicate of the fd it carries) and, for a cluster
 // message, the sender's task, completed when the kernel has the frame.
-using System.Runtime.InteropServices;
+using KestrelCluster.Interop;
 
 namespace KestrelCluster.Protocol;
 
 internal sealed partial class ControlChannelWriter
 {
-    /// <summary>A frame waiting for the peer; holds a reference on the handle whose fd it carries.</summary>
+    /// <summary>A frame waiting for the peer, with its own duplicate of the fd it carries.</summary>
     private sealed class Pending
     {
-        private bool _fdReferenced;
+        private int _fd;
 
-        public Pending(byte[] frame, SafeHandle? fdOwner, PendingMessage? message)
+        /// <param name="frame">The frame, copied.</param>
+        /// <param name="fd">A duplicate of the fd to attach, owned by this entry (closed once sent or dropped); -1: none.</param>
+        /// <param name="message">The sender's side, for a cluster message; else null.</param>
+        public Pending(byte[] frame, int fd, PendingMessage? message)
         {
             Frame = frame;
-            FdOwner = fdOwner;
+            _fd = fd;
             Message = message;
-            fdOwner?.DangerousAddRef(ref _fdReferenced);
         }
 
         public byte[] Frame { get; }
 
-        public SafeHandle? FdOwner { get; }
+        public int Fd => _fd;
 
         public PendingMessage? Message { get; }
 
@@ -41,10 +43,10 @@ internal sealed partial class ControlChannelWriter
 
         private void ReleaseFd()
         {
-            if (_fdReferenced)
+            if (_fd >= 0)
             {
-                _fdReferenced = false;
-                FdOwner!.DangerousRelease();
+                Libc.CloseDescriptor(_fd); // the kernel passed its own reference on with the message
+                _fd = -1;
             }
         }
     }

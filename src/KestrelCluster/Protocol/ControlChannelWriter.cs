@@ -61,8 +61,9 @@ internal sealed partial class ControlChannelWriter : IDisposable
     public bool TrySend(ReadOnlySpan<byte> frame) => Enqueue(frame, fdOwner: null, message: null);
 
     /// <summary>
-    /// As <see cref="TrySend(ReadOnlySpan{byte})"/>, with the fd of <paramref name="fdOwner"/> attached. The handle is
-    /// referenced until the frame is sent, so its fd cannot be closed, and its number reused, while the frame waits.
+    /// As <see cref="TrySend(ReadOnlySpan{byte})"/>, with the fd of <paramref name="fdOwner"/> attached. Sent now, the handle
+    /// is referenced for the sendmsg; queued, the frame takes a duplicate of the fd (F_DUPFD_CLOEXEC): its number is never
+    /// used after the owner closes it, and the owner's Dispose never waits for a peer that does not read.
     /// </summary>
     public bool TrySend(ReadOnlySpan<byte> frame, SafeHandle fdOwner) => Enqueue(frame, fdOwner, message: null);
 
@@ -153,7 +154,7 @@ internal sealed partial class ControlChannelWriter : IDisposable
 
             if (_queue.Count == 0)
             {
-                var errno = Send(frame, fdOwner);
+                var errno = SendNow(frame, fdOwner);
                 if (errno == 0)
                 {
                     message?.TrySetSent();
@@ -173,15 +174,13 @@ internal sealed partial class ControlChannelWriter : IDisposable
                 }
             }
 
-            Pending pending;
-            try
+            var fd = -1;
+            if (fdOwner is not null && (fd = Libc.Duplicate(fdOwner)) < 0)
             {
-                pending = new Pending(frame.ToArray(), fdOwner, message);
+                return false; // the fd's owner closed it (a listener unbound at shutdown), or no fd is left: nothing to send
             }
-            catch (ObjectDisposedException)
-            {
-                return false; // the fd's owner closed it (a listener unbound at shutdown): there is nothing to send
-            }
+
+            var pending = new Pending(frame.ToArray(), fd, message);
 
             _queue.Enqueue(pending);
             if (message is not null)
@@ -194,7 +193,10 @@ internal sealed partial class ControlChannelWriter : IDisposable
         }
     }
 
-    private int Send(ReadOnlySpan<byte> frame, SafeHandle? fdOwner)
+    private int Send(ReadOnlySpan<byte> frame, int fd) =>
+        fd < 0 ? Libc.SendMessage(_socket.SafeHandle, frame, []) : Libc.SendMessage(_socket.SafeHandle, frame, [fd]);
+
+    private int SendNow(ReadOnlySpan<byte> frame, SafeHandle? fdOwner)
     {
         if (fdOwner is null)
         {
@@ -289,7 +291,7 @@ internal sealed partial class ControlChannelWriter : IDisposable
                     continue;
                 }
 
-                errno = Send(head.Frame, head.FdOwner);
+                errno = Send(head.Frame, head.Fd);
                 if (errno == 0)
                 {
                     Dequeue();
