@@ -49,10 +49,10 @@ internal static partial class PrimaryLog
         EventName = "WorkerStartTimedOut")]
     public static partial void WorkerStartTimedOut(ILogger logger, int workerId, int processId, TimeSpan timeout);
 
-    [LoggerMessage(10, LogLevel.Information, "Stopping {Count} workers gracefully.", EventName = "StoppingWorkers")]
+    [LoggerMessage(10, LogLevel.Information, "Stopping the workers gracefully ({Count} running).", EventName = "StoppingWorkers")]
     public static partial void StoppingWorkers(ILogger logger, int count);
 
-    [LoggerMessage(11, LogLevel.Information, "All {Count} workers stopped.", EventName = "WorkersStopped")]
+    [LoggerMessage(11, LogLevel.Information, "Every worker has stopped ({Count}).", EventName = "WorkersStopped")]
     public static partial void WorkersStopped(ILogger logger, int count);
 
     [LoggerMessage(12, LogLevel.Warning,
