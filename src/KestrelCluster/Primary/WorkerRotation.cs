@@ -39,6 +39,11 @@ internal sealed class WorkerRotation : IDisposable
                 {
                     if (!await ReplaceAsync(slot, current, "rolling restart").ConfigureAwait(false))
                     {
+                        if (_pool.IsStopping)
+                        {
+                            return; // the primary is stopping: every worker stops with it, nothing failed
+                        }
+
                         throw new InvalidOperationException($"Rolling restart stopped: the replacement for worker {current.Id} " +
                             $"(slot {slot.Index}) did not become ready; worker {current.Id} keeps serving.");
                     }
@@ -151,7 +156,11 @@ internal sealed class WorkerRotation : IDisposable
         await Task.WhenAny(fresh.Ready, fresh.Exited).ConfigureAwait(false);
         if (!fresh.IsReady)
         {
-            PrimaryLog.ReplacementFailed(_logger, old.Id, slot.Index, reason);
+            if (!_pool.IsStopping)
+            {
+                PrimaryLog.ReplacementFailed(_logger, old.Id, slot.Index, reason);
+            }
+
             return false;
         }
 
