@@ -4,6 +4,7 @@
 using System.Net.Sockets;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
+using KestrelCluster.Tests.TestSupport;
 
 namespace KestrelCluster.Tests;
 
@@ -85,6 +86,26 @@ public sealed class ControlChannelWriterTests : IDisposable
         }
 
         Assert.Equal(Enumerable.Range(0, index + 100), ReadMessages(index + 100));
+    }
+
+    [Fact]
+    public async Task ControlFrames_PeerReadsNothingForThousandsOfFrames_TheChannelBreaksLoudlyInsteadOfGrowingForever()
+    {
+        FillPeerQueue();
+        var queuedBefore = _writer.QueuedCount;
+        var refusedAt = -1;
+        for (var i = 0; i <= ControlChannelWriter.MaxQueuedFrames; i++)
+        {
+            if (!_writer.TrySend(ControlFrames.Ready()))
+            {
+                refusedAt = i;
+                break;
+            }
+        }
+
+        Assert.Equal(ControlChannelWriter.MaxQueuedFrames - queuedBefore, refusedAt); // queued up to the limit, then refused
+        await Wait.UntilAsync(() => Volatile.Read(ref _broken) == 1, TimeSpan.FromSeconds(10), "the writer reports the channel broken");
+        Assert.False(_writer.TrySend(ControlFrames.Ready()), "nothing is accepted once broken");
     }
 
     [Fact]

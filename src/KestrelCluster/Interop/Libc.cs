@@ -10,6 +10,7 @@ internal static unsafe partial class Libc
 {
     public const int EINTR = 4;
     public const int EBADF = 9;
+    public const int ENOBUFS = 105;
     public const int EAGAIN = 11;
     public const int EPIPE = 32;
     public const int EINVAL = 22;

@@ -3,9 +3,11 @@
 // waits, in order, in this writer's queue, and a thread of the writer's own sends it once poll() says the socket
 // takes more. So a reader thread that answers, relays or acknowledges never waits for a slow peer.
 //
-// Two kinds of frame: control frames (acks, heartbeats, registration, stop) are always queued; they are small and
-// as many as the traffic that caused them. Cluster messages, which an app may send faster than a peer reads, are
-// bounded (MaxQueuedMessageBytes): past it a message is refused with an error, never dropped silently.
+// Two kinds of frame: control frames (acks, heartbeats, registration, stop) are queued; they are small and as many as
+// the traffic that caused them, and a peer that leaves MaxQueuedFrames of them unread is broken: the channel closes
+// (logged; the worker is replaced, or a worker without its primary stops). Cluster messages, which an app may send
+// faster than a peer reads, are bounded (MaxQueuedMessageBytes): past it a message is refused with an error.
+// Nothing is dropped silently.
 //
 // Lock order: a channel's own lock, then this writer's lock. Callbacks (onWritable, onBroken) run without it.
 using System.Net.Sockets;
@@ -18,6 +20,9 @@ internal sealed partial class ControlChannelWriter : IDisposable
 {
     /// <summary>Bytes of cluster messages that may wait for one peer; a message past it is refused.</summary>
     public const int MaxQueuedMessageBytes = 4 * 1024 * 1024;
+
+    /// <summary>Frames of any kind left unread by the peer after which the channel counts as broken and closes.</summary>
+    public const int MaxQueuedFrames = 16 * 1024;
 
     private static readonly TimeSpan s_pollSlice = TimeSpan.FromMilliseconds(500);
 
@@ -172,6 +177,19 @@ internal sealed partial class ControlChannelWriter : IDisposable
 
                     return false;
                 }
+            }
+
+            if (_queue.Count >= MaxQueuedFrames)
+            {
+                // The peer has read nothing for thousands of frames: it is hung. A closed channel is what the rest of
+                // the cluster knows how to handle; an ever-growing queue is not.
+                ThreadPool.UnsafeQueueUserWorkItem(static w => w.Break(Libc.ENOBUFS), this, preferLocal: false);
+                if (message is not null)
+                {
+                    message.RefusedBecause = $"The peer left {MaxQueuedFrames} frames unread: its control channel is closed.";
+                }
+
+                return false;
             }
 
             var fd = -1;
