@@ -27,8 +27,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     private readonly SlotSupervisor _slots;
     private readonly WorkerRotation _rotation;
     private readonly ILogger _logger;
-    private readonly CancellationTokenSource _stopping = new();
     private readonly List<PosixSignalRegistration> _signals = [];
+    private int _stopped;
     private int _disposed;
 
     public ClusterSupervisor(IOptions<ClusterOptions> options, ClusterContext context, IHostApplicationLifetime lifetime, IServer server,
@@ -110,12 +110,11 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        if (_context.Role != ClusterRole.Primary || _stopping.IsCancellationRequested)
+        // Once: the pool itself may already be stopping (a signal marks it at once), but the stop is done only here.
+        if (_context.Role != ClusterRole.Primary || Interlocked.Exchange(ref _stopped, 1) != 0)
         {
             return;
         }
-
-        _stopping.Cancel();
 
         // Stop accepting first, so every connection accepted so far goes to a worker that is still serving.
         _listeners.StopAccepting();
@@ -136,10 +135,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
             signal.Dispose();
         }
 
-        _stopping.Cancel();
-        _pool.Dispose();
+        _pool.Dispose(); // stops the monitor and any operation under way (the pool's Stopping token)
         _rotation.Dispose();
-        _stopping.Dispose();
     }
 
     private void StartWorkers()
@@ -165,7 +162,7 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
 
         // As PID 1 in a container, orphans re-parented to this process are reaped by the .NET runtime's own
         // SIGCHLD handling (tests check it): nothing to add here.
-        _ = new WorkerMonitor(_pool, _rotation, _options, _logger).RunAsync(_stopping.Token);
+        _ = new WorkerMonitor(_pool, _rotation, _options, _logger).RunAsync(_pool.Stopping);
 
         _signals.Add(PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal));
         _signals.Add(PosixSignalRegistration.Create((PosixSignal)SIGTTIN, OnSignal));
@@ -196,7 +193,7 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     private void OnSignal(PosixSignalContext context)
     {
         context.Cancel = true; // SIGHUP would otherwise end the process
-        if (_stopping.IsCancellationRequested)
+        if (_pool.IsStopping)
         {
             return;
         }
@@ -204,9 +201,9 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         var (name, operation, run) = (int)context.Signal switch
         {
             SIGTTIN => ("SIGTTIN", "adding a worker", () => _rotation.ScaleAsync(Math.Min(ClusterOptions.MaxWorkers,
-                _pool.SlotCount + 1), _stopping.Token)),
-            SIGTTOU => ("SIGTTOU", "removing a worker", () => _rotation.ScaleAsync(Math.Max(1, _pool.SlotCount - 1), _stopping.Token)),
-            _ => ("SIGHUP", "rolling restart", (Func<Task>)(() => _rotation.RestartAllAsync(_stopping.Token))),
+                _pool.SlotCount + 1), _pool.Stopping)),
+            SIGTTOU => ("SIGTTOU", "removing a worker", () => _rotation.ScaleAsync(Math.Max(1, _pool.SlotCount - 1), _pool.Stopping)),
+            _ => ("SIGHUP", "rolling restart", (Func<Task>)(() => _rotation.RestartAllAsync(_pool.Stopping))),
         };
 
         PrimaryLog.SignalReceived(_logger, name, operation);
