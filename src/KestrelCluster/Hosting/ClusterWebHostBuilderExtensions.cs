@@ -10,6 +10,8 @@ using KestrelCluster.Worker;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 using Microsoft.Extensions.Options;
 
@@ -128,6 +130,13 @@ public static class ClusterWebHostBuilderExtensions
         services.AddSingleton<IStartupFilter>(sp => sp.GetRequiredService<WorkerRequestCounter>());
         services.AddHostedService<WorkerHeartbeatService>();
         services.AddSingleton<IConnectionListenerFactory, WorkerConnectionListenerFactory>();
+
+        // One startup line per worker (WorkerReadiness) instead of the host's banner and Kestrel's "Now listening on"
+        // lines, which the primary has printed already: added last, so this rule wins over the app's own
+        // Logging:LogLevel:Microsoft.Hosting.Lifetime; warnings and errors from the host still show.
+        services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
+        services.PostConfigure<LoggerFilterOptions>(o =>
+            o.Rules.Add(new LoggerFilterRule(providerName: null, "Microsoft.Hosting.Lifetime", LogLevel.Warning, filter: null)));
 
         // Workers share the primary's console: every line says who wrote it.
         services.AddOptions<ConsoleLoggerOptions>().PostConfigure<ClusterContext>((o, context) => UseFormatter(o, context));

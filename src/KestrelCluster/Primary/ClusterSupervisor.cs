@@ -165,6 +165,7 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         _ = new WorkerMonitor(_pool, _rotation, _options, _logger).RunAsync(_pool.Stopping);
 
         _signals.Add(PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal));
+        PrimaryLog.PrimarySignals(_logger, Environment.ProcessId); // the pid to signal: not `dotnet run`'s
         _signals.Add(PosixSignalRegistration.Create((PosixSignal)SIGTTIN, OnSignal));
         _signals.Add(PosixSignalRegistration.Create((PosixSignal)SIGTTOU, OnSignal));
     }

@@ -200,4 +200,10 @@ internal static partial class PrimaryLog
 
     [LoggerMessage(39, LogLevel.Error, "The heartbeat monitor failed; it starts again.", EventName = "MonitorFaulted")]
     public static partial void MonitorFaulted(ILogger logger, Exception exception);
+
+    [LoggerMessage(40, LogLevel.Information,
+        "Primary pid {ProcessId}. Signals: kill -HUP {ProcessId} restarts the workers one by one; -TTIN / -TTOU adds / " +
+            "removes a worker; -TERM (or Ctrl+C) stops gracefully.",
+        EventName = "PrimarySignals")]
+    public static partial void PrimarySignals(ILogger logger, int processId);
 }

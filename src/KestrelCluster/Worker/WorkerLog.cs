@@ -40,4 +40,8 @@ internal static partial class WorkerLog
 
         EventName = "RuntimeInternalsDisabled")]
     public static partial void RuntimeInternalsDisabled(ILogger logger, string @switch, string variable);
+
+    [LoggerMessage(106, LogLevel.Information, "Worker {WorkerId} (slot {Slot}, pid {ProcessId}) is serving {Addresses}.",
+        EventName = "Serving")]
+    public static partial void Serving(ILogger logger, int workerId, int slot, int processId, string addresses);
 }

@@ -1,14 +1,26 @@
 // Tells the primary this worker is ready once the host has started: Kestrel has bound (registered) every
-// endpoint and the app's startup code has run. Only then does the primary route connections here.
+// endpoint and the app's startup code has run. Only then does the primary route connections here. It also writes the
+// worker's one startup line: workers share the primary's console, and N copies of the host's banner ("Now listening
+// on", "Application started. Press Ctrl+C…", the content root) said nothing the primary had not said already.
+using KestrelCluster.Protocol;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Worker;
 
-internal sealed class WorkerReadiness(WorkerControlChannel channel, IHostApplicationLifetime lifetime) : IHostedService
+internal sealed class WorkerReadiness(WorkerControlChannel channel, IHostApplicationLifetime lifetime, IServer server,
+    WorkerIdentity identity, ILogger<WorkerReadiness> logger) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        lifetime.ApplicationStarted.Register(channel.SendReady);
+        lifetime.ApplicationStarted.Register(() =>
+        {
+            channel.SendReady();
+            var addresses = server.Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
+            WorkerLog.Serving(logger, identity.WorkerId, identity.SlotIndex, Environment.ProcessId, string.Join(", ", addresses));
+        });
         return Task.CompletedTask;
     }
 
