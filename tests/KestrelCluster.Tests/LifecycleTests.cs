@@ -23,6 +23,16 @@ public sealed class LifecycleTests
 
         Assert.Equal(workers.ToHashSet(), servedBy);
         Assert.Contains("[worker ", sample.Output, StringComparison.Ordinal); // worker log lines say who wrote them
+
+        // The pid to signal is the primary's, said once; each worker says once that it serves, without the host's banner.
+        Assert.Contains($"Primary pid {sample.ProcessId}. Signals: kill -HUP {sample.ProcessId} restarts the workers", sample.Output,
+            StringComparison.Ordinal);
+        await Wait.UntilAsync(() => workers.All(pid => sample.Output.Contains($"pid {pid}) is serving http://127.0.0.1:", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(10), "each worker's serving line is written");
+        var lines = sample.Output.Split('\n');
+        Assert.DoesNotContain(lines, l => l.StartsWith("[worker ", StringComparison.Ordinal)
+            && l.Contains("Microsoft.Hosting.Lifetime", StringComparison.Ordinal));
+        Assert.Equal(1, lines.Count(l => l.Contains("Application started. Press Ctrl+C to shut down.", StringComparison.Ordinal)));
     }
 
     [Fact]
