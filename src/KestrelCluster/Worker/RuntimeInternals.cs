@@ -23,6 +23,10 @@ internal static class RuntimeInternals
     /// <summary>The .NET major version whose private members these shortcuts were written and tested against.</summary>
     public const int ValidatedRuntimeMajor = 10;
 
+    // Before the properties below: static fields initialize in order, and CanBuildAcceptedSocket's probe uses this one.
+    /// <summary>A dual-mode wildcard listener's address as its IPv4 connections see it (built once: this runs per connection).</summary>
+    private static readonly IPAddress s_ipv4AnyMappedToIPv6 = IPAddress.Any.MapToIPv6();
+
     private const string SocketAsyncContextType = "System.Net.Sockets.SocketAsyncContext, System.Net.Sockets";
 
     /// <summary>Whether the app turned the shortcuts off (switch or environment variable).</summary>
@@ -83,7 +87,7 @@ internal static class RuntimeInternals
     }
 
     private static bool IsWildcard(IPAddress address) =>
-        address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any) || address.Equals(IPAddress.Any.MapToIPv6());
+        address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any) || address.Equals(s_ipv4AnyMappedToIPv6);
 
     /// <summary>Builds one socket on a handle that owns nothing and checks that the public API reads back what was set.</summary>
     private static bool ProbeAcceptedSocket()
