@@ -6,8 +6,16 @@ using KestrelCluster;
 var builder = WebApplication.CreateBuilder(args);
 builder.WebHost.UseClusterTransport();
 
+// Healthy when every worker is ready, Degraded when some are not, Unhealthy while the cluster stops: GET /healthz.
+builder.Services.AddHealthChecks().AddClusterHealthCheck();
+
 var app = builder.Build();
 app.UseWebSockets();
+
+// The whole cluster as the primary sees it (pids, states, restarts, last exits, load): GET /cluster/status. A real app
+// protects it: .RequireAuthorization(), .RequireHost("localhost").
+app.MapClusterStatus();
+app.MapHealthChecks("/healthz");
 
 // Who served this request: worker id, slot and process id.
 app.MapGet("/", (IClusterContext cluster, HttpContext http) =>

@@ -41,10 +41,16 @@ internal sealed class ClusterContext : IClusterContext
     public static ClusterContext ForWorker(WorkerIdentity identity) =>
         new(ClusterRole.Worker, identity.WorkerId, identity.SlotIndex, identity.WorkerCount);
 
+    /// <summary>Whether <c>dotnet watch</c> started this process (it sets DOTNET_WATCH=1 for the app it runs).</summary>
+    public static bool UnderDotnetWatch => Environment.GetEnvironmentVariable("DOTNET_WATCH") == "1";
+
+    /// <summary>Whether clustering is off because of dotnet watch (see ClusterOptions.WorkersUnderDotnetWatch).</summary>
+    public static bool HeldBackByDotnetWatch(ClusterOptions options) => UnderDotnetWatch && !options.WorkersUnderDotnetWatch;
+
     public static ClusterContext ForPrimary(IOptions<ClusterOptions> options)
     {
         var workers = options.Value.Workers;
-        return workers > 0 && PlatformSupportsHandoff
+        return workers > 0 && PlatformSupportsHandoff && !HeldBackByDotnetWatch(options.Value)
             ? new ClusterContext(ClusterRole.Primary, null, null, workers)
             : new ClusterContext(ClusterRole.Standalone, null, null, 0);
     }

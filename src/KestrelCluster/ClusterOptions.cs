@@ -106,4 +106,13 @@ public sealed class ClusterOptions
     /// </summary>
     /// <remarks>Defaults to 0 (off).</remarks>
     public long MaxWorkerMemory { get; set; }
+
+    /// <summary>
+    /// Run workers even under <c>dotnet watch</c>. Off by default: hot reload applies a change to the process
+    /// <c>dotnet watch</c> started (the primary) only, and workers would keep serving the last build, so under
+    /// <c>dotnet watch</c> the app runs in one process, as with <see cref="Workers"/> = 0 (logged once). When on,
+    /// every hot reload is followed by a warning that the workers did not get it.
+    /// </summary>
+    /// <remarks>Defaults to <see langword="false"/>.</remarks>
+    public bool WorkersUnderDotnetWatch { get; set; }
 }

@@ -4,6 +4,10 @@
 //   TestApp__FailStartupIfExists=/tmp/f   workers started while this file exists throw while starting (a broken deploy)
 //   TestApp__RecordFile=/tmp/x       the primary-only and slot-0-only hosted services append "<kind> <pid>" lines here,
 //                                    and the primary appends "message <worker id> <text>" for each message a worker sends it
+// GET /cluster/status and /healthz: MapClusterStatus and the cluster health check; GET /env?name=X: the serving worker's
+//   environment variable X.
+// GET /log?lines=N: N log entries and N raw Console.WriteLine lines; GET /crash: an unhandled exception on a thread of
+//   its own ends the serving worker (the runtime's crash report on stderr).
 // GET /tell-primary?text=hi: the worker serving it sends "hi" to the primary; with &count=N, N messages "hi-0" …
 //   "hi-(N-1)", all sent before any is awaited (the order test).
 // GET /starve?ms=3000: every thread of the serving worker's pool blocks that long (sync-over-async gone wrong) and the
@@ -26,9 +30,29 @@ internal static class Program
         builder.Services.AddHostedService<WorkerStartup>();
         builder.Services.AddPrimaryHostedService<RecordStart>();
         builder.Services.AddSlotHostedService<RecordSlotZeroStart>(slotIndex: 0);
+        builder.Services.AddHealthChecks().AddClusterHealthCheck();
 
         var app = builder.Build();
         app.MapGet("/", (IClusterContext cluster) => $"worker {cluster.WorkerId} (pid {Environment.ProcessId})\n");
+        app.MapClusterStatus();
+        app.MapHealthChecks("/healthz");
+        app.MapGet("/log", (int lines, ILogger<WorkerStartup> logger) =>
+        {
+            for (var i = 0; i < lines; i++)
+            {
+                TestAppLog.Line(logger, i, Environment.ProcessId);
+                Console.WriteLine($"raw line {i} from pid {Environment.ProcessId}, long enough to be torn if lines were not whole: " +
+                    new string('x', 200));
+            }
+
+            return $"logged {lines} lines (pid {Environment.ProcessId})\n";
+        });
+        app.MapGet("/crash", () =>
+        {
+            new Thread(() => throw new InvalidOperationException($"boom in pid {Environment.ProcessId}")).Start();
+            return $"crashing (pid {Environment.ProcessId})\n";
+        });
+        app.MapGet("/env", (string name) => $"{Environment.GetEnvironmentVariable(name)}\n(pid {Environment.ProcessId})\n");
         app.MapGet("/tell-primary", async (string text, int? count, IClusterMessenger messenger, IClusterContext cluster) =>
         {
             if (count is { } n)
@@ -113,4 +137,10 @@ internal class RecordStart(IConfiguration configuration) : IHostedService
 internal sealed class RecordSlotZeroStart(IConfiguration configuration) : RecordStart(configuration)
 {
     protected override string Kind => "slot-0-only";
+}
+
+internal static partial class TestAppLog
+{
+    [LoggerMessage(1, LogLevel.Information, "Log line {Index} from pid {ProcessId}.", EventName = "Line")]
+    public static partial void Line(ILogger logger, int index, int processId);
 }

@@ -21,6 +21,7 @@ public sealed class LayeringTests
         ["KestrelCluster.Hosting"] = 5,
         ["Microsoft.AspNetCore.Hosting"] = 5, // UseClusterTransport, where ASP.NET Core puts Use* extensions
         ["Microsoft.Extensions.DependencyInjection"] = 5, // Add* extensions, likewise
+        ["Microsoft.AspNetCore.Builder"] = 5, // Map* extensions (MapClusterStatus), likewise
         ["Microsoft.Extensions.Configuration.Binder.SourceGeneration"] = 5, // the binder generated for ClusterOptionsBinder
     };
 

@@ -3,6 +3,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using KestrelCluster.Tests.TestSupport;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace KestrelCluster.Tests;
 
@@ -37,6 +38,49 @@ public sealed partial class MetricsTests(ClusterFixture cluster)
             Assert.InRange(p50, 0.01, 1_000_000); // positive, and under a second: a real cross-process duration, not a clock mix-up
             Assert.InRange(max, p50, 10_000_000);
         }
+    }
+
+    [Fact]
+    public async Task PrimaryMetrics_WorkersConnectionsAndRestarts_AreMeasuredOnTheKestrelClusterMeter()
+    {
+        await using var factory = new ClusterAppFactory(ClusterFixture.Environment(certificatePath: null));
+        await factory.StartAsync(workers: 2);
+        var meterFactory = factory.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
+        var measurements = new System.Collections.Concurrent.ConcurrentQueue<(string Name, long Value, string? Tag)>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener
+        {
+            // Only this primary's meter: other primaries of the test run publish on meters of the same name.
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == "KestrelCluster" && instrument.Meter.Scope == meterFactory)
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+            measurements.Enqueue((instrument.Name, value, tags.Length > 0 ? tags[0].Value as string : null)));
+        listener.SetMeasurementEventCallback<int>((instrument, value, tags, _) =>
+            measurements.Enqueue((instrument.Name, value, tags.Length > 0 ? tags[0].Value as string : null)));
+        listener.Start();
+
+        var endpoint = HttpProbe.EndPointOf(factory.Addresses[0]);
+        for (var i = 0; i < 5; i++)
+        {
+            await HttpProbe.NewConnectionRequestAsync(endpoint); // a connection each, whatever the endpoint answers
+        }
+
+        measurements.Clear();
+        listener.RecordObservableInstruments();
+        Assert.Contains(("kestrelcluster.workers", 2L, "ready"), measurements);
+        Assert.Contains(("kestrelcluster.workers", 0L, "starting"), measurements);
+        Assert.Contains(measurements, m => m is { Name: "kestrelcluster.connections.accepted", Value: >= 5 });
+        Assert.Contains(("kestrelcluster.connections.pending", 0L, (string?)null), measurements);
+        Assert.Contains(measurements, m => m.Name == "kestrelcluster.connections.redispatched");
+
+        TestProcesses.Signal(factory.WorkerProcessIds()[0], TestProcesses.SIGKILL);
+        await Wait.UntilAsync(() => measurements.Contains(("kestrelcluster.worker.restarts", 1L, "crash")), TimeSpan.FromSeconds(10),
+            "the restart is counted, with its reason");
     }
 
     [GeneratedRegex(@"(?<count>\d+) connections handed over; accept → Kestrel p50 (?<p50>[\d.]+) µs, p99 [\d.]+ µs, max (?<max>[\d.]+) µs")]

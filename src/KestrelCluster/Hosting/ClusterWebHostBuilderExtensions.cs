@@ -101,6 +101,7 @@ public static class ClusterWebHostBuilderExtensions
         services.TryAddSingleton(sp
             => ClusterOptionsBinder.CreateScheduler(sp.GetRequiredService<IOptions<ClusterOptions>>().Value.Scheduling));
         services.AddSingleton<WorkerLauncher>();
+        services.AddMetrics();
         services.AddSingleton<ClusterSupervisor>();
         services.AddSingleton<IClusterManager>(sp => sp.GetRequiredService<ClusterSupervisor>());
         services.AddHostedService(sp => sp.GetRequiredService<ClusterSupervisor>());
@@ -138,9 +139,8 @@ public static class ClusterWebHostBuilderExtensions
         services.PostConfigure<LoggerFilterOptions>(o =>
             o.Rules.Add(new LoggerFilterRule(providerName: null, "Microsoft.Hosting.Lifetime", LogLevel.Warning, filter: null)));
 
-        // Workers share the primary's console: every line says who wrote it.
+        // The primary writes every line a worker writes, attributed to it (WorkerOutput): no prefix of the worker's own.
         services.AddOptions<ConsoleLoggerOptions>().PostConfigure<ClusterContext>((o, context) => UseFormatter(o, context));
-        services.PostConfigure<SimpleConsoleFormatterOptions>(o => Prefix(o, $"worker {worker.WorkerId}"));
     }
 
     /// <summary>

@@ -28,12 +28,14 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     private readonly WorkerRotation _rotation;
     private readonly ILogger _logger;
     private readonly List<PosixSignalRegistration> _signals = [];
+    private AdminServer? _admin;
     private int _stopped;
     private int _disposed;
 
     public ClusterSupervisor(IOptions<ClusterOptions> options, ClusterContext context, IHostApplicationLifetime lifetime, IServer server,
         PrimaryListenerTable listeners, HandoffDispatcher dispatcher, WorkerLauncher launcher, Messaging.ClusterMessenger messenger,
-            ILoggerFactory loggerFactory)
+            IConnectionScheduler scheduler, System.Diagnostics.Metrics.IMeterFactory meterFactory,
+            IOptions<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions> console, ILoggerFactory loggerFactory)
     {
         _options = options.Value;
         _context = context;
@@ -45,12 +47,26 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         var channelLogger = loggerFactory.CreateLogger("KestrelCluster.Primary.WorkerChannel");
         _pool = new WorkerPool(_options, launcher,
             (worker, socket) => new WorkerChannel(worker, socket, dispatcher, listeners, _options.MaxHandoffsInFlight,
-                channelLogger, messenger), loggerFactory);
+                channelLogger, messenger, () => Status!.Write()), loggerFactory,
+            WorkerOutputFormat.FromFormatterName(console.Value.FormatterName));
+        var scheduling = scheduler.GetType().Assembly == typeof(ClusterOptions).Assembly
+            ? _options.Scheduling.ToString()
+            : scheduler.GetType().FullName ?? scheduler.GetType().Name;
+        Status = new ClusterStatusReport(_pool, dispatcher, context, scheduling, () =>
+            [.. _server.Features.Get<IServerAddressesFeature>()?.Addresses ?? []]);
         _slots = new SlotSupervisor(_pool, _options, lifetime, _logger);
+        if (context.Role == ClusterRole.Primary)
+        {
+            _slots.ExitRecorded += new PrimaryMetrics(meterFactory, _pool, dispatcher).OnExit;
+        }
+
         _rotation = new WorkerRotation(_pool, _slots, _options, context, _logger);
         messenger.AttachPrimary(() => [.. _pool.Workers.Where(w => w.Channel is not null)
             .Select(w => new Messaging.MessageTarget(w.Id, w.Channel!, IsServing: !w.IsRetiring))]);
     }
+
+    /// <summary>The cluster's status as JSON (MapClusterStatus, the admin socket).</summary>
+    public ClusterStatusReport Status { get; }
 
     /// <summary>The control socket's path, once workers are being started (tests use it).</summary>
     internal string? ControlSocketPath => _pool.ControlSocketPath;
@@ -81,7 +97,11 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     {
         if (_context.Role != ClusterRole.Primary)
         {
-            if (_options.Workers > 0 && !ClusterContext.PlatformSupportsHandoff)
+            if (_options.Workers > 0 && ClusterContext.HeldBackByDotnetWatch(_options))
+            {
+                PrimaryLog.StandaloneUnderWatch(_logger);
+            }
+            else if (_options.Workers > 0 && !ClusterContext.PlatformSupportsHandoff)
             {
                 PrimaryLog.PlatformUnsupported(_logger, $"{RuntimeInformation.OSDescription}: " +
                     $"{Interop.Libc.AbiMismatch ?? "fd passing is off"}");
@@ -98,6 +118,12 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         }
 
         _lifetime.ApplicationStopping.Register(_pool.BeginStopping);
+        _ = LauncherWatch.RunAsync(_logger, _lifetime.StopApplication, _pool.Stopping);
+        if (ClusterContext.UnderDotnetWatch)
+        {
+            HotReloadNotice.Applied += () => PrimaryLog.HotReloadNotInWorkers(_logger, Environment.ProcessId);
+        }
+
         if (_options.Workers > 4 * Environment.ProcessorCount)
         {
             PrimaryLog.ManyWorkers(_logger, _options.Workers, Environment.ProcessorCount);
@@ -135,6 +161,7 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
             signal.Dispose();
         }
 
+        _admin?.Dispose();
         _pool.Dispose(); // stops the monitor and any operation under way (the pool's Stopping token)
         _rotation.Dispose();
     }
@@ -159,6 +186,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         }
 
         _ = StartAllObservedAsync();
+        _admin = AdminServer.TryOpen(_pool.RuntimeDirectory!, new AdminCommands(_pool, _rotation, Status, _lifetime).ExecuteAsync, _logger,
+            _pool.Stopping);
 
         // As PID 1 in a container, orphans re-parented to this process are reaped by the .NET runtime's own
         // SIGCHLD handling (tests check it): nothing to add here.

@@ -27,7 +27,9 @@ internal sealed class ControlServer : IDisposable
         _logger = logger;
 
         // Only this user may even reach the socket; peer credentials and the secret check who connects anyway.
-        _directory = Directory.CreateTempSubdirectory("kestrelcluster-").FullName;
+        // Named by pid, as the runtime's diagnostic sockets are: `kestrel-cluster` finds a primary's admin socket here.
+        _directory = Directory.CreateTempSubdirectory(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{RuntimeDirectoryPrefix}{Environment.ProcessId}-")).FullName;
         if (!OperatingSystem.IsWindows())
         {
             File.SetUnixFileMode(_directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
@@ -49,7 +51,13 @@ internal sealed class ControlServer : IDisposable
         _ = AcceptLoopAsync();
     }
 
+    /// <summary>The prefix of every primary's private runtime directory in the temp directory: kestrelcluster-PID-random.</summary>
+    public const string RuntimeDirectoryPrefix = "kestrelcluster-";
+
     public string SocketPath { get; }
+
+    /// <summary>The primary's private runtime directory (mode 0700): the control socket, the admin socket.</summary>
+    public string RuntimeDirectory => _directory;
 
     public void Dispose()
     {

@@ -25,6 +25,8 @@ internal sealed class HandoffDispatcher : IDisposable
     private readonly ILogger _logger;
     private readonly ManualResetEventSlim _room = new(initialState: true);
     private bool _stopped;
+    private long _accepted; // written under _lock
+    private long _redispatched; // written under _lock
 
     public HandoffDispatcher(IConnectionScheduler scheduler, ILogger<HandoffDispatcher> logger)
     {
@@ -42,6 +44,12 @@ internal sealed class HandoffDispatcher : IDisposable
             }
         }
     }
+
+    /// <summary>Connections accepted since the primary started.</summary>
+    public long Accepted => Interlocked.Read(ref _accepted);
+
+    /// <summary>Connections handed back by a worker (refused, or never acknowledged before it went away) and routed again.</summary>
+    public long Redispatched => Interlocked.Read(ref _redispatched);
 
     /// <summary>Hands the connections to workers now, or queues them until one can take them.</summary>
     public void Dispatch(List<AcceptedConnection> connections)
@@ -62,6 +70,8 @@ internal sealed class HandoffDispatcher : IDisposable
             {
                 _waiting.Enqueue(connection);
             }
+
+            Interlocked.Add(ref _accepted, connections.Count);
 
             if (_waiting.Count >= MaxWaiting)
             {
@@ -210,6 +220,7 @@ internal sealed class HandoffDispatcher : IDisposable
             if (!_stopped)
             {
                 _waiting.Enqueue(connection);
+                Interlocked.Increment(ref _redispatched);
                 return;
             }
         }

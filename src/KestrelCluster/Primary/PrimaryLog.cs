@@ -206,4 +206,35 @@ internal static partial class PrimaryLog
             "removes a worker; -TERM (or Ctrl+C) stops gracefully.",
         EventName = "PrimarySignals")]
     public static partial void PrimarySignals(ILogger logger, int processId);
+
+    [LoggerMessage(41, LogLevel.Information, "Admin command '{Command}' from pid {ProcessId}.", EventName = "AdminCommand")]
+    public static partial void AdminCommand(ILogger logger, string command, int processId);
+
+    [LoggerMessage(42, LogLevel.Warning, "Admin connection from pid {ProcessId} (uid {UserId}) refused: {Reason}.",
+        EventName = "AdminRejected")]
+    public static partial void AdminRejected(ILogger logger, int processId, uint userId, string reason);
+
+    [LoggerMessage(43, LogLevel.Warning, "The admin socket could not be opened ({Path}); kestrel-cluster cannot reach this primary.",
+        EventName = "AdminUnavailable")]
+    public static partial void AdminUnavailable(ILogger logger, string path, Exception exception);
+
+    [LoggerMessage(44, LogLevel.Information,
+        "Started by {Launcher} (pid {ProcessId}): the cluster stops when it exits, so no primary is left serving unseen.",
+        EventName = "FollowingLauncher")]
+    public static partial void FollowingLauncher(ILogger logger, string launcher, int processId);
+
+    [LoggerMessage(45, LogLevel.Warning, "{Launcher} (pid {ProcessId}) exited; stopping the cluster.", EventName = "LauncherGone")]
+    public static partial void LauncherGone(ILogger logger, string launcher, int processId);
+
+    [LoggerMessage(46, LogLevel.Information,
+        "Running in one process under dotnet watch: hot reload changes this process only, and workers would serve the last build. " +
+        "Set Cluster:WorkersUnderDotnetWatch=true to run workers anyway.",
+        EventName = "StandaloneUnderWatch")]
+    public static partial void StandaloneUnderWatch(ILogger logger);
+
+    [LoggerMessage(47, LogLevel.Warning,
+        "Hot reload changed the primary only: the workers serve the last build. Restart dotnet watch (or build, then kill -HUP " +
+        "{ProcessId}) to serve the change.",
+        EventName = "HotReloadNotInWorkers")]
+    public static partial void HotReloadNotInWorkers(ILogger logger, int processId);
 }

@@ -14,6 +14,9 @@ internal sealed class SlotSupervisor
 
     private static readonly TimeSpan s_faultRetryDelay = TimeSpan.FromSeconds(1);
 
+    /// <summary>How long an exited worker's last output may take to reach the console before its exit is handled.</summary>
+    private static readonly TimeSpan s_outputGrace = TimeSpan.FromMilliseconds(500);
+
     private readonly WorkerPool _pool;
     private readonly ClusterOptions _options;
     private readonly IHostApplicationLifetime _lifetime;
@@ -29,6 +32,9 @@ internal sealed class SlotSupervisor
 
     /// <summary>A test seam: runs when a watched worker has exited, before it is handled (tests make it throw).</summary>
     internal Action<WorkerProcess>? OnWorkerExited { get; set; }
+
+    /// <summary>Raised for every worker that exits, with why (the restarts metric counts these).</summary>
+    public event Action<WorkerExit>? ExitRecorded;
 
     /// <summary>
     /// Starts one worker per slot, one after the other, off the caller's thread; stops starting as soon as the
@@ -106,10 +112,22 @@ internal sealed class SlotSupervisor
         if (!worker.IsReady && !worker.HasExited && !_pool.IsStopping)
         {
             PrimaryLog.WorkerStartTimedOut(_logger, worker.Id, worker.ProcessId, _options.WorkerStartTimeout);
+            worker.SetExitReason(WorkerExitReason.StartTimeout);
             worker.Kill();
         }
 
         var exitCode = await worker.Exited.ConfigureAwait(false);
+
+        // What it wrote last (a crash report) comes before the line that says it exited; a grandchild holding the pipe
+        // open does not hold this up for long.
+        await Task.WhenAny(worker.OutputClosed, Task.Delay(s_outputGrace)).ConfigureAwait(false);
+        if (_pool.IsStopping)
+        {
+            worker.SetExitReason(WorkerExitReason.Shutdown);
+        }
+
+        slot.LastExit = new WorkerExit(worker.Id, worker.ProcessId, exitCode, worker.ExitReason, DateTimeOffset.UtcNow);
+        ExitRecorded?.Invoke(slot.LastExit);
         OnWorkerExited?.Invoke(worker);
         _pool.Remove(worker);
         worker.Channel?.Close("the worker process exited");

@@ -35,11 +35,14 @@ internal sealed class WorkerChannel : Messaging.IMessageLink, ISchedulableWorker
     private volatile bool _draining;
     private long _closedConnections;
 
+    private readonly Func<byte[]>? _status;
+
     public WorkerChannel(WorkerProcess worker, Socket socket, HandoffDispatcher dispatcher, PrimaryListenerTable listeners,
         int maxInFlight, ILogger logger,
-        Messaging.ClusterMessenger? messenger = null)
+        Messaging.ClusterMessenger? messenger = null, Func<byte[]>? status = null)
     {
         _messenger = messenger;
+        _status = status;
         Worker = worker;
         _socket = socket;
         _dispatcher = dispatcher;
@@ -131,6 +134,18 @@ internal sealed class WorkerChannel : Messaging.IMessageLink, ISchedulableWorker
     /// <summary>Sends a cluster message; refused with an error when the worker is gone or not reading (see the writer).</summary>
     public Task SendMessageAsync(ReadOnlySpan<byte> frame, CancellationToken cancellationToken) =>
         _writer.SendMessageAsync(frame, cancellationToken);
+
+    /// <summary>Answers a worker's status query with the cluster's status (in order with other control frames).</summary>
+    public void AnswerStatusQuery(int requestId)
+    {
+        foreach (var frame in ControlFrames.StatusReply(requestId, _status?.Invoke() ?? "{}"u8.ToArray()))
+        {
+            if (!TrySendControl(frame))
+            {
+                return; // the channel is closing, or the worker reads nothing: it gets no answer and times out
+            }
+        }
+    }
 
     /// <summary>The socket takes more again after a handoff got EAGAIN: offer this worker to the scheduler again.</summary>
     private void OnWritable()

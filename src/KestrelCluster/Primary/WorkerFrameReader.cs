@@ -60,6 +60,10 @@ internal sealed class WorkerFrameReader(WorkerChannel channel, Socket socket, Pr
                 channel.Worker.OnHeartbeat(heartbeat);
                 return true;
 
+            case FrameType.StatusQuery when ControlFrames.TryReadStatusQuery(frame, out var queryId):
+                channel.AnswerStatusQuery(queryId);
+                return true;
+
             case FrameType.Ready when frame.Length == 1:
                 return channel.OnReady();
 

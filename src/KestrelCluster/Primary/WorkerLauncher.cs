@@ -29,6 +29,10 @@ internal sealed class WorkerLauncher
         {
             UseShellExecute = false,
             WorkingDirectory = Environment.CurrentDirectory,
+
+            // The primary owns the console: it writes the workers' lines whole and attributed (WorkerOutput).
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
         };
 
         foreach (var argument in arguments)
@@ -41,6 +45,15 @@ internal sealed class WorkerLauncher
             startInfo.Environment[name] = value;
         }
 
+        // Through a pipe a worker's console logger would drop its colours; keep them when the primary writes to a terminal.
+        if (!Console.IsOutputRedirected && Environment.GetEnvironmentVariable(AnsiRedirectionVariable) is null)
+        {
+            startInfo.Environment[AnsiRedirectionVariable] = "1";
+        }
+
+        startInfo.Environment[ResourceAttributesVariable] = ResourceAttributes(identity,
+            Environment.GetEnvironmentVariable(ResourceAttributesVariable));
+
         // Several workers share the cores: a thread pool whose idle threads spin (sched_yield) before they sleep
         // takes CPU from the other workers' real work. With 2 workers on 2 cores, an A/B of 3 rounds gave lower CPU
         // per request in every round; full benchmark runs put the two within noise (benchmarks/README.md). A value
@@ -51,6 +64,32 @@ internal sealed class WorkerLauncher
         }
 
         return startInfo;
+    }
+
+    internal const string ResourceAttributesVariable = "OTEL_RESOURCE_ATTRIBUTES";
+    internal const string AnsiRedirectionVariable = "DOTNET_SYSTEM_CONSOLE_ALLOW_ANSI_COLOR_REDIRECTION";
+
+    /// <summary>
+    /// The app's own OpenTelemetry resource attributes, then the worker's: <c>service.instance.id</c> (host and slot: a
+    /// replacement continues its slot's series) unless the app set it, <c>kestrelcluster.worker.id</c> and
+    /// <c>kestrelcluster.worker.slot</c>. Any OpenTelemetry exporter in the app then tells the processes apart.
+    /// </summary>
+    internal static string ResourceAttributes(WorkerIdentity identity, string? existing)
+    {
+        var attributes = new List<string>();
+        if (!string.IsNullOrWhiteSpace(existing))
+        {
+            attributes.Add(existing.Trim().TrimEnd(','));
+        }
+
+        if (existing is null || !existing.Split(',').Any(a => a.Split('=')[0].Trim() == "service.instance.id"))
+        {
+            attributes.Add($"service.instance.id={Uri.EscapeDataString(Environment.MachineName)}/{identity.SlotIndex}");
+        }
+
+        attributes.Add(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"kestrelcluster.worker.id={identity.WorkerId},kestrelcluster.worker.slot={identity.SlotIndex}"));
+        return string.Join(',', attributes);
     }
 
     internal const string SpinLimitSetting = "System.Threading.ThreadPool.UnfairSemaphoreSpinLimit";

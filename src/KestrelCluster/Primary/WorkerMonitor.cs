@@ -98,12 +98,13 @@ internal sealed class WorkerMonitor
         var heartbeat = worker.LastHeartbeat;
         if (worker.RecycleAfterRequests > 0 && heartbeat.Requests >= worker.RecycleAfterRequests && worker.TryRequestRecycle())
         {
-            _rotation.Recycle(worker, $"served {heartbeat.Requests} requests (limit {worker.RecycleAfterRequests})");
+            _rotation.Recycle(worker, $"served {heartbeat.Requests} requests (limit {worker.RecycleAfterRequests})",
+                WorkerExitReason.Requests);
         }
         else if (_options.MaxWorkerMemory > 0 && heartbeat.WorkingSetBytes > _options.MaxWorkerMemory && worker.TryRequestRecycle())
         {
             _rotation.Recycle(worker, $"uses {heartbeat.WorkingSetBytes / (1024 * 1024)} MiB (limit " +
-                $"{_options.MaxWorkerMemory / (1024 * 1024)} MiB)");
+                $"{_options.MaxWorkerMemory / (1024 * 1024)} MiB)", WorkerExitReason.Memory);
         }
     }
 }

@@ -30,10 +30,13 @@ internal sealed partial class WorkerPool : IDisposable
     private int _generation;
     private volatile bool _anyWorkerReady;
 
+    private readonly ConsoleFormat _consoleFormat;
+
     public WorkerPool(ClusterOptions options, WorkerLauncher launcher, Func<WorkerProcess, System.Net.Sockets.Socket,
         WorkerChannel> createChannel,
-        ILoggerFactory loggerFactory)
+        ILoggerFactory loggerFactory, ConsoleFormat consoleFormat = ConsoleFormat.Simple)
     {
+        _consoleFormat = consoleFormat;
         _options = options;
         _launcher = launcher;
         _createChannel = createChannel;
@@ -42,6 +45,9 @@ internal sealed partial class WorkerPool : IDisposable
     }
 
     public string? ControlSocketPath => _control?.SocketPath;
+
+    /// <summary>The primary's private runtime directory, once open.</summary>
+    public string? RuntimeDirectory => _control?.RuntimeDirectory;
 
     /// <summary>Cancelled as soon as the primary begins to stop (a signal, or the host stopping): no more workers start.</summary>
     public CancellationToken Stopping => _stopping.Token;
@@ -135,7 +141,7 @@ internal sealed partial class WorkerPool : IDisposable
 
             try
             {
-                worker.Start(_launcher.CreateStartInfo(identity), _spawner);
+                worker.Start(_launcher.CreateStartInfo(identity), _spawner, _consoleFormat);
                 PrimaryLog.WorkerStarted(_logger, id, slot.Index, worker.ProcessId);
             }
             catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)
@@ -194,6 +200,7 @@ internal sealed partial class WorkerPool : IDisposable
     public void KillHung(WorkerProcess worker)
     {
         PrimaryLog.WorkerHung(_logger, worker.Id, worker.ProcessId, worker.SilentFor, _options.WorkerTimeout);
+        worker.SetExitReason(WorkerExitReason.Hung);
         worker.Kill();
     }
 
@@ -205,7 +212,7 @@ internal sealed partial class WorkerPool : IDisposable
         PrimaryLog.StoppingWorkers(_logger, workers.Count);
         foreach (var worker in workers)
         {
-            worker.BeginRetiring();
+            worker.BeginRetiring(WorkerExitReason.Shutdown);
             if (worker.Channel is null)
             {
                 worker.Kill(); // never connected: it serves nothing yet

@@ -12,6 +12,8 @@ internal sealed class WorkerProcess
     private long _lastHeartbeatTicks;
     private long _readyAtTicks;
     private WorkerHeartbeat _heartbeat;
+    private (WorkerHeartbeat Beat, long At) _previous, _latest; // the last two beats, for rates (under _laggedLock)
+    private int _exitReason = -1;
     private readonly Lock _laggedLock = new();
     private WorkerHeartbeat _mostLagged;
     private volatile bool _retiring;
@@ -105,6 +107,8 @@ internal sealed class WorkerProcess
         _heartbeat = heartbeat;
         lock (_laggedLock)
         {
+            _previous = _latest;
+            _latest = (heartbeat, Stopwatch.GetTimestamp());
             if (heartbeat.ThreadPoolLagMilliseconds >= _mostLagged.ThreadPoolLagMilliseconds)
             {
                 _mostLagged = heartbeat;
@@ -128,9 +132,36 @@ internal sealed class WorkerProcess
         }
     }
 
-    /// <summary>Marks the worker as leaving on purpose; returns false if it already was.</summary>
-    public bool BeginRetiring()
+    /// <summary>Requests per second and CPU use (percent of one core) between the last two heartbeats; 0 before two.</summary>
+    public (double RequestsPerSecond, double CpuPercent) Rates
     {
+        get
+        {
+            lock (_laggedLock)
+            {
+                if (_previous.At == 0)
+                {
+                    return (0, 0);
+                }
+
+                var seconds = Stopwatch.GetElapsedTime(_previous.At, _latest.At).TotalSeconds;
+                return seconds <= 0 ? (0, 0) : (
+                    (_latest.Beat.Requests - _previous.Beat.Requests) / seconds,
+                    (_latest.Beat.CpuTime - _previous.Beat.CpuTime).TotalSeconds / seconds * 100);
+            }
+        }
+    }
+
+    /// <summary>Why it ends, once known (the first reason given wins); a worker that ends with none crashed.</summary>
+    public WorkerExitReason ExitReason => _exitReason < 0 ? WorkerExitReason.Crash : (WorkerExitReason)_exitReason;
+
+    /// <summary>Records why the worker is about to end; the first reason given wins.</summary>
+    public void SetExitReason(WorkerExitReason reason) => Interlocked.CompareExchange(ref _exitReason, (int)reason, -1);
+
+    /// <summary>Marks the worker as leaving on purpose, for <paramref name="reason"/>; returns false if it already was.</summary>
+    public bool BeginRetiring(WorkerExitReason reason)
+    {
+        SetExitReason(reason);
         if (_retiring)
         {
             return false;
@@ -140,9 +171,19 @@ internal sealed class WorkerProcess
         return true;
     }
 
-    public void Start(ProcessStartInfo startInfo, WorkerSpawner spawner)
+    /// <summary>Completes when the worker's stdout and stderr are closed and everything it wrote is on the console.</summary>
+    public Task OutputClosed { get; private set; } = Task.CompletedTask;
+
+    public void Start(ProcessStartInfo startInfo, WorkerSpawner spawner, ConsoleFormat format)
     {
         var process = spawner.Start(startInfo);
+        if (startInfo.RedirectStandardOutput)
+        {
+            OutputClosed = Task.WhenAll(
+                WorkerOutput.PumpAsync(process.StandardOutput.BaseStream, Console.Out, format, Id, Slot, isError: false),
+                WorkerOutput.PumpAsync(process.StandardError.BaseStream, Console.Error, format, Id, Slot, isError: true));
+        }
+
         process.EnableRaisingEvents = true;
         process.Exited += (_, _) => _exited.TrySetResult(SafeExitCode(process));
         Process = process;

@@ -37,7 +37,7 @@ internal sealed class WorkerRotation : IDisposable
                 cancellationToken.ThrowIfCancellationRequested();
                 if (slot.Current is { HasExited: false } current)
                 {
-                    if (!await ReplaceAsync(slot, current, "rolling restart").ConfigureAwait(false))
+                    if (!await ReplaceAsync(slot, current, "rolling restart", WorkerExitReason.Rolling).ConfigureAwait(false))
                     {
                         if (_pool.IsStopping)
                         {
@@ -97,7 +97,7 @@ internal sealed class WorkerRotation : IDisposable
                 slot.Removed = true;
                 if (slot.Current is { } current)
                 {
-                    waits.Add(RetireAsync(current, "scale down"));
+                    waits.Add(RetireAsync(current, "scale down", WorkerExitReason.Scale));
                 }
             }
 
@@ -111,11 +111,11 @@ internal sealed class WorkerRotation : IDisposable
     }
 
     /// <summary>Replaces a worker through the rolling path (replacement ready first), in the background; a fault is logged.</summary>
-    public void Recycle(WorkerProcess worker, string reason) => _ = RecycleObservedAsync(worker, reason);
+    public void Recycle(WorkerProcess worker, string reason, WorkerExitReason kind) => _ = RecycleObservedAsync(worker, reason, kind);
 
     public void Dispose() => _operations.Dispose();
 
-    private async Task RecycleObservedAsync(WorkerProcess worker, string reason)
+    private async Task RecycleObservedAsync(WorkerProcess worker, string reason, WorkerExitReason kind)
     {
         try
         {
@@ -131,7 +131,7 @@ internal sealed class WorkerRotation : IDisposable
             if (_pool.SlotOf(worker) is { Removed: false } slot && slot.Current == worker && !worker.HasExited)
             {
                 PrimaryLog.Recycling(_logger, worker.Id, worker.ProcessId, reason);
-                await ReplaceAsync(slot, worker, reason).ConfigureAwait(false);
+                await ReplaceAsync(slot, worker, reason, kind).ConfigureAwait(false);
             }
         }
 #pragma warning disable CA1031 // a background operation: its failure is logged, and the worker keeps its slot
@@ -146,7 +146,7 @@ internal sealed class WorkerRotation : IDisposable
         }
     }
 
-    private async Task<bool> ReplaceAsync(WorkerSlot slot, WorkerProcess old, string reason)
+    private async Task<bool> ReplaceAsync(WorkerSlot slot, WorkerProcess old, string reason, WorkerExitReason kind)
     {
         if (_supervisor.Spawn(slot) is not { } fresh)
         {
@@ -165,14 +165,14 @@ internal sealed class WorkerRotation : IDisposable
         }
 
         slot.Current = fresh;
-        await RetireAsync(old, reason).ConfigureAwait(false);
+        await RetireAsync(old, reason, kind).ConfigureAwait(false);
         return true;
     }
 
     /// <summary>Stops routing to a worker, tells it to drain, and kills it if it has not exited in time.</summary>
-    private async Task RetireAsync(WorkerProcess worker, string reason)
+    private async Task RetireAsync(WorkerProcess worker, string reason, WorkerExitReason kind)
     {
-        if (worker.BeginRetiring())
+        if (worker.BeginRetiring(kind))
         {
             PrimaryLog.Retiring(_logger, worker.Id, worker.ProcessId, reason);
             if (worker.Channel is { } channel)

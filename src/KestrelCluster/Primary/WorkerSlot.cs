@@ -31,6 +31,9 @@ internal sealed class WorkerSlot(int index)
 
     public volatile bool Removed;
 
+    /// <summary>How the previous worker of this slot ended; null while it has had only one.</summary>
+    public volatile WorkerExit? LastExit;
+
     /// <summary>Workers started in this slot so far (the first is 0: it shows as "restarts").</summary>
     public int StartCount;
 

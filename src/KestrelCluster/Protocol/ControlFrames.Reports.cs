@@ -51,7 +51,7 @@ internal static partial class ControlFrames
         return count > 0;
     }
 
-    public const int HeartbeatLength = 1 + sizeof(long) + sizeof(long) + sizeof(int) + sizeof(int);
+    public const int HeartbeatLength = 1 + sizeof(long) + sizeof(long) + sizeof(int) + sizeof(int) + sizeof(long) + sizeof(long);
 
     public static int WriteHeartbeat(Span<byte> destination, in WorkerHeartbeat heartbeat)
     {
@@ -60,6 +60,8 @@ internal static partial class ControlFrames
         BinaryPrimitives.WriteInt64LittleEndian(destination[9..], heartbeat.WorkingSetBytes);
         BinaryPrimitives.WriteInt32LittleEndian(destination[17..], heartbeat.ThreadPoolLagMilliseconds);
         BinaryPrimitives.WriteInt32LittleEndian(destination[21..], heartbeat.PendingWorkItems);
+        BinaryPrimitives.WriteInt64LittleEndian(destination[25..], heartbeat.CpuTime.Ticks);
+        BinaryPrimitives.WriteInt64LittleEndian(destination[33..], heartbeat.GcHeapBytes);
         return HeartbeatLength;
     }
 
@@ -75,8 +77,10 @@ internal static partial class ControlFrames
             BinaryPrimitives.ReadInt64LittleEndian(frame[1..]),
             BinaryPrimitives.ReadInt64LittleEndian(frame[9..]),
             BinaryPrimitives.ReadInt32LittleEndian(frame[17..]),
-            BinaryPrimitives.ReadInt32LittleEndian(frame[21..]));
+            BinaryPrimitives.ReadInt32LittleEndian(frame[21..]),
+            TimeSpan.FromTicks(BinaryPrimitives.ReadInt64LittleEndian(frame[25..])),
+            BinaryPrimitives.ReadInt64LittleEndian(frame[33..]));
         return heartbeat.Requests >= 0 && heartbeat.WorkingSetBytes >= 0 && heartbeat.ThreadPoolLagMilliseconds >= 0
-            && heartbeat.PendingWorkItems >= 0;
+            && heartbeat.PendingWorkItems >= 0 && heartbeat.CpuTime >= TimeSpan.Zero && heartbeat.GcHeapBytes >= 0;
     }
 }

@@ -153,7 +153,10 @@ internal static partial class ControlFrames
 /// <param name="WorkingSetBytes">Its resident memory.</param>
 /// <param name="ThreadPoolLagMilliseconds">How late its heartbeat timer ran: a thread-pool starvation signal.</param>
 /// <param name="PendingWorkItems">Work items queued to its thread pool.</param>
-internal readonly record struct WorkerHeartbeat(long Requests, long WorkingSetBytes, int ThreadPoolLagMilliseconds, int PendingWorkItems);
+/// <param name="CpuTime">Its total processor time so far (two beats make a CPU percentage).</param>
+/// <param name="GcHeapBytes">Its managed heap (GC.GetTotalMemory).</param>
+internal readonly record struct WorkerHeartbeat(long Requests, long WorkingSetBytes, int ThreadPoolLagMilliseconds, int PendingWorkItems,
+    TimeSpan CpuTime = default, long GcHeapBytes = 0);
 
 /// <summary>The text form of the endpoints the control channel talks about: <c>tcp:127.0.0.1:80</c>, <c>tcp:[::]:80</c>,
 /// <c>unix:/path</c>.</summary>

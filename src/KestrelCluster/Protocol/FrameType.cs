@@ -42,4 +42,10 @@ internal enum FrameType : byte
 
     /// <summary>Either way: an application message (IClusterMessenger).</summary>
     Message = 11,
+
+    /// <summary>Worker → primary: what is the status of the cluster? (MapClusterStatus, the cluster health check.)</summary>
+    StatusQuery = 12,
+
+    /// <summary>Primary → worker: the answer to <see cref="StatusQuery"/>, UTF-8 JSON in one or more parts, the last one marked.</summary>
+    StatusReply = 13,
 }

@@ -38,6 +38,7 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
         _messenger = messenger;
         messenger.AttachWorker(identity.WorkerId, this);
         Acknowledgements = new WorkerAcknowledgements(TrySend);
+        StatusQueries = new WorkerStatusQueries(frame => TrySend(frame.Span));
         _identity = identity;
         _lifetime = lifetime;
         _logger = logger;
@@ -45,6 +46,9 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
 
     /// <summary>Acks and closed-connection counts for the primary, sent through this channel.</summary>
     public WorkerAcknowledgements Acknowledgements { get; }
+
+    /// <summary>Questions about the whole cluster, answered by the primary through this channel.</summary>
+    public WorkerStatusQueries StatusQueries { get; }
 
     /// <summary>
     /// Asks the primary which of its listeners serves <paramref name="endpoint"/>; returns its id, its real endpoint,
@@ -224,6 +228,9 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
                 _messenger.OnFrame(from, broadcast, payload.ToArray());
                 return true;
 
+            case FrameType.StatusReply when fds.IsEmpty:
+                return StatusQueries.OnReply(frame);
+
             case FrameType.Stop when fds.IsEmpty && frame.Length == 1:
                 WorkerLog.StopRequested(_logger);
                 StopApplication();
@@ -247,6 +254,7 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
             reply.TrySetException(new InvalidOperationException($"The cluster primary is gone: {reason}."));
         }
 
+        StatusQueries.FailAll(reason);
         WorkerLog.PrimaryGone(_logger, reason, OrphanExitDelay);
         StopApplication();
 

@@ -42,7 +42,9 @@ internal sealed class WorkerHeartbeatService(WorkerControlChannel channel, Worke
             requests.Count,
             Environment.WorkingSet,
             (int)Math.Clamp(late.TotalMilliseconds, 0, int.MaxValue),
-            (int)Math.Min(ThreadPool.PendingWorkItemCount, int.MaxValue));
+            (int)Math.Min(ThreadPool.PendingWorkItemCount, int.MaxValue),
+            Environment.CpuUsage.TotalTime,
+            GC.GetTotalMemory(forceFullCollection: false));
         channel.SendHeartbeat(heartbeat);
 
         if (!_stopped)

@@ -8,7 +8,7 @@ namespace KestrelCluster.Worker;
 
 internal sealed class WorkerMetrics
 {
-    public const string MeterName = "KestrelCluster";
+    public const string MeterName = ClusterMeter.Name;
     public const string HandoffDurationName = "kestrelcluster.handoff.duration";
 
     private readonly Histogram<double> _handoffDuration;
