@@ -6,6 +6,11 @@ using KestrelCluster;
 var builder = WebApplication.CreateBuilder(args);
 builder.WebHost.UseClusterTransport();
 
+// Run as a systemd service (Type=notify, journald's log format) and take systemd's activated sockets, with
+// clustering on: the primary accepts on them and hands connections to the workers (README: systemd).
+builder.Services.AddSystemd();
+builder.WebHost.ConfigureKestrel(kestrel => kestrel.UseSystemd());
+
 // Healthy when every worker is ready, Degraded when some are not, Unhealthy while the cluster stops: GET /healthz.
 builder.Services.AddHealthChecks().AddClusterHealthCheck();
 

@@ -52,6 +52,11 @@ public static class ClusterWebHostBuilderExtensions
         if (worker is not null)
         {
             WatchParent(worker);
+            SocketActivation.AdoptInWorker(worker.PrimaryProcessId);
+        }
+        else
+        {
+            ServiceManagerNotifier.TakeSocketFromEnvironment();
         }
 
         if (worker?.Urls is { } urls)
@@ -139,8 +144,17 @@ public static class ClusterWebHostBuilderExtensions
         services.PostConfigure<LoggerFilterOptions>(o =>
             o.Rules.Add(new LoggerFilterRule(providerName: null, "Microsoft.Hosting.Lifetime", LogLevel.Warning, filter: null)));
 
-        // The primary writes every line a worker writes, attributed to it (WorkerOutput): no prefix of the worker's own.
-        services.AddOptions<ConsoleLoggerOptions>().PostConfigure<ClusterContext>((o, context) => UseFormatter(o, context));
+        // The primary writes every line a worker writes, attributed to it (WorkerOutput): no prefix of the worker's own,
+        // and the primary's formatter (UseSystemd() picks systemd's in the primary only: its parent is systemd).
+        services.AddOptions<ConsoleLoggerOptions>().PostConfigure<ClusterContext>((o, context) =>
+        {
+            if (worker.ConsoleFormatter is { } formatter)
+            {
+                o.FormatterName = formatter;
+            }
+
+            UseFormatter(o, context);
+        });
     }
 
     /// <summary>

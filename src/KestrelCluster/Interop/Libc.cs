@@ -83,6 +83,9 @@ internal static unsafe partial class Libc
         }
     }
 
+    /// <summary>Marks <paramref name="fd"/> close-on-exec (an inherited fd: a systemd-activated socket); false on failure.</summary>
+    public static bool SetCloseOnExec(int fd) => fcntl(fd, F_SETFD, FD_CLOEXEC) == 0;
+
     /// <summary>
     /// A close-on-exec duplicate of <paramref name="handle"/>'s fd (the same open socket), owned by the caller; -errno on
     /// failure, -EBADF when the handle is already closed.
@@ -176,6 +179,8 @@ internal static unsafe partial class Libc
     private const int SOCK_NONBLOCK = 0x800;
     private const int SHUT_RDWR = 2;
     private const int F_DUPFD_CLOEXEC = 1030;
+    private const int F_SETFD = 2;
+    private const int FD_CLOEXEC = 1;
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int close(int fd);

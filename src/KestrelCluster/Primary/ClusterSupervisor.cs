@@ -29,6 +29,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     private readonly ILogger _logger;
     private readonly List<PosixSignalRegistration> _signals = [];
     private AdminServer? _admin;
+    private readonly ServiceManagerNotifier? _notifier = ServiceManagerNotifier.Create();
+    private ServiceManagerReports? _reports;
     private int _stopped;
     private int _disposed;
 
@@ -48,7 +50,7 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         _pool = new WorkerPool(_options, launcher,
             (worker, socket) => new WorkerChannel(worker, socket, dispatcher, listeners, _options.MaxHandoffsInFlight,
                 channelLogger, messenger, () => Status!.Write()), loggerFactory,
-            WorkerOutputFormat.FromFormatterName(console.Value.FormatterName));
+            console.Value.FormatterName);
         var scheduling = scheduler.GetType().Assembly == typeof(ClusterOptions).Assembly
             ? _options.Scheduling.ToString()
             : scheduler.GetType().FullName ?? scheduler.GetType().Name;
@@ -97,6 +99,13 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     {
         if (_context.Role != ClusterRole.Primary)
         {
+            if (_notifier is { } notifier)
+            {
+                // One process: what the app's UseSystemd() would have sent (its NOTIFY_SOCKET was taken for this class).
+                _lifetime.ApplicationStarted.Register(() => notifier.Notify("READY=1"));
+                _lifetime.ApplicationStopping.Register(() => notifier.Notify("STOPPING=1"));
+            }
+
             if (_options.Workers > 0 && ClusterContext.HeldBackByDotnetWatch(_options))
             {
                 PrimaryLog.StandaloneUnderWatch(_logger);
@@ -112,12 +121,17 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
 
         // From the first moment: a stop signal (or the host stopping for any reason) means no worker starts again,
         // and the exits that follow are expected. The host's own handlers still do the stopping.
-        foreach (var signal in (ReadOnlySpan<PosixSignal>)[PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGQUIT])
+        if (_notifier is not null)
         {
-            _signals.Add(PosixSignalRegistration.Create(signal, _ => _pool.BeginStopping()));
+            _reports = new ServiceManagerReports(_notifier, _pool, _slots, _rotation, _context);
         }
 
-        _lifetime.ApplicationStopping.Register(_pool.BeginStopping);
+        foreach (var signal in (ReadOnlySpan<PosixSignal>)[PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGQUIT])
+        {
+            _signals.Add(PosixSignalRegistration.Create(signal, _ => BeginStopping()));
+        }
+
+        _lifetime.ApplicationStopping.Register(BeginStopping);
         _ = LauncherWatch.RunAsync(_logger, _lifetime.StopApplication, _pool.Stopping);
         if (ClusterContext.UnderDotnetWatch)
         {
@@ -162,8 +176,15 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         }
 
         _admin?.Dispose();
+        _notifier?.Dispose();
         _pool.Dispose(); // stops the monitor and any operation under way (the pool's Stopping token)
         _rotation.Dispose();
+    }
+
+    private void BeginStopping()
+    {
+        _pool.BeginStopping();
+        _reports?.Stopping();
     }
 
     private void StartWorkers()

@@ -71,7 +71,9 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         Socket socket;
         try
         {
-            socket = (createBoundListenSocket ?? SocketTransportOptions.CreateDefaultBoundListenSocket)(endpoint);
+            socket = endpoint is FileHandleEndPoint activated
+                ? AdoptActivatedSocket(activated)
+                : (createBoundListenSocket ?? SocketTransportOptions.CreateDefaultBoundListenSocket)(endpoint);
         }
         catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
         {
@@ -80,12 +82,15 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
 
         try
         {
-            if (noDelay && endpoint is IPEndPoint)
+            if (noDelay && socket.LocalEndPoint is IPEndPoint)
             {
                 socket.NoDelay = true;
             }
 
-            socket.Listen(backlog);
+            if (endpoint is not FileHandleEndPoint)
+            {
+                socket.Listen(backlog); // an activated socket listens already, with the backlog its .socket unit gave it
+            }
         }
         catch
         {
@@ -106,6 +111,28 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         }
 
         return listener;
+    }
+
+    /// <summary>
+    /// A listening socket systemd passed (socket activation: LISTEN_FDS, Kestrel's UseSystemd()). It was inherited
+    /// without close-on-exec; it gets it now, before any worker starts, so that no worker holds the listening socket.
+    /// </summary>
+    private static Socket AdoptActivatedSocket(FileHandleEndPoint endpoint)
+    {
+        var fd = checked((int)endpoint.FileHandle);
+        if (!Libc.SetCloseOnExec(fd))
+        {
+            throw new InvalidOperationException($"File handle {fd} (socket activation) is not an open file descriptor.");
+        }
+
+        var socket = new Socket(new SafeSocketHandle(fd, ownsHandle: true));
+        if (socket.LocalEndPoint is not (IPEndPoint or UnixDomainSocketEndPoint))
+        {
+            socket.Dispose();
+            throw new InvalidOperationException($"File handle {fd} (socket activation) is not a TCP or Unix domain stream socket.");
+        }
+
+        return socket;
     }
 
     public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)

@@ -38,12 +38,13 @@ internal sealed class PrimaryConnectionListenerFactory : IConnectionListenerFact
             return false;
         }
 
-        if (endpoint is IPEndPoint or UnixDomainSocketEndPoint)
+        // A systemd-activated socket (FileHandleEndPoint) too: the primary accepts on it and hands connections off.
+        if (endpoint is IPEndPoint or UnixDomainSocketEndPoint or FileHandleEndPoint)
         {
             return true;
         }
 
-        // A systemd-activated socket (FileHandleEndPoint) or anything else: Kestrel's sockets transport takes it.
+        // Anything else: Kestrel's sockets transport takes it.
         PrimaryLog.EndpointServedByPrimary(_logger, endpoint, endpoint.GetType().Name);
         return false;
     }

@@ -79,6 +79,8 @@ internal sealed class PrimaryListenerTable
     {
         (IPEndPoint x, IPEndPoint y) => x.Port == y.Port && x.Address.Equals(y.Address),
         (UnixDomainSocketEndPoint x, UnixDomainSocketEndPoint y) => string.Equals(x.ToString(), y.ToString(), StringComparison.Ordinal),
+        (Microsoft.AspNetCore.Connections.FileHandleEndPoint x, Microsoft.AspNetCore.Connections.FileHandleEndPoint y) =>
+            x.FileHandle == y.FileHandle,
         _ => false,
     };
 }

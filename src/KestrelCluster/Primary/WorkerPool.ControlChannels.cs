@@ -4,6 +4,9 @@ namespace KestrelCluster.Primary;
 
 internal sealed partial class WorkerPool
 {
+    /// <summary>Raised when a worker reports that it is ready (after the pool has marked it so).</summary>
+    public event Action<WorkerProcess>? WorkerReady;
+
     private WorkerProcess? FindWorker(int id)
     {
         lock (_lock)
@@ -20,6 +23,7 @@ internal sealed partial class WorkerPool
             _anyWorkerReady = true;
             c.Worker.MarkReady();
             PrimaryLog.WorkerReady(_logger, c.Worker.Id, c.Worker.Slot, c.Worker.ProcessId);
+            WorkerReady?.Invoke(c.Worker);
         };
         worker.Channel = channel;
         _ = RunChannelAsync(channel);

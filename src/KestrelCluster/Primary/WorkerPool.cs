@@ -31,12 +31,14 @@ internal sealed partial class WorkerPool : IDisposable
     private volatile bool _anyWorkerReady;
 
     private readonly ConsoleFormat _consoleFormat;
+    private readonly string? _consoleFormatter;
 
     public WorkerPool(ClusterOptions options, WorkerLauncher launcher, Func<WorkerProcess, System.Net.Sockets.Socket,
         WorkerChannel> createChannel,
-        ILoggerFactory loggerFactory, ConsoleFormat consoleFormat = ConsoleFormat.Simple)
+        ILoggerFactory loggerFactory, string? consoleFormatter = null)
     {
-        _consoleFormat = consoleFormat;
+        _consoleFormatter = consoleFormatter;
+        _consoleFormat = WorkerOutputFormat.FromFormatterName(consoleFormatter);
         _options = options;
         _launcher = launcher;
         _createChannel = createChannel;
@@ -133,7 +135,7 @@ internal sealed partial class WorkerPool : IDisposable
                     ? Random.Shared.NextInt64(_options.MaxRequestsJitter + 1) : 0);
             var worker = new WorkerProcess(id, slot.Index, Generation, slot.StartCount++, secret, recycleAfter);
             var identity = new WorkerIdentity(id, slot.Index, SlotCount, _control!.SocketPath, secret, _urls, _preferUrls,
-                Environment.ProcessId);
+                Environment.ProcessId, _consoleFormatter);
             lock (_lock)
             {
                 _workers[id] = worker;

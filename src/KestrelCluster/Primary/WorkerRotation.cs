@@ -24,13 +24,20 @@ internal sealed class WorkerRotation : IDisposable
         _logger = logger;
     }
 
+    /// <summary>Raised when a rolling restart begins, with its generation.</summary>
+    public event Action<int>? RestartStarting;
+
+    /// <summary>Raised when a rolling restart has ended, done or not.</summary>
+    public event Action? RestartEnded;
+
     /// <summary>Rolling restart: slot by slot, a ready replacement first, then the old worker drains.</summary>
     public async Task RestartAllAsync(CancellationToken cancellationToken)
     {
         await _operations.WaitAsync(cancellationToken).ConfigureAwait(false);
+        var generation = _pool.NextGeneration();
+        RestartStarting?.Invoke(generation);
         try
         {
-            var generation = _pool.NextGeneration();
             PrimaryLog.RollingRestartStarting(_logger, generation);
             foreach (var slot in _pool.LiveSlots())
             {
@@ -67,6 +74,7 @@ internal sealed class WorkerRotation : IDisposable
         finally
         {
             _operations.Release();
+            RestartEnded?.Invoke();
         }
     }
 

@@ -1,6 +1,7 @@
 // Encoding and strict decoding of control-channel frames. Every length is bounded and every frame is checked
 // against its exact shape: a frame that does not parse is a protocol violation and costs the sender its channel.
 using System.Buffers.Binary;
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -166,6 +167,7 @@ internal static class EndpointText
     {
         IPEndPoint ip => "tcp:" + ip,
         UnixDomainSocketEndPoint unix => "unix:" + unix,
+        Microsoft.AspNetCore.Connections.FileHandleEndPoint handle => "fd:" + handle.FileHandle.ToString(CultureInfo.InvariantCulture),
         _ => throw new NotSupportedException($"Endpoint type {endpoint.GetType().Name} cannot be handed over."),
     };
 
@@ -175,6 +177,13 @@ internal static class EndpointText
         if (text.StartsWith("tcp:", StringComparison.Ordinal) && IPEndPoint.TryParse(text.AsSpan(4), out var ip))
         {
             endpoint = ip;
+        }
+        else if (text.StartsWith("fd:", StringComparison.Ordinal)
+            && ulong.TryParse(text.AsSpan(3), NumberStyles.None, CultureInfo.InvariantCulture, out var handle))
+        {
+            // A socket-activated listener, named as both sides' Kestrel name it (UseSystemd: ListenHandle(3), …).
+            endpoint = new Microsoft.AspNetCore.Connections.FileHandleEndPoint(handle,
+                Microsoft.AspNetCore.Connections.FileHandleType.Auto);
         }
         else if (text.StartsWith("unix:", StringComparison.Ordinal) && text.Length > 5)
         {

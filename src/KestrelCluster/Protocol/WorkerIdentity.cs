@@ -5,8 +5,11 @@ using System.Globalization;
 namespace KestrelCluster.Protocol;
 
 internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCount, string ControlPath, byte[] Secret, string? Urls,
-    bool PreferHostingUrls, int PrimaryProcessId)
+    bool PreferHostingUrls, int PrimaryProcessId, string? ConsoleFormatter = null)
 {
+    /// <summary>The primary's console formatter: a worker formats as the primary does (it writes the worker's lines).</summary>
+    public const string ConsoleFormatterVariable = "KESTRELCLUSTER_CONSOLE_FORMATTER";
+
     public const string WorkerIdVariable = "KESTRELCLUSTER_WORKER_ID";
     public const string SlotVariable = "KESTRELCLUSTER_SLOT";
     public const string WorkerCountVariable = "KESTRELCLUSTER_WORKER_COUNT";
@@ -31,6 +34,7 @@ internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCou
         [UrlsVariable] = Urls ?? string.Empty,
         [PreferHostingUrlsVariable] = PreferHostingUrls ? "1" : "0",
         [PrimaryProcessIdVariable] = PrimaryProcessId.ToString(CultureInfo.InvariantCulture),
+        [ConsoleFormatterVariable] = ConsoleFormatter ?? string.Empty,
     };
 
     private static WorkerIdentity? ReadAndClearEnvironment()
@@ -52,7 +56,8 @@ internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCou
                 Convert.FromBase64String(Require(SecretVariable)),
                 string.IsNullOrEmpty(urls) ? null : urls,
                 Environment.GetEnvironmentVariable(PreferHostingUrlsVariable) == "1",
-                int.Parse(Require(PrimaryProcessIdVariable), CultureInfo.InvariantCulture));
+                int.Parse(Require(PrimaryProcessIdVariable), CultureInfo.InvariantCulture),
+                Environment.GetEnvironmentVariable(ConsoleFormatterVariable) is { Length: > 0 } formatter ? formatter : null);
         }
         catch (FormatException e)
         {
@@ -62,7 +67,7 @@ internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCou
         finally
         {
             foreach (var name in new[] { WorkerIdVariable, SlotVariable, WorkerCountVariable, ControlPathVariable, SecretVariable,
-                UrlsVariable, PreferHostingUrlsVariable, PrimaryProcessIdVariable })
+                UrlsVariable, PreferHostingUrlsVariable, PrimaryProcessIdVariable, ConsoleFormatterVariable })
             {
                 Environment.SetEnvironmentVariable(name, null);
             }

@@ -37,7 +37,8 @@ internal sealed class WorkerConnectionListenerFactory : IConnectionListenerFacto
             loggerFactory.CreateLogger("Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets"));
     }
 
-    public bool CanBind(EndPoint endpoint) => endpoint is IPEndPoint or UnixDomainSocketEndPoint;
+    /// <summary>A FileHandleEndPoint is a socket-activated listener of the primary's (see SocketActivation): never opened here.</summary>
+    public bool CanBind(EndPoint endpoint) => endpoint is IPEndPoint or UnixDomainSocketEndPoint or FileHandleEndPoint;
 
     public async ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {

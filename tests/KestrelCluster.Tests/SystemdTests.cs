@@ -1,0 +1,112 @@
+// systemd, from outside: socket activation with clustering on (systemd-socket-activate hands the sample a listening
+// socket; the primary accepts on it and two workers serve, and only the primary holds it), and Type=notify as a
+// service manager sees it (a NOTIFY_SOCKET datagram listener: READY=1 once both workers are ready, RELOADING=1 …
+// READY=1 around a rolling restart, STOPPING=1 on SIGTERM).
+using System.Collections.Concurrent;
+using System.Net.Sockets;
+using System.Text;
+using KestrelCluster.Tests.TestSupport;
+
+namespace KestrelCluster.Tests;
+
+[Collection(ClusterCollection.Name)]
+public sealed class SystemdTests
+{
+    [Fact]
+    public async Task SocketActivation_TheActivatedSocketIsServedByTwoWorkers_AndOnlyThePrimaryHoldsIt()
+    {
+        var port = FreePort.Tcp();
+        string[] environment = ["-E", "Cluster__Workers=2", "-E", "Kestrel__Endpoints__Http__Url=http://127.0.0.1:0",
+            "-E", "Kestrel__Endpoints__H2c__Url=http://127.0.0.1:0", "-E", "DOTNET_hostBuilder__reloadConfigOnChange=false"];
+
+        // systemd-socket-activate binds the port and, at the first connection, execs the app with LISTEN_FDS=1 (fd 3) and
+        // LISTEN_PID: the sample's Kestrel UseSystemd() takes it, as under a real .socket unit.
+        using var app = AppProcess.StartWrapped(["systemd-socket-activate", "-l", $"127.0.0.1:{port}", .. environment],
+            AppProcess.Sample, new Dictionary<string, string?>());
+        await app.WaitForOutputAsync($"Listening on 127.0.0.1:{port}", TimeSpan.FromSeconds(20));
+        var endpoint = new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port);
+        var first = HttpProbe.NewConnectionRequestAsync(endpoint); // activates the service, and waits in the backlog meanwhile
+        await app.WaitForOutputAsync($"Now listening on: http://127.0.0.1:{port}", TimeSpan.FromSeconds(60));
+        await app.WaitUntilServingAsync(workers: 2);
+        var workers = app.Workers();
+        Assert.Equal(2, workers.Count);
+
+        var servedBy = new HashSet<int> { HttpProbe.ServedBy(await first) };
+        for (var i = 0; i < 6; i++)
+        {
+            servedBy.Add(HttpProbe.ServedBy(await HttpProbe.NewConnectionRequestAsync(endpoint)));
+        }
+
+        Assert.Equal(workers.ToHashSet(), servedBy);
+        var listening = Assert.Single(ProcFs.ListeningTcpInodes(port));
+        Assert.Contains(listening, ProcFs.SocketInodes(app.ProcessId));
+        Assert.All(workers, pid => Assert.DoesNotContain(listening, ProcFs.SocketInodes(pid)));
+        Assert.Contains($"pid {workers[0]}) is serving http://127.0.0.1:{port}", app.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Notify_ReadyAfterTheWorkers_ReloadingAroundARollingRestart_StoppingOnSigterm()
+    {
+        var directory = Directory.CreateTempSubdirectory("kc-notify-").FullName;
+        var path = Path.Combine(directory, "notify.sock");
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(path));
+        var messages = new ConcurrentQueue<string>();
+        var receiving = Task.Run(async () =>
+        {
+            var buffer = new byte[4096];
+            while (true)
+            {
+                int length;
+                try
+                {
+                    length = await listener.ReceiveAsync(buffer, SocketFlags.None);
+                }
+                catch (Exception e) when (e is SocketException or ObjectDisposedException)
+                {
+                    return;
+                }
+
+                messages.Enqueue(Encoding.UTF8.GetString(buffer, 0, length));
+            }
+        });
+
+        try
+        {
+            var environment = AppProcess.FreePortEnvironment(workers: 2);
+            environment["NOTIFY_SOCKET"] = path;
+            using var app = AppProcess.Start(environment);
+            await app.WaitUntilServingAsync(workers: 2);
+            var workers = app.Workers();
+            await Wait.UntilAsync(() => messages.Any(m => m.Contains("READY=1", StringComparison.Ordinal)), TimeSpan.FromSeconds(10),
+                "READY=1 arrives");
+
+            // Ready only with both workers ready: said in the same datagram, and nothing said ready before.
+            var ready = messages.First(m => m.Contains("READY=1", StringComparison.Ordinal));
+            Assert.Equal("READY=1\nSTATUS=2/2 workers ready", ready);
+            Assert.DoesNotContain(messages.TakeWhile(m => m != ready), m => m.Contains("READY=1", StringComparison.Ordinal));
+
+            // The workers were not given the service's notify socket.
+            Assert.All(workers, pid => Assert.DoesNotContain("NOTIFY_SOCKET=",
+                File.ReadAllText($"/proc/{pid}/environ"), StringComparison.Ordinal));
+
+            var before = messages.Count;
+            TestProcesses.Signal(app.ProcessId, TestProcesses.SIGHUP);
+            await Wait.UntilAsync(() => messages.Skip(before).Any(m => m.StartsWith("READY=1", StringComparison.Ordinal)),
+                TimeSpan.FromSeconds(60), "READY=1 after the rolling restart");
+            var restart = messages.Skip(before).ToList();
+            Assert.Matches(@"^RELOADING=1\nMONOTONIC_USEC=\d+\nSTATUS=Rolling restart to generation 1$", restart[0]);
+            Assert.Equal("READY=1\nSTATUS=2/2 workers ready", restart.First(m => m.StartsWith("READY=1", StringComparison.Ordinal)));
+
+            TestProcesses.Signal(app.ProcessId, TestProcesses.SIGTERM);
+            Assert.True(await app.WaitForExitAsync(TimeSpan.FromSeconds(30)), "the primary stops");
+            Assert.Contains("STOPPING=1\nSTATUS=Stopping", messages);
+        }
+        finally
+        {
+            listener.Dispose();
+            await receiving;
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+}
