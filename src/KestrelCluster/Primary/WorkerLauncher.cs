@@ -30,9 +30,11 @@ internal sealed class WorkerLauncher
             UseShellExecute = false,
             WorkingDirectory = Environment.CurrentDirectory,
 
-            // The primary owns the console: it writes the workers' lines whole and attributed (WorkerOutput).
+            // The primary owns the console: it writes the workers' lines whole and attributed (WorkerOutput), and
+            // workers read no terminal (their stdin is an empty pipe), so none of them changes the terminal's modes.
             RedirectStandardOutput = true,
             RedirectStandardError = true,
+            RedirectStandardInput = true,
         };
 
         foreach (var argument in arguments)

@@ -177,6 +177,11 @@ internal sealed class WorkerProcess
     public void Start(ProcessStartInfo startInfo, WorkerSpawner spawner, ConsoleFormat format)
     {
         var process = spawner.Start(startInfo);
+        if (startInfo.RedirectStandardInput)
+        {
+            process.StandardInput.Close(); // end of input at once
+        }
+
         if (startInfo.RedirectStandardOutput)
         {
             OutputClosed = Task.WhenAll(
