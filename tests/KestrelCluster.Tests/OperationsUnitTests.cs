@@ -103,4 +103,48 @@ public sealed class OperationsUnitTests
         ControlFrames.WriteHeartbeat(frame, beat with { GcHeapBytes = -1 });
         Assert.False(ControlFrames.TryReadHeartbeat(frame, out _));
     }
+
+    [Theory]
+    [InlineData("simple", "info: App[1]", false, "[worker 3] info: App[1]\n")]
+    [InlineData("simple", "      at Foo.Bar()", true, "[worker 3]       at Foo.Bar()\n")]
+    [InlineData("systemd", "<6>App[1] started", false, "<6>[worker 3] App[1] started\n")]
+    [InlineData("systemd", "Unhandled exception.", true, "<3>[worker 3] Unhandled exception.\n")]
+    [InlineData("systemd", "a raw line", false, "[worker 3] a raw line\n")]
+    [InlineData("json", "{\"EventId\":1,\"Message\":\"hi\"}", false, "{\"WorkerId\":3,\"Slot\":1,\"EventId\":1,\"Message\":\"hi\"}\n")]
+    [InlineData("json", "{}", false, "{\"WorkerId\":3,\"Slot\":1}\n")]
+    public void WorkerOutput_EachFormatter_AttributesTheLine(string formatter, string line, bool isError, string expected) =>
+        Assert.Equal(expected, WorkerOutputFormat.Attribute(line, WorkerOutputFormat.FromFormatterName(formatter), 3, 1, isError));
+
+    [Theory]
+    [InlineData("{not json}")]
+    [InlineData("{\"a\":1} trailing {\"b\":2}")]
+    [InlineData("Unhandled exception. System.Exception: \"quoted\" \\ back\tslash")]
+    public void WorkerOutput_Json_ALineThatIsNotAnEntry_BecomesOne(string line)
+    {
+        var written = WorkerOutputFormat.Attribute(line, ConsoleFormat.Json, 3, 1, isError: true);
+
+        using var entry = JsonDocument.Parse(written);
+        Assert.Equal(line, entry.RootElement.GetProperty("Message").GetString());
+        Assert.Equal("Error", entry.RootElement.GetProperty("LogLevel").GetString());
+        Assert.Equal(WorkerOutputFormat.OutputCategory, entry.RootElement.GetProperty("Category").GetString());
+        Assert.Equal(3, entry.RootElement.GetProperty("WorkerId").GetInt32());
+        Assert.Equal(1, entry.RootElement.GetProperty("Slot").GetInt32());
+    }
+
+    [Fact]
+    public async Task WorkerOutput_Pump_WritesWholeLines_AndTheLastOneWithoutANewline()
+    {
+        var text = "first\r\nsecond\n" + new string('y', WorkerOutput.MaxLineBytes + 10) + "\nlast, unterminated";
+        using var pipe = new MemoryStream(System.Text.Encoding.UTF8.GetBytes(text));
+        using var console = new StringWriter();
+
+        await WorkerOutput.PumpAsync(pipe, console, ConsoleFormat.Simple, 7, 0, isError: false);
+
+        var lines = console.ToString().Split('\n');
+        Assert.Equal("[worker 7] first", lines[0]);
+        Assert.Equal("[worker 7] second", lines[1]);
+        Assert.Equal("[worker 7] " + new string('y', WorkerOutput.MaxLineBytes), lines[2]); // a line too long is written in parts
+        Assert.Equal("[worker 7] " + new string('y', 10), lines[3]);
+        Assert.Equal("[worker 7] last, unterminated", lines[4]);
+    }
 }

@@ -45,32 +45,47 @@ public sealed class SystemdTests
     }
 
     [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public async Task UnderSystemd_TheAppsAddSystemdKeepsItsFormat_AndOnlyTheClusterSaysReady()
+    {
+        // A stand-in for systemd as the parent (Microsoft.Extensions.Hosting.Systemd checks the parent's name): the
+        // sample's AddSystemd() then switches to the journald format and its Type=notify lifetime, as under a real unit.
+        var directory = Directory.CreateTempSubdirectory("kc-systemd-").FullName;
+        try
+        {
+            var systemd = Path.Combine(directory, "systemd");
+            await File.WriteAllTextAsync(systemd, "#!/bin/sh\n\"$@\" &\nwait\n");
+            File.SetUnixFileMode(systemd, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            using var notify = new NotifyListener(Path.Combine(directory, "notify.sock"));
+            var environment = AppProcess.FreePortEnvironment(workers: 2);
+            environment["NOTIFY_SOCKET"] = notify.Path;
+
+            using var app = AppProcess.StartWrapped([systemd], AppProcess.Sample, environment);
+            await app.WaitUntilServingAsync(workers: 2);
+            await Wait.UntilAsync(() => notify.Messages.Any(m => m.Contains("READY=1", StringComparison.Ordinal)),
+                TimeSpan.FromSeconds(10), "READY=1 arrives");
+
+            // One READY=1, the cluster's: the app's systemd lifetime, which would say it when the primary's host starts, is quiet.
+            Assert.Equal(["READY=1\nSTATUS=2/2 workers ready"], notify.Messages.Where(m => m.Contains("READY=1", StringComparison.Ordinal)));
+            var lines = app.Output.Split('\n');
+            Assert.Contains(lines, l => l.StartsWith("<6>KestrelCluster.Primary[", StringComparison.Ordinal));
+            Assert.Contains(lines, l => l.StartsWith("<6>[worker ", StringComparison.Ordinal)
+                && l.Contains("KestrelCluster.Worker.WorkerReadiness[106] Worker ", StringComparison.Ordinal));
+            Assert.DoesNotContain(lines, l => l.StartsWith("[worker ", StringComparison.Ordinal)); // no worker line lost its priority
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Notify_ReadyAfterTheWorkers_ReloadingAroundARollingRestart_StoppingOnSigterm()
     {
         var directory = Directory.CreateTempSubdirectory("kc-notify-").FullName;
-        var path = Path.Combine(directory, "notify.sock");
-        using var listener = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
-        listener.Bind(new UnixDomainSocketEndPoint(path));
-        var messages = new ConcurrentQueue<string>();
-        var receiving = Task.Run(async () =>
-        {
-            var buffer = new byte[4096];
-            while (true)
-            {
-                int length;
-                try
-                {
-                    length = await listener.ReceiveAsync(buffer, SocketFlags.None);
-                }
-                catch (Exception e) when (e is SocketException or ObjectDisposedException)
-                {
-                    return;
-                }
-
-                messages.Enqueue(Encoding.UTF8.GetString(buffer, 0, length));
-            }
-        });
-
+        var listener = new NotifyListener(Path.Combine(directory, "notify.sock"));
+        var messages = listener.Messages;
+        var path = listener.Path;
         try
         {
             var environment = AppProcess.FreePortEnvironment(workers: 2);
@@ -105,8 +120,46 @@ public sealed class SystemdTests
         finally
         {
             listener.Dispose();
-            await receiving;
             Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    /// <summary>A NOTIFY_SOCKET as systemd provides it: a datagram socket whose messages are collected.</summary>
+    private sealed class NotifyListener : IDisposable
+    {
+        private readonly Socket _socket = new(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        private readonly Task _receiving;
+
+        public NotifyListener(string path)
+        {
+            Path = path;
+            _socket.Bind(new UnixDomainSocketEndPoint(path));
+            _receiving = Task.Run(async () =>
+            {
+                var buffer = new byte[4096];
+                while (true)
+                {
+                    try
+                    {
+                        var length = await _socket.ReceiveAsync(buffer, SocketFlags.None);
+                        Messages.Enqueue(Encoding.UTF8.GetString(buffer, 0, length));
+                    }
+                    catch (Exception e) when (e is SocketException or ObjectDisposedException)
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+
+        public string Path { get; }
+
+        public ConcurrentQueue<string> Messages { get; } = new();
+
+        public void Dispose()
+        {
+            _socket.Dispose();
+            _receiving.Wait(TimeSpan.FromSeconds(5));
         }
     }
 }
