@@ -24,7 +24,10 @@ app.MapHealthChecks("/healthz");
 
 // Who served this request: worker id, slot and process id.
 app.MapGet("/", (IClusterContext cluster, HttpContext http) =>
-    $"Hello from worker {cluster.WorkerId} (slot {cluster.SlotIndex}, pid {Environment.ProcessId}), serving {http.Request.Protocol} for {http.Connection.RemoteIpAddress}:{http.Connection.RemotePort}\n");
+    (cluster.Role == ClusterRole.Worker
+        ? $"Hello from worker {cluster.WorkerId} (slot {cluster.SlotIndex}, pid {Environment.ProcessId})"
+        : $"Hello from the only process (pid {Environment.ProcessId}: not clustered)")
+    + $", serving {http.Request.Protocol} for {http.Connection.RemoteIpAddress}:{http.Connection.RemotePort}\n");
 
 // A per-worker cache, cleared in every worker at once by a cluster broadcast: GET /cache, POST /cache/clear.
 var cache = new WorkerCache();
