@@ -112,6 +112,11 @@ public sealed class ConsoleOutputTests
             || app.Output.Contains($"pid {crashed}", StringComparison.Ordinal) && app.Output.Contains("replacement", StringComparison.Ordinal),
             TimeSpan.FromSeconds(20), "the crash is handled");
         await app.WaitUntilServingAsync(workers: 3); // the replacement is ready: the crash is over, and its output is out
+
+        // The crash report came on stderr, which the test reads apart from stdout: wait for it, and its stack trace.
+        await Wait.UntilAsync(() => app.Output.Contains($"boom in pid {crashed}", StringComparison.Ordinal)
+            && app.Output.Split('\n').Any(l => l.Contains("   at ", StringComparison.Ordinal)), TimeSpan.FromSeconds(20),
+            "the crash report is read");
         var slot = app.Output.Split('\n').Select(l => System.Text.RegularExpressions.Regex.Match(l, $@"slot (\d+), pid {crashed}\)"))
             .First(m => m.Success).Groups[1].Value;
         return (crashed, int.Parse(slot, System.Globalization.CultureInfo.InvariantCulture));

@@ -56,9 +56,10 @@ public sealed class LauncherTests
 
             TestProcesses.Signal(app.ProcessId, TestProcesses.SIGKILL);
 
+            // The output is read asynchronously: wait for the line itself, not only for the processes to be gone.
+            await app.WaitForOutputAsync($"dotnet run (pid {app.ProcessId}) exited; stopping the cluster.", TimeSpan.FromSeconds(15));
             await Wait.UntilAsync(() => !ProcFs.IsAlive(primary) && !workers.Any(ProcFs.IsAlive), TimeSpan.FromSeconds(15),
                 "the primary and its workers have exited");
-            Assert.Contains($"dotnet run (pid {app.ProcessId}) exited; stopping the cluster.", app.Output, StringComparison.Ordinal);
         }
         finally
         {

@@ -41,7 +41,7 @@ public sealed class SystemdTests
         var listening = Assert.Single(ProcFs.ListeningTcpInodes(port));
         Assert.Contains(listening, ProcFs.SocketInodes(app.ProcessId));
         Assert.All(workers, pid => Assert.DoesNotContain(listening, ProcFs.SocketInodes(pid)));
-        Assert.Contains($"pid {workers[0]}) is serving http://127.0.0.1:{port}", app.Output, StringComparison.Ordinal);
+        await app.WaitForOutputAsync($"pid {workers[0]}) is serving http://127.0.0.1:{port}", TimeSpan.FromSeconds(10));
     }
 
     [Fact]
@@ -67,10 +67,11 @@ public sealed class SystemdTests
 
             // One READY=1, the cluster's: the app's systemd lifetime, which would say it when the primary's host starts, is quiet.
             Assert.Equal(["READY=1\nSTATUS=2/2 workers ready"], notify.Messages.Where(m => m.Contains("READY=1", StringComparison.Ordinal)));
+            await Wait.UntilAsync(() => app.Output.Split('\n').Count(l => l.StartsWith("<6>[worker ", StringComparison.Ordinal)
+                && l.Contains("KestrelCluster.Worker.WorkerReadiness[106] Worker ", StringComparison.Ordinal)) == 2,
+                TimeSpan.FromSeconds(10), "both workers' serving lines arrive in the journald format, attributed");
             var lines = app.Output.Split('\n');
             Assert.Contains(lines, l => l.StartsWith("<6>KestrelCluster.Primary[", StringComparison.Ordinal));
-            Assert.Contains(lines, l => l.StartsWith("<6>[worker ", StringComparison.Ordinal)
-                && l.Contains("KestrelCluster.Worker.WorkerReadiness[106] Worker ", StringComparison.Ordinal));
             Assert.DoesNotContain(lines, l => l.StartsWith("[worker ", StringComparison.Ordinal)); // no worker line lost its priority
         }
         finally
