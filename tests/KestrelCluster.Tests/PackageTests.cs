@@ -1,0 +1,111 @@
+// The newcomer's path, as a test: pack the library into a folder, create an app with `dotnet new web` somewhere
+// else, add the package from that folder, add the one line, run it, and see two worker pids answer. Nothing from the
+// repository's own projects reaches the app but the package.
+using System.Diagnostics;
+using KestrelCluster.Tests.TestSupport;
+
+namespace KestrelCluster.Tests;
+
+[Collection(ClusterCollection.Name)]
+public sealed class PackageTests : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("kc-newcomer-").FullName;
+
+    public void Dispose() => Directory.Delete(_root, recursive: true);
+
+    [Fact]
+    public async Task NewWebApp_WithThePackedLibrary_ServesFromTwoWorkers()
+    {
+        var repository = FindRepository();
+        var feed = Path.Combine(_root, "feed");
+        var app = Path.Combine(_root, "Shop");
+
+        // A version of its own, and a package folder of its own: no NuGet cache can hand back an older build.
+        var suffix = $"test.{DateTime.UtcNow:yyyyMMddHHmmss}";
+        await RunAsync(repository, "pack", Path.Combine(repository, "src", "KestrelCluster"), "-c", "Release", "-o", feed,
+            $"-p:VersionSuffix={suffix}");
+        Assert.Single(Directory.GetFiles(feed, $"KestrelCluster.*-{suffix}.nupkg"));
+
+        await RunAsync(_root, "new", "web", "-n", "Shop", "-o", app);
+        await RunAsync(app, "new", "nugetconfig");
+        await RunAsync(app, "nuget", "add", "source", feed, "--name", "local", "--configfile", "nuget.config");
+        await RunAsync(app, "add", "package", "KestrelCluster", "--prerelease");
+        var program = Path.Combine(app, "Program.cs");
+        var code = await File.ReadAllTextAsync(program);
+        code = "using KestrelCluster;\n\n" + code
+            .Replace("var builder = WebApplication.CreateBuilder(args);", "var builder = WebApplication.CreateBuilder(args);\n" +
+                "builder.WebHost.UseClusterTransport();", StringComparison.Ordinal)
+            .Replace("app.MapGet(\"/\", () => \"Hello World!\");",
+                "app.MapGet(\"/\", (IClusterContext cluster) => $\"worker {cluster.WorkerId} (pid {Environment.ProcessId})\\n\");",
+                StringComparison.Ordinal);
+        Assert.Contains("UseClusterTransport", code, StringComparison.Ordinal);
+        Assert.Contains("IClusterContext", code, StringComparison.Ordinal);
+        await File.WriteAllTextAsync(program, code);
+        await RunAsync(app, "build", "-c", "Release");
+
+        var environment = AppProcess.FreePortEnvironment(workers: 2);
+        environment["ASPNETCORE_URLS"] = "http://127.0.0.1:0";
+        using var shop = AppProcess.Start(Path.Combine(app, "bin", "Release", "net10.0", "Shop"), environment);
+        var endpoint = await shop.WaitUntilServingAsync(workers: 2);
+        var servedBy = new HashSet<int>();
+        for (var i = 0; i < 6; i++)
+        {
+            servedBy.Add(HttpProbe.ServedBy(await HttpProbe.NewConnectionRequestAsync(endpoint)));
+        }
+
+        Assert.Equal(2, servedBy.Count);
+        Assert.Equal(shop.Workers().ToHashSet(), servedBy);
+    }
+
+    private static string FindRepository()
+    {
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        {
+            if (File.Exists(Path.Combine(directory.FullName, "KestrelCluster.sln")))
+            {
+                return directory.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("The repository (KestrelCluster.sln) is not above the test's directory.");
+    }
+
+    /// <summary>Runs the dotnet CLI with a package folder of the test's own; fails the test with its output if it fails.</summary>
+    private async Task RunAsync(string workingDirectory, params string[] arguments)
+    {
+        var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet";
+        var startInfo = new ProcessStartInfo(dotnet)
+        {
+            WorkingDirectory = workingDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in arguments)
+        {
+            startInfo.ArgumentList.Add(argument);
+        }
+
+        startInfo.Environment["NUGET_PACKAGES"] = Path.Combine(_root, "packages");
+        startInfo.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        startInfo.Environment["DOTNET_NOLOGO"] = "1";
+        foreach (var name in startInfo.Environment.Keys.Where(AppProcess.IsAppConfiguration).ToList())
+        {
+            startInfo.Environment.Remove(name);
+        }
+
+        using var process = Process.Start(startInfo)!;
+        try
+        {
+            var output = process.StandardOutput.ReadToEndAsync();
+            var error = process.StandardError.ReadToEndAsync();
+            using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+            await process.WaitForExitAsync(timeout.Token);
+            Assert.True(process.ExitCode == 0, $"dotnet {string.Join(' ', arguments)} failed ({process.ExitCode}):\n{await output}\n{await error}");
+        }
+        finally
+        {
+            TestProcesses.KillIfAlive(process.Id);
+        }
+    }
+}
