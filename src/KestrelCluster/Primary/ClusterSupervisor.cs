@@ -31,7 +31,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     private AdminServer? _admin;
     private readonly ServiceManagerNotifier? _notifier = ServiceManagerNotifier.Create();
     private ServiceManagerReports? _reports;
-    private int _stopped;
+    private readonly Lock _stopLock = new();
+    private Task? _stop;
     private int _disposed;
 
     public ClusterSupervisor(IOptions<ClusterOptions> options, ClusterContext context, IHostApplicationLifetime lifetime, IServer server,
@@ -148,14 +149,24 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         return Task.CompletedTask;
     }
 
-    public async Task StopAsync(CancellationToken cancellationToken)
+    public Task StopAsync(CancellationToken cancellationToken)
     {
-        // Once: the pool itself may already be stopping (a signal marks it at once), but the stop is done only here.
-        if (_context.Role != ClusterRole.Primary || Interlocked.Exchange(ref _stopped, 1) != 0)
+        if (_context.Role != ClusterRole.Primary)
         {
-            return;
+            return Task.CompletedTask;
         }
 
+        // Once, and every caller waits for that one stop: a host stopped twice at the same time (WebApplicationFactory's
+        // dispose, and the app's own Run() seeing ApplicationStopping) must not see it done early, or it disposes the
+        // supervisor, and the workers are killed in the middle of their drain.
+        lock (_stopLock)
+        {
+            return _stop ??= StopWorkersAsync(cancellationToken);
+        }
+    }
+
+    private async Task StopWorkersAsync(CancellationToken cancellationToken)
+    {
         // Stop accepting first, so every connection accepted so far goes to a worker that is still serving.
         _listeners.StopAccepting();
         _dispatcher.Stop();
