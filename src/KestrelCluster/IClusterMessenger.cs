@@ -1,6 +1,8 @@
 // Messages between the primary and the workers for app code (Node's worker.send / process.on('message')).
 using System.Text;
+using System.Diagnostics.CodeAnalysis;
 using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
 
 namespace KestrelCluster;
 
@@ -69,10 +71,18 @@ public sealed class ClusterMessage
     /// <returns>The text.</returns>
     public string GetString() => Encoding.UTF8.GetString(Payload.Span);
 
-    /// <summary>The payload as JSON of <typeparamref name="T"/> (sent with the <c>…JsonAsync</c> methods).</summary>
+    /// <summary>The payload as JSON of <typeparamref name="T"/> (sent with the <c>…JsonAsync</c> methods), read by reflection.</summary>
     /// <typeparam name="T">The type sent.</typeparam>
     /// <returns>The value.</returns>
+    [RequiresUnreferencedCode(ReflectionJson.Unreferenced)]
+    [RequiresDynamicCode(ReflectionJson.Dynamic)]
     public T? Deserialize<T>() => JsonSerializer.Deserialize<T>(Payload.Span);
+
+    /// <summary>The payload as JSON of <typeparamref name="T"/>, read with source-generated metadata (trimming- and AOT-safe).</summary>
+    /// <typeparam name="T">The type sent.</typeparam>
+    /// <param name="jsonTypeInfo">The metadata of <typeparamref name="T"/>, from a <c>JsonSerializerContext</c>.</param>
+    /// <returns>The value.</returns>
+    public T? Deserialize<T>(JsonTypeInfo<T> jsonTypeInfo) => JsonSerializer.Deserialize(Payload.Span, jsonTypeInfo);
 }
 
 /// <summary>Text and JSON overloads of <see cref="IClusterMessenger"/>.</summary>
@@ -95,10 +105,26 @@ public static class ClusterMessengerExtensions
     /// <param name="value">The value.</param>
     /// <param name="cancellationToken">Cancels the send.</param>
     /// <returns>A task that completes when the message is sent.</returns>
+    [RequiresUnreferencedCode(ReflectionJson.Unreferenced)]
+    [RequiresDynamicCode(ReflectionJson.Dynamic)]
     public static ValueTask BroadcastJsonAsync<T>(this IClusterMessenger messenger, T value, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(messenger);
         return messenger.BroadcastAsync(JsonSerializer.SerializeToUtf8Bytes(value), cancellationToken);
+    }
+
+    /// <summary>Broadcasts <paramref name="value"/> serialized as JSON with source-generated metadata (trimming- and AOT-safe).</summary>
+    /// <typeparam name="T">The type of the value.</typeparam>
+    /// <param name="messenger">The messenger.</param>
+    /// <param name="value">The value.</param>
+    /// <param name="jsonTypeInfo">The metadata of <typeparamref name="T"/>, from a <c>JsonSerializerContext</c>.</param>
+    /// <param name="cancellationToken">Cancels the send.</param>
+    /// <returns>A task that completes when the message is sent.</returns>
+    public static ValueTask BroadcastJsonAsync<T>(this IClusterMessenger messenger, T value, JsonTypeInfo<T> jsonTypeInfo,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(messenger);
+        return messenger.BroadcastAsync(JsonSerializer.SerializeToUtf8Bytes(value, jsonTypeInfo), cancellationToken);
     }
 
     /// <summary>From a worker: sends <paramref name="value"/> as JSON to the primary.</summary>
@@ -107,11 +133,27 @@ public static class ClusterMessengerExtensions
     /// <param name="value">The value.</param>
     /// <param name="cancellationToken">Cancels the send.</param>
     /// <returns>A task that completes when the message is sent.</returns>
+    [RequiresUnreferencedCode(ReflectionJson.Unreferenced)]
+    [RequiresDynamicCode(ReflectionJson.Dynamic)]
     public static ValueTask SendJsonToPrimaryAsync<T>(this IClusterMessenger messenger, T value,
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(messenger);
         return messenger.SendToPrimaryAsync(JsonSerializer.SerializeToUtf8Bytes(value), cancellationToken);
+    }
+
+    /// <summary>From a worker: sends <paramref name="value"/> as JSON to the primary, with source-generated metadata.</summary>
+    /// <typeparam name="T">The type of the value.</typeparam>
+    /// <param name="messenger">The messenger.</param>
+    /// <param name="value">The value.</param>
+    /// <param name="jsonTypeInfo">The metadata of <typeparamref name="T"/>, from a <c>JsonSerializerContext</c>.</param>
+    /// <param name="cancellationToken">Cancels the send.</param>
+    /// <returns>A task that completes when the message is sent.</returns>
+    public static ValueTask SendJsonToPrimaryAsync<T>(this IClusterMessenger messenger, T value, JsonTypeInfo<T> jsonTypeInfo,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(messenger);
+        return messenger.SendToPrimaryAsync(JsonSerializer.SerializeToUtf8Bytes(value, jsonTypeInfo), cancellationToken);
     }
 
     /// <summary>From the primary: sends <paramref name="value"/> as JSON to one worker.</summary>
@@ -121,10 +163,38 @@ public static class ClusterMessengerExtensions
     /// <param name="value">The value.</param>
     /// <param name="cancellationToken">Cancels the send.</param>
     /// <returns>A task that completes when the message is sent.</returns>
+    [RequiresUnreferencedCode(ReflectionJson.Unreferenced)]
+    [RequiresDynamicCode(ReflectionJson.Dynamic)]
     public static ValueTask SendJsonToWorkerAsync<T>(this IClusterMessenger messenger, int workerId, T value,
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(messenger);
         return messenger.SendToWorkerAsync(workerId, JsonSerializer.SerializeToUtf8Bytes(value), cancellationToken);
     }
+
+    /// <summary>From the primary: sends <paramref name="value"/> as JSON to one worker, with source-generated metadata.</summary>
+    /// <typeparam name="T">The type of the value.</typeparam>
+    /// <param name="messenger">The messenger.</param>
+    /// <param name="workerId">The worker's id.</param>
+    /// <param name="value">The value.</param>
+    /// <param name="jsonTypeInfo">The metadata of <typeparamref name="T"/>, from a <c>JsonSerializerContext</c>.</param>
+    /// <param name="cancellationToken">Cancels the send.</param>
+    /// <returns>A task that completes when the message is sent.</returns>
+    public static ValueTask SendJsonToWorkerAsync<T>(this IClusterMessenger messenger, int workerId, T value,
+        JsonTypeInfo<T> jsonTypeInfo, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(messenger);
+        return messenger.SendToWorkerAsync(workerId, JsonSerializer.SerializeToUtf8Bytes(value, jsonTypeInfo), cancellationToken);
+    }
+}
+
+/// <summary>Why the reflection-based JSON helpers are not trimming- or AOT-safe (as ASP.NET Core's own JSON extensions say).</summary>
+internal static class ReflectionJson
+{
+    public const string Unreferenced = "JSON serialization and deserialization might require types that cannot be statically " +
+        "analyzed. Use the overload that takes a JsonTypeInfo or JsonSerializerContext, or make sure all of the required types are " +
+        "preserved.";
+
+    public const string Dynamic = "JSON serialization and deserialization might require types that cannot be statically analyzed " +
+        "and might need runtime code generation. Use System.Text.Json source generation for native AOT applications.";
 }

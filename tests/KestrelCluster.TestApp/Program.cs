@@ -47,9 +47,18 @@ internal static class Program
 
             return $"logged {lines} lines (pid {Environment.ProcessId})\n";
         });
-        app.MapGet("/crash", () =>
+        app.MapGet("/crash", (HttpContext http) =>
         {
-            new Thread(() => throw new InvalidOperationException($"boom in pid {Environment.ProcessId}")).Start();
+            // After the answer is out (a crash before it would leave the caller without the pid it needs).
+            http.Response.OnCompleted(() =>
+            {
+                new Thread(() =>
+                {
+                    Thread.Sleep(100);
+                    throw new InvalidOperationException($"boom in pid {Environment.ProcessId}");
+                }).Start();
+                return Task.CompletedTask;
+            });
             return $"crashing (pid {Environment.ProcessId})\n";
         });
         app.MapGet("/env", (string name) => $"{Environment.GetEnvironmentVariable(name)}\n(pid {Environment.ProcessId})\n");

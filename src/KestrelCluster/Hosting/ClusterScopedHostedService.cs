@@ -1,11 +1,13 @@
 // Runs a hosted service only in the processes a predicate on IClusterContext selects; elsewhere it is never created.
+using System.Diagnostics.CodeAnalysis;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
 namespace KestrelCluster.Hosting;
 
-internal sealed class ClusterScopedHostedService<THostedService>(IServiceProvider services, Func<IClusterContext,
-    bool> runsHere) : IHostedService, IAsyncDisposable
+internal sealed class ClusterScopedHostedService<
+    [DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicConstructors)] THostedService>(IServiceProvider services,
+    Func<IClusterContext, bool> runsHere) : IHostedService, IAsyncDisposable
     where THostedService : class, IHostedService
 {
     private THostedService? _inner;

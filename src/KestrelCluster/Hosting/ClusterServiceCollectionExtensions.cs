@@ -1,5 +1,6 @@
 // Hosted services that run once across the cluster: in the primary only, or in one worker slot only.
 // Hosted services added with AddHostedService run in every process (the primary and each worker).
+using System.Diagnostics.CodeAnalysis;
 using KestrelCluster;
 using KestrelCluster.Hosting;
 using Microsoft.Extensions.Hosting;
@@ -16,7 +17,8 @@ public static class ClusterServiceCollectionExtensions
     /// <typeparam name="THostedService">The hosted service.</typeparam>
     /// <param name="services">The services.</param>
     /// <returns>The services.</returns>
-    public static IServiceCollection AddPrimaryHostedService<THostedService>(this IServiceCollection services)
+    public static IServiceCollection AddPrimaryHostedService<
+        [DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicConstructors)] THostedService>(this IServiceCollection services)
         where THostedService : class, IHostedService
     {
         ArgumentNullException.ThrowIfNull(services);
@@ -33,7 +35,9 @@ public static class ClusterServiceCollectionExtensions
     /// <param name="services">The services.</param>
     /// <param name="slotIndex">The slot, 0 by default.</param>
     /// <returns>The services.</returns>
-    public static IServiceCollection AddSlotHostedService<THostedService>(this IServiceCollection services, int slotIndex = 0)
+    public static IServiceCollection AddSlotHostedService<
+        [DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicConstructors)] THostedService>(this IServiceCollection services,
+        int slotIndex = 0)
         where THostedService : class, IHostedService
     {
         ArgumentNullException.ThrowIfNull(services);

@@ -108,15 +108,16 @@ internal sealed class WorkerLauncher
             StringComparison.Ordinal))
         {
             // The app itself is running: re-run the same command line.
+            // (Assembly.Location is empty in single-file and native AOT apps; those run as the apphost anyway.)
             return IsDotnetHost(processPath)
-                ? (processPath, [entryAssembly.Location, .. originalArguments])  // dotnet app.dll …
-                : (processPath, originalArguments);                               // the apphost: dotnet run, published app
+                ? (processPath, [AssemblyPath(_environment.ApplicationName), .. originalArguments])  // dotnet app.dll …
+                : (processPath, originalArguments);                      // the apphost: dotnet run, a published or AOT app
         }
 
         // A host (a test runner) loaded the app: start the app's own assembly. The build copies its
         // runtimeconfig and deps files beside it, and `dotnet exec` picks them up from there. The host's
         // command-line settings become explicit arguments, which WebApplication.CreateBuilder(args) reads.
-        var appPath = Assembly.Load(new AssemblyName(_environment.ApplicationName)).Location;
+        var appPath = AssemblyPath(_environment.ApplicationName);
         var runtimeConfig = Path.ChangeExtension(appPath, ".runtimeconfig.json");
         if (!File.Exists(runtimeConfig))
         {
@@ -130,6 +131,9 @@ internal sealed class WorkerLauncher
             "--environment", _environment.EnvironmentName,
             "--applicationName", _environment.ApplicationName]);
     }
+
+    /// <summary>The app's own assembly: beside the running one (`dotnet app.dll`), or in the test's output folder.</summary>
+    private static string AssemblyPath(string applicationName) => Path.Combine(AppContext.BaseDirectory, applicationName + ".dll");
 
     private static bool IsDotnetHost(string processPath) =>
         Path.GetFileNameWithoutExtension(processPath).Equals("dotnet", StringComparison.OrdinalIgnoreCase);
