@@ -86,6 +86,9 @@ public sealed class ClusterMessage
 }
 
 /// <summary>Text and JSON overloads of <see cref="IClusterMessenger"/>.</summary>
+// RS0026: each JSON helper has a reflection overload and a JsonTypeInfo one, both with an optional CancellationToken, as
+// ASP.NET Core's HttpResponseJsonExtensions do; the required JsonTypeInfo parameter keeps every call unambiguous.
+#pragma warning disable RS0026
 public static class ClusterMessengerExtensions
 {
     /// <summary>Broadcasts UTF-8 text.</summary>
@@ -187,6 +190,8 @@ public static class ClusterMessengerExtensions
         return messenger.SendToWorkerAsync(workerId, JsonSerializer.SerializeToUtf8Bytes(value, jsonTypeInfo), cancellationToken);
     }
 }
+
+#pragma warning restore RS0026
 
 /// <summary>Why the reflection-based JSON helpers are not trimming- or AOT-safe (as ASP.NET Core's own JSON extensions say).</summary>
 internal static class ReflectionJson
