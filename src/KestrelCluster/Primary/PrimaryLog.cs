@@ -237,4 +237,12 @@ internal static partial class PrimaryLog
         "{ProcessId}) to serve the change.",
         EventName = "HotReloadNotInWorkers")]
     public static partial void HotReloadNotInWorkers(ILogger logger, int processId);
+
+    [LoggerMessage(48, LogLevel.Warning,
+        "This app is hosted by {Host} (WebApplicationFactory?): workers run the app's own Main with its configuration (appsettings, " +
+        "environment, command line). What the host added to this primary only — ConfigureWebHost's ConfigureServices and " +
+        "ConfigureTestServices, UseSetting, in-memory configuration, ConfigureLogging — does not reach the workers; put test settings " +
+        "in environment variables, which workers inherit.",
+        EventName = "HostCustomisationsStayInPrimary")]
+    public static partial void HostCustomisationsStayInPrimary(ILogger logger, string host);
 }

@@ -22,6 +22,12 @@ internal sealed class WorkerLauncher
     /// <summary>The executable and arguments that start a worker (also shown in the startup log).</summary>
     public (string FileName, string[] Arguments) Command => _command.Value;
 
+    /// <summary>
+    /// Whether another program hosts the app (a test runner, through WebApplicationFactory): workers then run the app's
+    /// own Main, and what that host added to the primary only (its ConfigureWebHost) does not reach them.
+    /// </summary>
+    public bool HostedByAnotherProgram { get; private set; }
+
     public ProcessStartInfo CreateStartInfo(WorkerIdentity identity)
     {
         var (fileName, arguments) = Command;
@@ -113,6 +119,8 @@ internal sealed class WorkerLauncher
                 ? (processPath, [AssemblyPath(_environment.ApplicationName), .. originalArguments])  // dotnet app.dll …
                 : (processPath, originalArguments);                      // the apphost: dotnet run, a published or AOT app
         }
+
+        HostedByAnotherProgram = true;
 
         // A host (a test runner) loaded the app: start the app's own assembly. The build copies its
         // runtimeconfig and deps files beside it, and `dotnet exec` picks them up from there. The host's

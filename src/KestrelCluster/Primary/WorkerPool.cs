@@ -93,6 +93,10 @@ internal sealed partial class WorkerPool : IDisposable
         _control = new ControlServer(FindWorker, OnAuthenticated, _controlLogger);
         var (fileName, arguments) = _launcher.Command;
         PrimaryLog.StartingWorkers(_logger, _options.Workers, fileName, string.Join(' ', arguments));
+        if (_launcher.HostedByAnotherProgram)
+        {
+            PrimaryLog.HostCustomisationsStayInPrimary(_logger, Path.GetFileName(Environment.GetCommandLineArgs()[0]));
+        }
     }
 
     public int NextGeneration() => Interlocked.Increment(ref _generation);
