@@ -1,6 +1,6 @@
 // The supervisor: the primary's hosted service and its IClusterManager. It starts the workers once the
-// server is bound, runs the heartbeat monitor, turns signals into operations (SIGHUP: rolling restart,
-// SIGTTIN/SIGTTOU: one worker more/less), and stops every worker gracefully when the host stops. A stop signal
+// server is bound, runs the heartbeat monitor, the admin socket and the operator signals (OperatorSignals: SIGHUP,
+// SIGTTIN, SIGTTOU), and stops every worker gracefully when the host stops. A stop signal
 // marks the cluster as stopping the moment it arrives: Ctrl+C reaches every worker of the process group too, and
 // a worker that exits then is not a crash to replace.
 using System.Runtime.InteropServices;
@@ -14,9 +14,6 @@ namespace KestrelCluster.Primary;
 
 internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisposable
 {
-    private const int SIGTTIN = 21;
-    private const int SIGTTOU = 22;
-
     private readonly ClusterOptions _options;
     private readonly ClusterContext _context;
     private readonly IHostApplicationLifetime _lifetime;
@@ -29,6 +26,7 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     private readonly ILogger _logger;
     private readonly List<PosixSignalRegistration> _signals = [];
     private AdminServer? _admin;
+    private readonly OperatorSignals _operatorSignals;
     private readonly ServiceManagerNotifier? _notifier = ServiceManagerNotifier.Create();
     private ServiceManagerReports? _reports;
     private readonly Lock _stopLock = new();
@@ -64,6 +62,7 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         }
 
         _rotation = new WorkerRotation(_pool, _slots, _options, context, _logger);
+        _operatorSignals = new OperatorSignals(_pool, _rotation, _logger);
         messenger.AttachPrimary(() => [.. _pool.Workers.Where(w => w.Channel is not null)
             .Select(w => new Messaging.MessageTarget(w.Id, w.Channel!, IsServing: !w.IsRetiring))]);
     }
@@ -186,6 +185,7 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
             signal.Dispose();
         }
 
+        _operatorSignals.Dispose();
         _admin?.Dispose();
         _notifier?.Dispose();
         _pool.Dispose(); // stops the monitor and any operation under way (the pool's Stopping token)
@@ -225,10 +225,7 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         // SIGCHLD handling (tests check it): nothing to add here.
         _ = new WorkerMonitor(_pool, _rotation, _options, _logger).RunAsync(_pool.Stopping);
 
-        _signals.Add(PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal));
-        PrimaryLog.PrimarySignals(_logger, Environment.ProcessId); // the pid to signal: not `dotnet run`'s
-        _signals.Add(PosixSignalRegistration.Create((PosixSignal)SIGTTIN, OnSignal));
-        _signals.Add(PosixSignalRegistration.Create((PosixSignal)SIGTTOU, OnSignal));
+        _operatorSignals.Register();
     }
 
     private async Task StartAllObservedAsync()
@@ -250,41 +247,6 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         PrimaryLog.CannotStartWorkers(_logger, e);
         Environment.ExitCode = 1;
         _lifetime.StopApplication();
-    }
-
-    private void OnSignal(PosixSignalContext context)
-    {
-        context.Cancel = true; // SIGHUP would otherwise end the process
-        if (_pool.IsStopping)
-        {
-            return;
-        }
-
-        var (name, operation, run) = (int)context.Signal switch
-        {
-            SIGTTIN => ("SIGTTIN", "adding a worker", () => _rotation.ScaleAsync(Math.Min(ClusterOptions.MaxWorkers,
-                _pool.SlotCount + 1), _pool.Stopping)),
-            SIGTTOU => ("SIGTTOU", "removing a worker", () => _rotation.ScaleAsync(Math.Max(1, _pool.SlotCount - 1), _pool.Stopping)),
-            _ => ("SIGHUP", "rolling restart", (Func<Task>)(() => _rotation.RestartAllAsync(_pool.Stopping))),
-        };
-
-        PrimaryLog.SignalReceived(_logger, name, operation);
-        _ = Task.Run(async () =>
-        {
-            try
-            {
-                await run().ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-            }
-#pragma warning disable CA1031 // a signal's operation runs in the background: any failure is logged, none is lost
-            catch (Exception e)
-#pragma warning restore CA1031
-            {
-                PrimaryLog.OperationFailed(_logger, operation, e);
-            }
-        });
     }
 
     private void EnsureClustered()

@@ -1,0 +1,67 @@
+// The signals an operator sends the primary to steer the cluster, as Gunicorn and Puma take them: SIGHUP a rolling
+// restart, SIGTTIN one worker more, SIGTTOU one fewer. Each runs in the background; a failure is logged, none is lost.
+// (The stop signals are the supervisor's: they mark the cluster as stopping at once.)
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+
+namespace KestrelCluster.Primary;
+
+internal sealed class OperatorSignals(WorkerPool pool, WorkerRotation rotation, ILogger logger) : IDisposable
+{
+    private const int SIGTTIN = 21;
+    private const int SIGTTOU = 22;
+
+    private readonly List<PosixSignalRegistration> _registrations = [];
+
+    /// <summary>Takes SIGHUP, SIGTTIN and SIGTTOU from now on, and logs the pid to send them to.</summary>
+    public void Register()
+    {
+        _registrations.Add(PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal));
+        PrimaryLog.PrimarySignals(logger, Environment.ProcessId); // the pid to signal: not `dotnet run`'s
+        _registrations.Add(PosixSignalRegistration.Create((PosixSignal)SIGTTIN, OnSignal));
+        _registrations.Add(PosixSignalRegistration.Create((PosixSignal)SIGTTOU, OnSignal));
+    }
+
+    public void Dispose()
+    {
+        foreach (var registration in _registrations)
+        {
+            registration.Dispose();
+        }
+    }
+
+    private void OnSignal(PosixSignalContext context)
+    {
+        context.Cancel = true; // SIGHUP would otherwise end the process
+        if (pool.IsStopping)
+        {
+            return;
+        }
+
+        var (name, operation, run) = (int)context.Signal switch
+        {
+            SIGTTIN => ("SIGTTIN", "adding a worker", () => rotation.ScaleAsync(Math.Min(ClusterOptions.MaxWorkers,
+                pool.SlotCount + 1), pool.Stopping)),
+            SIGTTOU => ("SIGTTOU", "removing a worker", () => rotation.ScaleAsync(Math.Max(1, pool.SlotCount - 1), pool.Stopping)),
+            _ => ("SIGHUP", "rolling restart", (Func<Task>)(() => rotation.RestartAllAsync(pool.Stopping))),
+        };
+
+        PrimaryLog.SignalReceived(logger, name, operation);
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await run().ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+#pragma warning disable CA1031 // a signal's operation runs in the background: any failure is logged, none is lost
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                PrimaryLog.OperationFailed(logger, operation, e);
+            }
+        });
+    }
+}
