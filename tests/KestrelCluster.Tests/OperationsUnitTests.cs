@@ -113,7 +113,8 @@ public sealed class OperationsUnitTests
     [InlineData("json", "{\"EventId\":1,\"Message\":\"hi\"}", false, "{\"WorkerId\":3,\"Slot\":1,\"EventId\":1,\"Message\":\"hi\"}\n")]
     [InlineData("json", "{}", false, "{\"WorkerId\":3,\"Slot\":1}\n")]
     public void WorkerOutput_EachFormatter_AttributesTheLine(string formatter, string line, bool isError, string expected) =>
-        Assert.Equal(expected, WorkerOutputFormat.Attribute(line, WorkerOutputFormat.FromFormatterName(formatter), 3, 1, isError));
+        Assert.Equal(expected, WorkerOutputFormat.Attribute(System.Text.Encoding.UTF8.GetBytes(line),
+            WorkerOutputFormat.FromFormatterName(formatter), 3, 1, isError));
 
     [Theory]
     [InlineData("{not json}")]
@@ -121,7 +122,7 @@ public sealed class OperationsUnitTests
     [InlineData("Unhandled exception. System.Exception: \"quoted\" \\ back\tslash")]
     public void WorkerOutput_Json_ALineThatIsNotAnEntry_BecomesOne(string line)
     {
-        var written = WorkerOutputFormat.Attribute(line, ConsoleFormat.Json, 3, 1, isError: true);
+        var written = WorkerOutputFormat.Attribute(System.Text.Encoding.UTF8.GetBytes(line), ConsoleFormat.Json, 3, 1, isError: true);
 
         using var entry = JsonDocument.Parse(written);
         Assert.Equal(line, entry.RootElement.GetProperty("Message").GetString());

@@ -2,7 +2,6 @@
 // lines, each attributed to the worker (WorkerOutputFormat). The primary owns the console: lines of two workers never
 // interleave, even mid-crash, because each one is written in one call to the console's synchronized writer — the
 // writer the primary's own console logger uses too.
-using System.Text;
 
 namespace KestrelCluster.Primary;
 
@@ -70,7 +69,7 @@ internal static class WorkerOutput
 
         try
         {
-            console.Write(WorkerOutputFormat.Attribute(Encoding.UTF8.GetString(line), format, workerId, slot, isError));
+            console.Write(WorkerOutputFormat.Attribute(line, format, workerId, slot, isError));
         }
         catch (IOException)
         {

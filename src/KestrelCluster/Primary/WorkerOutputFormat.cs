@@ -26,13 +26,14 @@ internal static class WorkerOutputFormat
         _ => ConsoleFormat.Simple,
     };
 
-    /// <summary>One line (without its newline) as the primary writes it, newline included.</summary>
-    public static string Attribute(string line, ConsoleFormat format, int workerId, int slot, bool isError)
+    /// <summary>One line as the worker wrote it (UTF-8, without its newline), as the primary writes it, newline included.</summary>
+    public static string Attribute(ReadOnlySpan<byte> utf8Line, ConsoleFormat format, int workerId, int slot, bool isError)
     {
+        var line = Encoding.UTF8.GetString(utf8Line);
         switch (format)
         {
             case ConsoleFormat.Json:
-                return AttributeJson(line, workerId, slot, isError) + "\n";
+                return AttributeJson(line, IsJsonObject(utf8Line.Trim(" \t"u8)), workerId, slot, isError) + "\n";
 
             case ConsoleFormat.Systemd:
                 // "<6>Category[0] message": the priority stays first, where journald reads it.
@@ -48,12 +49,12 @@ internal static class WorkerOutputFormat
         }
     }
 
-    private static string AttributeJson(string line, int workerId, int slot, bool isError)
+    private static string AttributeJson(string line, bool isJsonObject, int workerId, int slot, bool isError)
     {
-        var trimmed = line.AsSpan().Trim();
         var properties = $"\"WorkerId\":{workerId},\"Slot\":{slot}";
-        if (IsJsonObject(trimmed))
+        if (isJsonObject)
         {
+            var trimmed = line.AsSpan().Trim();
             var close = trimmed.LastIndexOf('}');
             var body = trimmed[1..close].Trim();
             return body.IsEmpty ? $"{{{properties}}}" : $"{{{properties},{body}}}";
@@ -67,16 +68,17 @@ internal static class WorkerOutputFormat
         return entry.ToString();
     }
 
-    private static bool IsJsonObject(ReadOnlySpan<char> text)
+    /// <summary>Whether the line is one JSON object and nothing else (read from the bytes the pipe gave: no copy).</summary>
+    private static bool IsJsonObject(ReadOnlySpan<byte> utf8)
     {
-        if (text is not ['{', .., '}'])
+        if (utf8 is not [(byte)'{', .., (byte)'}'])
         {
             return false;
         }
 
         try
         {
-            var reader = new Utf8JsonReader(Encoding.UTF8.GetBytes(text.ToArray()));
+            var reader = new Utf8JsonReader(utf8);
             if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
             {
                 return false;
