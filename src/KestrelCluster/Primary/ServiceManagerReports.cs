@@ -23,24 +23,35 @@ internal sealed class ServiceManagerReports
         _notifier = notifier;
         _pool = pool;
         _context = context;
-        pool.WorkerReady += _ => Report();
-        slots.ExitRecorded += _ => Report();
-        rotation.RestartStarting += generation => Send(() =>
+        pool.WorkerReady += _ => Notify(() => _stopping || _reloading ? null : StatusChange());
+        slots.ExitRecorded += _ => Notify(() => _stopping || _reloading ? null : StatusChange());
+        rotation.RestartStarting += generation => Notify(() =>
         {
             _reloading = true;
             return ServiceManagerNotifier.Reloading(string.Create(CultureInfo.InvariantCulture,
                 $"Rolling restart to generation {generation}"));
         });
-        rotation.RestartEnded += () => Send(() =>
+        rotation.RestartEnded += () => Notify(() =>
         {
             _reloading = false;
-            _lastStatus = null;
-            return null;
-        }, thenReport: true);
+            if (_stopping)
+            {
+                return null;
+            }
+
+            if (!_ready)
+            {
+                return StatusChange();
+            }
+
+            // Reloading ends with READY=1 (systemd waits for it), and the count as it is now.
+            _lastStatus = Status().Text;
+            return "READY=1\n" + _lastStatus;
+        });
     }
 
     /// <summary>The cluster stops: STOPPING=1, once, and nothing after it.</summary>
-    public void Stopping() => Send(() =>
+    public void Stopping() => Notify(() =>
     {
         if (_stopping)
         {
@@ -51,30 +62,39 @@ internal sealed class ServiceManagerReports
         return "STOPPING=1\nSTATUS=Stopping";
     });
 
-    private void Report() => Send(() => null, thenReport: true);
+    /// <summary>READY=1 the first time every slot is ready; afterwards the status when it changed; else nothing.</summary>
+    private string? StatusChange()
+    {
+        var (ready, status) = Status();
+        if (!_ready && ready >= _context.WorkerCount)
+        {
+            _ready = true;
+            _lastStatus = status;
+            return "READY=1\n" + status;
+        }
 
-    private void Send(Func<string?> change, bool thenReport = false)
+        if (status == _lastStatus)
+        {
+            return null;
+        }
+
+        _lastStatus = status;
+        return status;
+    }
+
+    private (int Ready, string Text) Status()
+    {
+        var ready = _pool.LiveSlots().Count(s => s.Current is { IsReady: true, IsRetiring: false, HasExited: false });
+        return (ready, string.Create(CultureInfo.InvariantCulture, $"STATUS={ready}/{_context.WorkerCount} workers ready"));
+    }
+
+    /// <summary>Decides under the lock what to say (null: nothing), then says it outside.</summary>
+    private void Notify(Func<string?> decide)
     {
         string? message;
         lock (_lock)
         {
-            message = change();
-            if (thenReport && !_stopping && !_reloading)
-            {
-                var ready = _pool.LiveSlots().Count(s => s.Current is { IsReady: true, IsRetiring: false, HasExited: false });
-                var status = string.Create(CultureInfo.InvariantCulture, $"STATUS={ready}/{_context.WorkerCount} workers ready");
-                if (!_ready && ready >= _context.WorkerCount)
-                {
-                    _ready = true;
-                    message = "READY=1\n" + status;
-                }
-                else if (status != _lastStatus)
-                {
-                    message = _ready && message is null && _lastStatus is null ? "READY=1\n" + status : status;
-                }
-
-                _lastStatus = status;
-            }
+            message = decide();
         }
 
         if (message is not null)
