@@ -28,8 +28,7 @@ internal static class ClusterStatusSource
         {
             ClusterRole.Worker => services.GetRequiredService<WorkerControlChannel>().StatusQueries.QueryAsync(cancellationToken),
             ClusterRole.Primary => Task.FromResult(services.GetRequiredService<ClusterSupervisor>().Status.Write()),
-            _ => Task.FromResult(ClusterStatusReport.WriteStandalone(
-                ClusterStatusReport.VersionOf(System.Reflection.Assembly.GetEntryAssembly() ?? typeof(ClusterContext).Assembly),
+            _ => Task.FromResult(ClusterStatusReport.WriteStandalone(ClusterStatusReport.AppVersion,
                 [.. services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? []])),
         };
     }

@@ -10,14 +10,22 @@ namespace KestrelCluster.Primary;
 internal sealed class ClusterStatusReport
 {
     private static readonly string s_libraryVersion = VersionOf(typeof(ClusterStatusReport).Assembly);
+    private static readonly Lazy<DateTimeOffset> s_startedAt = new(() =>
+    {
+        using var self = Process.GetCurrentProcess();
+        return new DateTimeOffset(self.StartTime.ToUniversalTime(), TimeSpan.Zero);
+    });
+
+    private static readonly Lazy<string> s_appVersion = new(() => Assembly.GetEntryAssembly() is { } entry ? VersionOf(entry) : "");
+
+    /// <summary>The running app's version (its entry assembly's informational version), read once.</summary>
+    public static string AppVersion => s_appVersion.Value;
 
     private readonly WorkerPool _pool;
     private readonly HandoffDispatcher _dispatcher;
     private readonly ClusterContext _context;
     private readonly string _scheduling;
     private readonly Func<IReadOnlyCollection<string>> _endpoints;
-    private readonly DateTimeOffset _startedAt;
-    private readonly string _appVersion;
 
     public ClusterStatusReport(WorkerPool pool, HandoffDispatcher dispatcher, ClusterContext context, string scheduling,
         Func<IReadOnlyCollection<string>> endpoints)
@@ -27,9 +35,6 @@ internal sealed class ClusterStatusReport
         _context = context;
         _scheduling = scheduling;
         _endpoints = endpoints;
-        using var self = Process.GetCurrentProcess();
-        _startedAt = new DateTimeOffset(self.StartTime.ToUniversalTime(), TimeSpan.Zero);
-        _appVersion = Assembly.GetEntryAssembly() is { } entry ? VersionOf(entry) : "";
     }
 
     /// <summary>The status of the whole cluster, as UTF-8 JSON.</summary>
@@ -61,15 +66,9 @@ internal sealed class ClusterStatusReport
         using var buffer = new MemoryStream();
         using (var json = new Utf8JsonWriter(buffer))
         {
-            using var self = Process.GetCurrentProcess();
             json.WriteStartObject();
             json.WriteStartObject("primary");
-            json.WriteNumber("pid", Environment.ProcessId);
-            json.WriteString("mode", "standalone");
-            json.WriteString("state", "running");
-            json.WriteString("startedAt", new DateTimeOffset(self.StartTime.ToUniversalTime(), TimeSpan.Zero));
-            json.WriteString("version", appVersion);
-            json.WriteString("kestrelClusterVersion", s_libraryVersion);
+            WriteProcess(json, "standalone", "running", appVersion);
             WriteStrings(json, "endpoints", endpoints);
             json.WriteNumber("workerCount", 0);
             json.WriteEndObject();
@@ -84,12 +83,7 @@ internal sealed class ClusterStatusReport
     private void WritePrimary(Utf8JsonWriter json, IReadOnlyList<WorkerProcess> workers, List<WorkerSlot> slots)
     {
         json.WriteStartObject("primary");
-        json.WriteNumber("pid", Environment.ProcessId);
-        json.WriteString("mode", "cluster");
-        json.WriteString("state", _pool.IsStopping ? "stopping" : "running");
-        json.WriteString("startedAt", _startedAt);
-        json.WriteString("version", _appVersion);
-        json.WriteString("kestrelClusterVersion", s_libraryVersion);
+        WriteProcess(json, "cluster", _pool.IsStopping ? "stopping" : "running", AppVersion);
         json.WriteString("scheduling", _scheduling);
         WriteStrings(json, "endpoints", _endpoints());
         json.WriteNumber("workerCount", _context.WorkerCount);
@@ -148,6 +142,17 @@ internal sealed class ClusterStatusReport
         json.WriteEndObject();
     }
 
+    /// <summary>What both shapes say of the process itself.</summary>
+    private static void WriteProcess(Utf8JsonWriter json, string mode, string state, string appVersion)
+    {
+        json.WriteNumber("pid", Environment.ProcessId);
+        json.WriteString("mode", mode);
+        json.WriteString("state", state);
+        json.WriteString("startedAt", s_startedAt.Value);
+        json.WriteString("version", appVersion);
+        json.WriteString("kestrelClusterVersion", s_libraryVersion);
+    }
+
     private static void WriteExit(Utf8JsonWriter json, WorkerExit? exit)
     {
         if (exit is null)
@@ -186,7 +191,7 @@ internal sealed class ClusterStatusReport
         json.WriteEndArray();
     }
 
-    internal static string VersionOf(Assembly assembly) =>
+    private static string VersionOf(Assembly assembly) =>
         assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0]
             ?? assembly.GetName().Version?.ToString() ?? "";
 }
