@@ -11,11 +11,7 @@ public sealed class BenchmarkSmokeTests
     [Fact]
     public async Task Harness_SmokeRun_WritesTheResultsTable()
     {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "KestrelCluster.sln")))
-        {
-            root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("The repository root (KestrelCluster.sln) is not above the test folder.");
-        }
+        var root = DotnetCli.RepositoryRoot;
 
         var output = Directory.CreateTempSubdirectory("kc-bench-smoke-").FullName;
         try

@@ -39,32 +39,21 @@ public sealed class LauncherTests
     public async Task Primary_StartedByDotnetRun_StopsWithItsWorkersWhenDotnetRunIsKilled()
     {
         // A stand-in for `dotnet run`: a script called dotnet, run as `dotnet run <the app>`, that starts the app and waits.
-        var directory = Directory.CreateTempSubdirectory("kc-launcher-").FullName;
-        try
-        {
-            var launcher = Path.Combine(directory, "dotnet");
-            await File.WriteAllTextAsync(launcher, "#!/bin/sh\nshift\n\"$@\" &\nwait\n");
-            File.SetUnixFileMode(launcher, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        using var launcher = new StandInParent("dotnet", shiftFirstArgument: true);
+        using var app = AppProcess.StartWrapped([launcher.ScriptPath, "run"], AppProcess.Sample, AppProcess.FreePortEnvironment(workers: 2));
+        await app.WaitUntilServingAsync(workers: 2);
+        var primary = Assert.Single(ProcFs.ChildrenOf(app.ProcessId));
+        var workers = ProcFs.ChildrenOf(primary);
+        Assert.Equal(2, workers.Count);
+        await app.WaitForOutputAsync($"Started by dotnet run (pid {app.ProcessId}): the cluster stops when it exits",
+            TimeSpan.FromSeconds(10));
 
-            using var app = AppProcess.StartWrapped([launcher, "run"], AppProcess.Sample, AppProcess.FreePortEnvironment(workers: 2));
-            await app.WaitUntilServingAsync(workers: 2);
-            var primary = Assert.Single(ProcFs.ChildrenOf(app.ProcessId));
-            var workers = ProcFs.ChildrenOf(primary);
-            Assert.Equal(2, workers.Count);
-            await app.WaitForOutputAsync($"Started by dotnet run (pid {app.ProcessId}): the cluster stops when it exits",
-                TimeSpan.FromSeconds(10));
+        TestProcesses.Signal(app.ProcessId, TestProcesses.SIGKILL);
 
-            TestProcesses.Signal(app.ProcessId, TestProcesses.SIGKILL);
-
-            // The output is read asynchronously: wait for the line itself, not only for the processes to be gone.
-            await app.WaitForOutputAsync($"dotnet run (pid {app.ProcessId}) exited; stopping the cluster.", TimeSpan.FromSeconds(15));
-            await Wait.UntilAsync(() => !ProcFs.IsAlive(primary) && !workers.Any(ProcFs.IsAlive), TimeSpan.FromSeconds(15),
-                "the primary and its workers have exited");
-        }
-        finally
-        {
-            Directory.Delete(directory, recursive: true);
-        }
+        // The output is read asynchronously: wait for the line itself, not only for the processes to be gone.
+        await app.WaitForOutputAsync($"dotnet run (pid {app.ProcessId}) exited; stopping the cluster.", TimeSpan.FromSeconds(15));
+        await Wait.UntilAsync(() => !ProcFs.IsAlive(primary) && !workers.Any(ProcFs.IsAlive), TimeSpan.FromSeconds(15),
+            "the primary and its workers have exited");
     }
 
     [Theory]

@@ -1,7 +1,6 @@
 // The newcomer's path, as a test: pack the library into a folder, create an app with `dotnet new web` somewhere
 // else, add the package from that folder, add the one line, run it, and see two worker pids answer. Nothing from the
 // repository's own projects reaches the app but the package.
-using System.Diagnostics;
 using KestrelCluster.Tests.TestSupport;
 
 namespace KestrelCluster.Tests;
@@ -16,7 +15,7 @@ public sealed class PackageTests : IDisposable
     [Fact]
     public async Task NewWebApp_WithThePackedLibrary_ServesFromTwoWorkers()
     {
-        var repository = FindRepository();
+        var repository = DotnetCli.RepositoryRoot;
         var feed = Path.Combine(_root, "feed");
         var app = Path.Combine(_root, "Shop");
 
@@ -57,55 +56,16 @@ public sealed class PackageTests : IDisposable
         Assert.Equal(shop.Workers().ToHashSet(), servedBy);
     }
 
-    private static string FindRepository()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "KestrelCluster.sln")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("The repository (KestrelCluster.sln) is not above the test's directory.");
-    }
-
     /// <summary>Runs the dotnet CLI with a package folder of the test's own; fails the test with its output if it fails.</summary>
     private async Task RunAsync(string workingDirectory, params string[] arguments)
     {
-        var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet";
-        var startInfo = new ProcessStartInfo(dotnet)
+        var environment = new Dictionary<string, string>
         {
-            WorkingDirectory = workingDirectory,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
+            ["NUGET_PACKAGES"] = Path.Combine(_root, "packages"),
+            ["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1",
+            ["DOTNET_NOLOGO"] = "1",
         };
-        foreach (var argument in arguments)
-        {
-            startInfo.ArgumentList.Add(argument);
-        }
-
-        startInfo.Environment["NUGET_PACKAGES"] = Path.Combine(_root, "packages");
-        startInfo.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        startInfo.Environment["DOTNET_NOLOGO"] = "1";
-        foreach (var name in startInfo.Environment.Keys.Where(AppProcess.IsAppConfiguration).ToList())
-        {
-            startInfo.Environment.Remove(name);
-        }
-
-        using var process = Process.Start(startInfo)!;
-        try
-        {
-            var output = process.StandardOutput.ReadToEndAsync();
-            var error = process.StandardError.ReadToEndAsync();
-            using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-            await process.WaitForExitAsync(timeout.Token);
-            Assert.True(process.ExitCode == 0, $"dotnet {string.Join(' ', arguments)} failed ({process.ExitCode}):\n{await output}\n{await error}");
-        }
-        finally
-        {
-            TestProcesses.KillIfAlive(process.Id);
-        }
+        var (exitCode, output, error) = await DotnetCli.RunAsync(workingDirectory, environment, TimeSpan.FromMinutes(3), arguments);
+        Assert.True(exitCode == 0, $"dotnet {string.Join(' ', arguments)} failed ({exitCode}):\n{output}\n{error}");
     }
 }

@@ -1,6 +1,7 @@
 // Every C# block of the README compiles: each one appears, as the README shows it (indentation aside), in the
 // ReadmeSnippets project, which the solution builds. A block edited in one place and not the other fails here.
 using System.Text.RegularExpressions;
+using KestrelCluster.Tests.TestSupport;
 
 namespace KestrelCluster.Tests;
 
@@ -9,7 +10,7 @@ public sealed partial class ReadmeSnippetsTests
     [Fact]
     public void EveryCSharpBlockOfTheReadme_IsInTheCompiledSnippetsProject()
     {
-        var repository = Repository();
+        var repository = DotnetCli.RepositoryRoot;
         var readme = File.ReadAllText(Path.Combine(repository, "README.md"));
         var snippets = Path.Combine(repository, "tests", "KestrelCluster.ReadmeSnippets");
         var compiled = Directory.GetFiles(snippets, "*.cs").Select(f => Normalize(File.ReadAllText(f))).ToList();
@@ -23,19 +24,6 @@ public sealed partial class ReadmeSnippetsTests
     /// <summary>Without each line's leading whitespace, and with \n line ends.</summary>
     private static string Normalize(string text) =>
         string.Join('\n', text.Replace("\r\n", "\n", StringComparison.Ordinal).Split('\n').Select(l => l.Trim())).Trim();
-
-    private static string Repository()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "KestrelCluster.sln")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("The repository (KestrelCluster.sln) is not above the test's directory.");
-    }
 
     [GeneratedRegex("```csharp\\n(.*?)```", RegexOptions.Singleline)]
     private static partial Regex CSharpBlock();

@@ -50,34 +50,24 @@ public sealed class SystemdTests
     {
         // A stand-in for systemd as the parent (Microsoft.Extensions.Hosting.Systemd checks the parent's name): the
         // sample's AddSystemd() then switches to the journald format and its Type=notify lifetime, as under a real unit.
-        var directory = Directory.CreateTempSubdirectory("kc-systemd-").FullName;
-        try
-        {
-            var systemd = Path.Combine(directory, "systemd");
-            await File.WriteAllTextAsync(systemd, "#!/bin/sh\n\"$@\" &\nwait\n");
-            File.SetUnixFileMode(systemd, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            using var notify = new NotifyListener(Path.Combine(directory, "notify.sock"));
-            var environment = AppProcess.FreePortEnvironment(workers: 2);
-            environment["NOTIFY_SOCKET"] = notify.Path;
+        using var systemd = new StandInParent("systemd");
+        using var notify = new NotifyListener(Path.Combine(systemd.Directory, "notify.sock"));
+        var environment = AppProcess.FreePortEnvironment(workers: 2);
+        environment["NOTIFY_SOCKET"] = notify.Path;
 
-            using var app = AppProcess.StartWrapped([systemd], AppProcess.Sample, environment);
-            await app.WaitUntilServingAsync(workers: 2);
-            await Wait.UntilAsync(() => notify.Messages.Any(m => m.Contains("READY=1", StringComparison.Ordinal)),
-                TimeSpan.FromSeconds(10), "READY=1 arrives");
+        using var app = AppProcess.StartWrapped([systemd.ScriptPath], AppProcess.Sample, environment);
+        await app.WaitUntilServingAsync(workers: 2);
+        await Wait.UntilAsync(() => notify.Messages.Any(m => m.Contains("READY=1", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(10), "READY=1 arrives");
 
-            // One READY=1, the cluster's: the app's systemd lifetime, which would say it when the primary's host starts, is quiet.
-            Assert.Equal(["READY=1\nSTATUS=2/2 workers ready"], notify.Messages.Where(m => m.Contains("READY=1", StringComparison.Ordinal)));
-            await Wait.UntilAsync(() => app.Output.Split('\n').Count(l => l.StartsWith("<6>[worker ", StringComparison.Ordinal)
-                && l.Contains("KestrelCluster.Worker.WorkerReadiness[106] Worker ", StringComparison.Ordinal)) == 2,
-                TimeSpan.FromSeconds(10), "both workers' serving lines arrive in the journald format, attributed");
-            var lines = app.Output.Split('\n');
-            Assert.Contains(lines, l => l.StartsWith("<6>KestrelCluster.Primary[", StringComparison.Ordinal));
-            Assert.DoesNotContain(lines, l => l.StartsWith("[worker ", StringComparison.Ordinal)); // no worker line lost its priority
-        }
-        finally
-        {
-            Directory.Delete(directory, recursive: true);
-        }
+        // One READY=1, the cluster's: the app's systemd lifetime, which would say it when the primary's host starts, is quiet.
+        Assert.Equal(["READY=1\nSTATUS=2/2 workers ready"], notify.Messages.Where(m => m.Contains("READY=1", StringComparison.Ordinal)));
+        await Wait.UntilAsync(() => app.Output.Split('\n').Count(l => l.StartsWith("<6>[worker ", StringComparison.Ordinal)
+            && l.Contains("KestrelCluster.Worker.WorkerReadiness[106] Worker ", StringComparison.Ordinal)) == 2,
+            TimeSpan.FromSeconds(10), "both workers' serving lines arrive in the journald format, attributed");
+        var lines = app.Output.Split('\n');
+        Assert.Contains(lines, l => l.StartsWith("<6>KestrelCluster.Primary[", StringComparison.Ordinal));
+        Assert.DoesNotContain(lines, l => l.StartsWith("[worker ", StringComparison.Ordinal)); // no worker line lost its priority
     }
 
     [Fact]

@@ -57,8 +57,7 @@ internal sealed partial class AppProcess : IDisposable
     /// </summary>
     public static AppProcess StartWrapped(string[] wrapper, string app, IReadOnlyDictionary<string, string?> environment, params string[] arguments)
     {
-        var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet";
-        string[] command = ["env", "--default-signal=INT,HUP,QUIT,TERM,TTIN,TTOU", .. wrapper, dotnet, Path.Combine(AppContext.BaseDirectory, app + ".dll"), .. arguments];
+        string[] command = ["env", "--default-signal=INT,HUP,QUIT,TERM,TTIN,TTOU", .. wrapper, DotnetCli.HostPath, Path.Combine(AppContext.BaseDirectory, app + ".dll"), .. arguments];
         var startInfo = new ProcessStartInfo(command[0])
         {
             RedirectStandardOutput = true,
