@@ -1,7 +1,6 @@
 // The README's other C# blocks, each between #region and #endregion exactly as the README shows it (indentation aside),
 // inside just enough code to compile. Never run.
 using KestrelCluster;
-using Microsoft.AspNetCore.Mvc.Testing;
 
 internal static class Snippets
 {
@@ -87,23 +86,18 @@ internal static class Snippets
         #endregion
     }
 
-    public static void Factory()
-    {
-        #region factory
-        var factory = new WebApplicationFactory<Program>();
-        factory.UseKestrel(0);          // real Kestrel in the test process (the primary) + real worker processes
-        factory.StartServer();
-        var client = factory.CreateClient();
-        #endregion
-        client.Dispose();
-        factory.Dispose();
-    }
-
-    public static void NewConnections(WebApplicationFactory<Program> factory)
+    public static async Task NewConnections()
     {
         #region new-connections
+        using var factory = new FakeGreeterFactory();
         using var client = factory.CreateClient();
         client.DefaultRequestHeaders.ConnectionClose = true;    // a new connection per request: round-robin over the workers
+
+        var servedBy = new HashSet<string>();
+        for (var i = 0; i < 20; i++)
+        {
+            servedBy.Add(await client.GetStringAsync("/whoami"));   // each answer names the worker's pid
+        }
         #endregion
     }
 }

@@ -10,14 +10,21 @@
 //   its own ends the serving worker (the runtime's crash report on stderr).
 // GET /tell-primary?text=hi: the worker serving it sends "hi" to the primary; with &count=N, N messages "hi-0" …
 //   "hi-(N-1)", all sent before any is awaited (the order test).
+// GET /greet: IGreeter's greeting (a test's factory replaces the service), TestApp:Greeting, the environment name, TestApp:Flavour
+//   and the pid: what a ClusterWebApplicationFactory's ConfigureWebHost changed, seen from the worker that serves it.
 // GET /starve?ms=3000: every thread of the serving worker's pool blocks that long (sync-over-async gone wrong) and the
 //                      pool may add none: shows the primary's starvation warning.
 // `--stranger <control socket> <frame in hex>`: no app at all — a child process of the primary that connects to its
 //   control socket and sends one frame, as a buggy or hostile child would; prints "hung up" once the primary drops it.
 namespace KestrelCluster.TestApp;
 
-internal static class Program
+/// <summary>The test app's entry point (public: WebApplicationFactory&lt;Program&gt; names it).</summary>
+public sealed class Program
 {
+    private Program()
+    {
+    }
+
     public static void Main(string[] args)
     {
         if (args is ["--stranger", var controlSocket, var frame])
@@ -31,6 +38,7 @@ internal static class Program
         builder.Services.AddPrimaryHostedService<RecordStart>();
         builder.Services.AddSlotHostedService<RecordSlotZeroStart>(slotIndex: 0);
         builder.Services.AddHealthChecks().AddClusterHealthCheck();
+        builder.Services.AddSingleton<IGreeter, Greeter>();
 
         var app = builder.Build();
         app.MapGet("/", (IClusterContext cluster) => $"worker {cluster.WorkerId} (pid {Environment.ProcessId})\n");
@@ -61,6 +69,9 @@ internal static class Program
             });
             return $"crashing (pid {Environment.ProcessId})\n";
         });
+        app.MapGet("/greet", (IGreeter greeter, IConfiguration configuration, IHostEnvironment environment) =>
+            $"{greeter.Greet()}; greeting={configuration["TestApp:Greeting"]}; environment={environment.EnvironmentName}; " +
+            $"flavour={configuration["TestApp:Flavour"]}; pid={Environment.ProcessId}\n");
         app.MapGet("/env", (string name) => $"{Environment.GetEnvironmentVariable(name)}\n(pid {Environment.ProcessId})\n");
         app.MapGet("/tell-primary", async (string text, int? count, IClusterMessenger messenger, IClusterContext cluster) =>
         {
@@ -103,6 +114,17 @@ internal static class Program
         }
         app.Run();
     }
+}
+
+/// <summary>What /greet says first; tests replace it.</summary>
+public interface IGreeter
+{
+    string Greet();
+}
+
+internal sealed class Greeter : IGreeter
+{
+    public string Greet() => "real greeter";
 }
 
 internal sealed class WorkerStartup(IClusterContext cluster, IConfiguration configuration) : IHostedService

@@ -53,6 +53,10 @@ public static class ClusterWebHostBuilderExtensions
         {
             WatchParent(worker);
             SocketActivation.AdoptInWorker(worker.PrimaryProcessId);
+            if (worker.TestFactory is { } factory)
+            {
+                TestFactoryHook.Install(factory);
+            }
         }
         else
         {

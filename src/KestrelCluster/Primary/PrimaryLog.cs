@@ -241,8 +241,12 @@ internal static partial class PrimaryLog
     [LoggerMessage(48, LogLevel.Warning,
         "This app is hosted by {Host} (WebApplicationFactory?): workers run the app's own Main with its configuration (appsettings, " +
         "environment, command line). What the host added to this primary only — ConfigureWebHost's ConfigureServices and " +
-        "ConfigureTestServices, UseSetting, in-memory configuration, ConfigureLogging — does not reach the workers; put test settings " +
-        "in environment variables, which workers inherit.",
+        "ConfigureTestServices, UseSetting, in-memory configuration, ConfigureLogging — does not reach the workers. Derive the factory " +
+        "from ClusterWebApplicationFactory<TEntryPoint> (package KestrelCluster.Testing) and every worker runs its ConfigureWebHost too.",
         EventName = "HostCustomisationsStayInPrimary")]
     public static partial void HostCustomisationsStayInPrimary(ILogger logger, string host);
+
+    [LoggerMessage(49, LogLevel.Information, "Each worker runs {Factory}.ConfigureWebHost, as this primary did.",
+        EventName = "WorkersRunTestFactory")]
+    public static partial void WorkersRunTestFactory(ILogger logger, string factory);
 }

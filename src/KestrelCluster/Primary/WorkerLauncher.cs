@@ -4,6 +4,7 @@
 using System.Diagnostics;
 using System.Reflection;
 using KestrelCluster.Protocol;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 
 namespace KestrelCluster.Primary;
@@ -11,11 +12,13 @@ namespace KestrelCluster.Primary;
 internal sealed class WorkerLauncher
 {
     private readonly IHostEnvironment _environment;
+    private readonly IConfiguration _configuration;
     private readonly Lazy<(string FileName, string[] Arguments)> _command;
 
-    public WorkerLauncher(IHostEnvironment environment)
+    public WorkerLauncher(IHostEnvironment environment, IConfiguration configuration)
     {
         _environment = environment;
+        _configuration = configuration;
         _command = new(ResolveCommand);
     }
 
@@ -27,6 +30,12 @@ internal sealed class WorkerLauncher
     /// own Main, and what that host added to the primary only (its ConfigureWebHost) does not reach them.
     /// </summary>
     public bool HostedByAnotherProgram { get; private set; }
+
+    /// <summary>
+    /// Under a test host, the ClusterWebApplicationFactory that started this primary: each worker runs its ConfigureWebHost
+    /// too. Known once <see cref="Command"/> has been resolved.
+    /// </summary>
+    public TestFactoryReference? TestFactory { get; private set; }
 
     public ProcessStartInfo CreateStartInfo(WorkerIdentity identity)
     {
@@ -121,6 +130,7 @@ internal sealed class WorkerLauncher
         }
 
         HostedByAnotherProgram = true;
+        TestFactory = TestFactoryReference.FromConfiguration(_configuration);
 
         // A host (a test runner) loaded the app: start the app's own assembly. The build copies its
         // runtimeconfig and deps files beside it, and `dotnet exec` picks them up from there. The host's

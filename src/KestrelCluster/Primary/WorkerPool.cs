@@ -93,7 +93,11 @@ internal sealed partial class WorkerPool : IDisposable
         _control = new ControlServer(FindWorker, OnAuthenticated, _controlLogger);
         var (fileName, arguments) = _launcher.Command;
         PrimaryLog.StartingWorkers(_logger, _options.Workers, fileName, string.Join(' ', arguments));
-        if (_launcher.HostedByAnotherProgram)
+        if (_launcher.TestFactory is { } factory)
+        {
+            PrimaryLog.WorkersRunTestFactory(_logger, factory.TypeName);
+        }
+        else if (_launcher.HostedByAnotherProgram)
         {
             PrimaryLog.HostCustomisationsStayInPrimary(_logger, Path.GetFileName(Environment.GetCommandLineArgs()[0]));
         }
@@ -139,7 +143,7 @@ internal sealed partial class WorkerPool : IDisposable
                     ? Random.Shared.NextInt64(_options.MaxRequestsJitter + 1) : 0);
             var worker = new WorkerProcess(id, slot.Index, Generation, slot.StartCount++, secret, recycleAfter);
             var identity = new WorkerIdentity(id, slot.Index, SlotCount, _control!.SocketPath, secret, _urls, _preferUrls,
-                Environment.ProcessId, _consoleFormatter);
+                Environment.ProcessId, _consoleFormatter, _launcher.TestFactory?.Replay);
             lock (_lock)
             {
                 _workers[id] = worker;

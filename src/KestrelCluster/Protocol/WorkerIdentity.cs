@@ -5,8 +5,14 @@ using System.Globalization;
 namespace KestrelCluster.Protocol;
 
 internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCount, string ControlPath, byte[] Secret, string? Urls,
-    bool PreferHostingUrls, int PrimaryProcessId, string? ConsoleFormatter = null)
+    bool PreferHostingUrls, int PrimaryProcessId, string? ConsoleFormatter = null, string? TestFactory = null)
 {
+    /// <summary>
+    /// Under a test host: the test's ClusterWebApplicationFactory, as "assembly path|type name", whose ConfigureWebHost each
+    /// worker runs too (KestrelCluster.Testing; Worker/TestFactoryHook).
+    /// </summary>
+    public const string TestFactoryVariable = "KESTRELCLUSTER_TEST_FACTORY";
+
     /// <summary>The primary's console formatter: a worker formats as the primary does (it writes the worker's lines).</summary>
     public const string ConsoleFormatterVariable = "KESTRELCLUSTER_CONSOLE_FORMATTER";
 
@@ -35,6 +41,7 @@ internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCou
         [PreferHostingUrlsVariable] = PreferHostingUrls ? "1" : "0",
         [PrimaryProcessIdVariable] = PrimaryProcessId.ToString(CultureInfo.InvariantCulture),
         [ConsoleFormatterVariable] = ConsoleFormatter ?? string.Empty,
+        [TestFactoryVariable] = TestFactory ?? string.Empty,
     };
 
     private static WorkerIdentity? ReadAndClearEnvironment()
@@ -57,7 +64,8 @@ internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCou
                 string.IsNullOrEmpty(urls) ? null : urls,
                 Environment.GetEnvironmentVariable(PreferHostingUrlsVariable) == "1",
                 int.Parse(Require(PrimaryProcessIdVariable), CultureInfo.InvariantCulture),
-                Environment.GetEnvironmentVariable(ConsoleFormatterVariable) is { Length: > 0 } formatter ? formatter : null);
+                Environment.GetEnvironmentVariable(ConsoleFormatterVariable) is { Length: > 0 } formatter ? formatter : null,
+                Environment.GetEnvironmentVariable(TestFactoryVariable) is { Length: > 0 } factory ? factory : null);
         }
         catch (FormatException e)
         {
@@ -67,7 +75,7 @@ internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCou
         finally
         {
             foreach (var name in new[] { WorkerIdVariable, SlotVariable, WorkerCountVariable, ControlPathVariable, SecretVariable,
-                UrlsVariable, PreferHostingUrlsVariable, PrimaryProcessIdVariable, ConsoleFormatterVariable })
+                UrlsVariable, PreferHostingUrlsVariable, PrimaryProcessIdVariable, ConsoleFormatterVariable, TestFactoryVariable })
             {
                 Environment.SetEnvironmentVariable(name, null);
             }

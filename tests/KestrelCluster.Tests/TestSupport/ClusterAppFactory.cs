@@ -49,7 +49,7 @@ internal sealed class ClusterAppFactory : WebApplicationFactory<Program>
         builder.ConfigureLogging(logging => logging.AddProvider(Logs));
         if (_imposesPort)
         {
-            builder.ConfigureServices(services => services.AddSingleton<IStartupFilter, ImposedPortGate>());
+            builder.ConfigureServices(services => services.AddSingleton<IStartupFilter, KestrelCluster.Testing.ImposedPortGate>());
         }
 
         if (_configureServices is not null)
@@ -101,28 +101,5 @@ internal sealed class ClusterAppFactory : WebApplicationFactory<Program>
         {
             _environment.Dispose();
         }
-    }
-}
-
-/// <summary>
-/// Holds the app's start until WebApplicationFactory has imposed its port. With an app on minimal hosting, the app's
-/// own Main starts the host (DeferredHost leaves it "in charge of calling start") while the factory, on the test's
-/// thread, sets IServerAddressesFeature between Build and Start: on a busy machine Kestrel can start first, and the
-/// factory then throws "Addresses cannot be modified after the server has started". Startup filters run inside the
-/// web host's start before the server starts, so waiting here for the factory's PreferHostingUrls closes the race
-/// without changing what the factory does.
-/// </summary>
-internal sealed class ImposedPortGate(Microsoft.AspNetCore.Hosting.Server.IServer server) : IStartupFilter
-{
-    public Action<Microsoft.AspNetCore.Builder.IApplicationBuilder> Configure(Action<Microsoft.AspNetCore.Builder.IApplicationBuilder> next)
-    {
-        var addresses = server.Features.Get<IServerAddressesFeature>()!;
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (!addresses.PreferHostingUrls && DateTime.UtcNow < deadline)
-        {
-            Thread.Sleep(5); // on the app's start thread, before Kestrel listens: a wait for the factory's write
-        }
-
-        return next;
     }
 }
