@@ -23,12 +23,12 @@ internal static class ClusterReadiness
 
         var timeout = services.GetRequiredService<IOptions<ClusterOptions>>().Value.WorkerStartTimeout + s_slack;
         var deadline = DateTime.UtcNow + timeout;
-        while (manager.Workers.Count(w => w.State == WorkerState.Ready) < manager.WorkerCount)
+        while (manager.GetWorkers().Count(w => w.State == WorkerState.Ready) < manager.WorkerCount)
         {
             if (DateTime.UtcNow > deadline)
             {
                 var states = string.Join(", ",
-                    manager.Workers.Select(w => $"worker {w.Id} (slot {w.SlotIndex}, pid {w.ProcessId}) {w.State}"));
+                    manager.GetWorkers().Select(w => $"worker {w.Id} (slot {w.SlotIndex}, pid {w.ProcessId}) {w.State}"));
                 throw new InvalidOperationException($"{manager.WorkerCount} workers were not ready within {timeout.TotalSeconds:0} s " +
                     $"({(states.Length == 0 ? "none running" : states)}); the primary's log says why.");
             }

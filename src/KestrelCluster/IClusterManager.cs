@@ -8,10 +8,11 @@ namespace KestrelCluster;
 /// </summary>
 public interface IClusterManager
 {
-    /// <summary>The workers alive now (starting, ready or draining), by slot.</summary>
-    IReadOnlyList<WorkerInfo> Workers { get; }
+    /// <summary>A snapshot of the workers alive now (starting, ready or draining), by slot.</summary>
+    /// <returns>A new list on each call: while a worker replaces another, a slot has two.</returns>
+    IReadOnlyList<WorkerInfo> GetWorkers();
 
-    /// <summary>The number of worker slots (the target worker count).</summary>
+    /// <summary>The number of worker slots (the target worker count, <see cref="ClusterOptions.Workers"/> until scaled).</summary>
     int WorkerCount { get; }
 
     /// <summary>
@@ -48,24 +49,35 @@ public enum WorkerState
 }
 
 /// <summary>A snapshot of one worker, as the primary sees it.</summary>
-/// <param name="Id">The worker id (1, 2, …; never reused).</param>
-/// <param name="SlotIndex">The slot it fills, 0 to <see cref="IClusterManager.WorkerCount"/> - 1.</param>
-/// <param name="ProcessId">Its process id.</param>
-/// <param name="State">Its lifecycle state.</param>
-/// <param name="Generation">0 for the first workers; each rolling restart starts the next generation.</param>
-/// <param name="Restarts">How many workers this slot had before this one (crashes, recycles, restarts).</param>
-/// <param name="StartedAt">When it was launched.</param>
-/// <param name="ConnectionsHandedOff">Connections it has taken from the primary.</param>
-/// <param name="Requests">Requests it has started, as of its last heartbeat.</param>
-/// <param name="MemoryBytes">Its resident memory, as of its last heartbeat.</param>
-public sealed record WorkerInfo(
-    int Id,
-    int SlotIndex,
-    int ProcessId,
-    WorkerState State,
-    int Generation,
-    int Restarts,
-    DateTimeOffset StartedAt,
-    long ConnectionsHandedOff,
-    long Requests,
-    long MemoryBytes);
+public sealed record WorkerInfo
+{
+    /// <summary>The worker id (1, 2, …; never reused).</summary>
+    public int Id { get; init; }
+
+    /// <summary>The slot it fills, 0 to <see cref="IClusterManager.WorkerCount"/> - 1.</summary>
+    public int SlotIndex { get; init; }
+
+    /// <summary>Its process id.</summary>
+    public int ProcessId { get; init; }
+
+    /// <summary>Its lifecycle state.</summary>
+    public WorkerState State { get; init; }
+
+    /// <summary>0 for the first workers; each rolling restart starts the next generation.</summary>
+    public int Generation { get; init; }
+
+    /// <summary>How many workers this slot had before this one (crashes, recycles, restarts).</summary>
+    public int Restarts { get; init; }
+
+    /// <summary>When it was launched.</summary>
+    public DateTimeOffset StartedAt { get; init; }
+
+    /// <summary>Connections it has taken from the primary.</summary>
+    public long ConnectionsHandedOff { get; init; }
+
+    /// <summary>Requests it has started, as of its last heartbeat.</summary>
+    public long Requests { get; init; }
+
+    /// <summary>Its resident memory, as of its last heartbeat.</summary>
+    public long MemoryBytes { get; init; }
+}

@@ -24,7 +24,7 @@ public interface IClusterMessenger
     ValueTask SendToPrimaryAsync(ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default);
 
     /// <summary>From the primary: sends a message to one worker's subscribers.</summary>
-    /// <param name="workerId">The worker's id (see <see cref="IClusterManager.Workers"/>).</param>
+    /// <param name="workerId">The worker's id (see <see cref="IClusterManager.GetWorkers"/>).</param>
     /// <param name="payload">The message.</param>
     /// <param name="cancellationToken">Cancels the send.</param>
     /// <returns>A task that completes when the message is sent.</returns>

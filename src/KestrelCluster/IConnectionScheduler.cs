@@ -6,9 +6,14 @@ namespace KestrelCluster;
 /// <summary>
 /// Chooses the worker for each connection the primary accepts. Register an implementation in DI
 /// (<c>services.AddSingleton&lt;IConnectionScheduler, MyScheduler&gt;()</c>) to replace the built-in policy
-/// selected by <see cref="ClusterOptions.Scheduling"/>. Called on the accept path under the dispatcher's lock:
-/// keep it fast, allocation-free and non-blocking.
+/// selected by <see cref="ClusterOptions.Scheduling"/>.
 /// </summary>
+/// <remarks>
+/// <see cref="Choose"/> runs on the accept path, once per connection: keep it fast, allocation-free and
+/// non-blocking. Calls may run concurrently (the primary may accept on several threads): state an
+/// implementation keeps between calls must be safe for that, or be a hint whose races do no harm (as a
+/// round-robin position is). The candidates are a snapshot taken for the call, valid only during it.
+/// </remarks>
 public interface IConnectionScheduler
 {
     /// <summary>Chooses a worker for <paramref name="connection"/>.</summary>
@@ -18,7 +23,7 @@ public interface IConnectionScheduler
     /// slot. Never empty.
     /// </param>
     /// <returns>The index of the chosen candidate, or -1 to keep the connection waiting until the candidates change.</returns>
-    int Choose(in ScheduledConnection connection, IReadOnlyList<WorkerCandidate> candidates);
+    int Choose(in ScheduledConnection connection, ReadOnlySpan<WorkerCandidate> candidates);
 }
 
 /// <summary>An accepted connection waiting for a worker.</summary>
@@ -28,33 +33,42 @@ public readonly struct ScheduledConnection
 
     internal ScheduledConnection(ISchedulableConnection connection) => _connection = connection;
 
+    /// <summary>Describes a connection, for testing a scheduler.</summary>
+    /// <param name="localEndPoint">The primary's endpoint the connection arrived on.</param>
+    /// <param name="remoteEndPoint">The client's address and port.</param>
+    public ScheduledConnection(EndPoint localEndPoint, EndPoint? remoteEndPoint)
+    {
+        ArgumentNullException.ThrowIfNull(localEndPoint);
+        _connection = new Described(localEndPoint, remoteEndPoint);
+    }
+
     /// <summary>The client's address and port (computed on first use).</summary>
     public EndPoint? RemoteEndPoint => _connection.RemoteEndPoint;
 
     /// <summary>The primary's endpoint the connection arrived on.</summary>
     public EndPoint LocalEndPoint => _connection.LocalEndPoint;
+
+    private sealed record Described(EndPoint LocalEndPoint, EndPoint? RemoteEndPoint) : ISchedulableConnection;
 }
 
-/// <summary>What the primary knows about a worker when scheduling; the values are live.</summary>
-public sealed class WorkerCandidate
+/// <summary>What the primary knows about a worker when it schedules a connection: a snapshot taken for that call.</summary>
+/// <param name="workerId">The worker id.</param>
+/// <param name="slotIndex">The worker's slot (kept by its replacement).</param>
+/// <param name="handoffsInFlight">Connections handed to it and not yet acknowledged.</param>
+/// <param name="openConnections">Connections it has accepted and not yet closed.</param>
+public readonly struct WorkerCandidate(int workerId, int slotIndex, int handoffsInFlight, long openConnections)
 {
-    private readonly ISchedulableWorker _channel;
-
-    internal WorkerCandidate(ISchedulableWorker channel) => _channel = channel;
-
     /// <summary>The worker id.</summary>
-    public int WorkerId => _channel.WorkerId;
+    public int WorkerId { get; } = workerId;
 
     /// <summary>The worker's slot (kept by its replacement).</summary>
-    public int SlotIndex => _channel.SlotIndex;
+    public int SlotIndex { get; } = slotIndex;
 
     /// <summary>Connections handed to it and not yet acknowledged.</summary>
-    public int HandoffsInFlight => _channel.InFlightCount;
+    public int HandoffsInFlight { get; } = handoffsInFlight;
 
     /// <summary>Connections it has accepted and not yet closed.</summary>
-    public long OpenConnections => _channel.OpenConnections;
-
-    internal ISchedulableWorker Channel => _channel;
+    public long OpenConnections { get; } = openConnections;
 }
 
 /// <summary>What a scheduler may know of an accepted connection (the primary's implements it).</summary>
@@ -63,16 +77,4 @@ internal interface ISchedulableConnection
     EndPoint? RemoteEndPoint { get; }
 
     EndPoint LocalEndPoint { get; }
-}
-
-/// <summary>What a scheduler may know of a worker (the primary's channel to it implements it).</summary>
-internal interface ISchedulableWorker
-{
-    int WorkerId { get; }
-
-    int SlotIndex { get; }
-
-    int InFlightCount { get; }
-
-    long OpenConnections { get; }
 }

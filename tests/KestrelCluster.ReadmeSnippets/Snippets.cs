@@ -81,7 +81,7 @@ internal static class Snippets
         var manager = app.Services.GetRequiredService<IClusterManager>();
         await manager.RestartWorkersAsync();   // rolling restart, zero downtime
         await manager.ScaleAsync(8);           // 8 workers
-        foreach (var w in manager.Workers)     // id, slot, pid, state, generation, restarts, start time, connections, requests, memory
+        foreach (var w in manager.GetWorkers())   // id, slot, pid, state, generation, restarts, start time, connections, requests, memory
             Console.WriteLine($"worker {w.Id} slot {w.SlotIndex} pid {w.ProcessId} {w.State} gen {w.Generation} requests {w.Requests}");
         #endregion
     }
@@ -107,8 +107,8 @@ sealed class FirstSlotFirst : IConnectionScheduler
 {
     // candidates: the workers that can take this connection now (ready, serving its endpoint,
     // under MaxHandoffsInFlight), ordered by slot; each has WorkerId, SlotIndex, HandoffsInFlight, OpenConnections.
-    public int Choose(in ScheduledConnection connection, IReadOnlyList<WorkerCandidate> candidates)
-        => candidates[0].OpenConnections < 100 ? 0 : candidates.Count - 1;   // -1 keeps it waiting
+    public int Choose(in ScheduledConnection connection, ReadOnlySpan<WorkerCandidate> candidates)
+        => candidates[0].OpenConnections < 100 ? 0 : candidates.Length - 1;   // -1 keeps it waiting
 }
 #endregion
 

@@ -144,9 +144,28 @@ public sealed class SchedulingTests(ClusterFixture cluster)
     }
 
 
+    [Fact]
+    public void Schedulers_CanBeDrivenWithTheirPublicValues_AsAnAppsUnitTestWould()
+    {
+        var connection = new ScheduledConnection(new IPEndPoint(IPAddress.Loopback, 8080), new IPEndPoint(IPAddress.Parse("10.0.0.7"), 50000));
+        ReadOnlySpan<WorkerCandidate> candidates = [new(workerId: 4, slotIndex: 0, handoffsInFlight: 0, openConnections: 7),
+            new(workerId: 5, slotIndex: 1, handoffsInFlight: 2, openConnections: 1), new(workerId: 6, slotIndex: 2, handoffsInFlight: 0, openConnections: 9)];
+
+        // Least connections counts open plus in flight: worker 5 carries 3, the others 7 and 9.
+        Assert.Equal(1, KestrelCluster.Hosting.ClusterOptionsBinder.CreateScheduler(SchedulingPolicy.LeastConnections).Choose(connection, candidates));
+
+        // Client-IP hash: the same client, the same candidate, call after call.
+        var hash = KestrelCluster.Hosting.ClusterOptionsBinder.CreateScheduler(SchedulingPolicy.ClientIpHash);
+        var first = hash.Choose(connection, candidates);
+        Assert.InRange(first, 0, 2);
+        Assert.Equal(first, hash.Choose(connection, candidates));
+        Assert.Equal(IPAddress.Parse("10.0.0.7"), ((IPEndPoint)connection.RemoteEndPoint!).Address);
+        Assert.Equal(2, new LastSlotScheduler().Choose(connection, candidates));
+    }
+
     /// <summary>Sends everything to the highest slot.</summary>
     private sealed class LastSlotScheduler : IConnectionScheduler
     {
-        public int Choose(in ScheduledConnection connection, IReadOnlyList<WorkerCandidate> candidates) => candidates.Count - 1;
+        public int Choose(in ScheduledConnection connection, ReadOnlySpan<WorkerCandidate> candidates) => candidates.Length - 1;
     }
 }

@@ -74,7 +74,7 @@ public sealed class SupervisionTests(ClusterFixture cluster)
     public async Task SlotIndex_KeptByTheReplacementOfAWorker_AsTheReplacementItselfSeesIt()
     {
         var victim = cluster.Factory.Supervisor.WorkerProcesses.Single(w => w.Slot == 1);
-        var restartsBefore = Manager.Workers.Single(w => w.Id == victim.Id).Restarts;
+        var restartsBefore = Manager.GetWorkers().Single(w => w.Id == victim.Id).Restarts;
 
         TestProcesses.Signal(victim.ProcessId, TestProcesses.SIGKILL);
         await Wait.UntilAsync(() => cluster.Factory.Supervisor.WorkerProcesses.Any(w => w.Slot == 1 && w.Id != victim.Id && w.IsReady),
@@ -88,13 +88,13 @@ public sealed class SupervisionTests(ClusterFixture cluster)
         }
 
         Assert.Contains(answers, a => a.Contains($"Hello from worker {replacement.Id} (slot 1, pid {replacement.ProcessId})", StringComparison.Ordinal));
-        Assert.Equal(restartsBefore + 1, Manager.Workers.Single(w => w.Id == replacement.Id).Restarts);
+        Assert.Equal(restartsBefore + 1, Manager.GetWorkers().Single(w => w.Id == replacement.Id).Restarts);
     }
 
     [Fact]
     public async Task RollingRestart_ThroughTheApiUnderLoad_NoRequestFailsAndEveryWorkerIsReplaced()
     {
-        var before = Manager.Workers;
+        var before = Manager.GetWorkers();
         var load = LoadLoop.Start(HttpProbe.EndPointOf(cluster.HttpAddress));
         await load.WaitForMoreAsync(50);
 
@@ -103,7 +103,7 @@ public sealed class SupervisionTests(ClusterFixture cluster)
         await load.StopAsync();
 
         Assert.Empty(load.Failures);
-        var after = Manager.Workers;
+        var after = Manager.GetWorkers();
         Assert.Equal(ClusterFixture.WorkerCount, after.Count);
         Assert.Empty(after.Select(w => w.Id).Intersect(before.Select(w => w.Id)));
         Assert.All(after, w => Assert.Equal(WorkerState.Ready, w.State));
@@ -118,7 +118,7 @@ public sealed class SupervisionTests(ClusterFixture cluster)
         await Manager.ScaleAsync(3).WaitAsync(TimeSpan.FromSeconds(60));
 
         Assert.Equal(3, Manager.WorkerCount);
-        Assert.Equal([0, 1, 2], Manager.Workers.Select(w => w.SlotIndex).Order());
+        Assert.Equal([0, 1, 2], Manager.GetWorkers().Select(w => w.SlotIndex).Order());
         var servedBy = new HashSet<int>();
         for (var i = 0; i < 12; i++)
         {
@@ -126,12 +126,12 @@ public sealed class SupervisionTests(ClusterFixture cluster)
         }
 
         Assert.Equal(3, servedBy.Count);
-        var third = Manager.Workers.Single(w => w.SlotIndex == 2);
+        var third = Manager.GetWorkers().Single(w => w.SlotIndex == 2);
 
         await Manager.ScaleAsync(2).WaitAsync(TimeSpan.FromSeconds(60));
 
         Assert.Equal(2, Manager.WorkerCount);
-        Assert.Equal([0, 1], Manager.Workers.Select(w => w.SlotIndex).Order());
+        Assert.Equal([0, 1], Manager.GetWorkers().Select(w => w.SlotIndex).Order());
         Assert.False(ProcFs.IsAlive(third.ProcessId));
     }
 
@@ -192,9 +192,9 @@ public sealed class SupervisionTests(ClusterFixture cluster)
         await HttpProbe.NewConnectionRequestAsync(HttpProbe.EndPointOf(cluster.HttpAddress));
 
         // Requests and memory arrive with the next heartbeat.
-        await Wait.UntilAsync(() => Manager.Workers.All(w => w.MemoryBytes > 0) && Manager.Workers.Sum(w => w.Requests) >= 2,
+        await Wait.UntilAsync(() => Manager.GetWorkers().All(w => w.MemoryBytes > 0) && Manager.GetWorkers().Sum(w => w.Requests) >= 2,
             TimeSpan.FromSeconds(10), "heartbeats report requests and memory");
-        var workers = Manager.Workers;
+        var workers = Manager.GetWorkers();
 
         Assert.Equal(ClusterFixture.WorkerCount, workers.Count);
         Assert.Equal(cluster.Factory.WorkerProcessIds().Order(), workers.Select(w => w.ProcessId).Order());
@@ -302,6 +302,6 @@ public sealed class SupervisionTests(ClusterFixture cluster)
         // The other slot keeps serving; a rolling restart gives slot 0 a fresh start.
         Assert.Contains(HttpProbe.ServedBy(await HttpProbe.NewConnectionRequestAsync(HttpProbe.EndPointOf(Assert.Single(factory.Addresses)))), factory.WorkerProcessIds());
         await manager.RestartWorkersAsync().WaitAsync(TimeSpan.FromSeconds(60));
-        Assert.Equal([0, 1], manager.Workers.Where(w => w.State == WorkerState.Ready).Select(w => w.SlotIndex).Order());
+        Assert.Equal([0, 1], manager.GetWorkers().Where(w => w.State == WorkerState.Ready).Select(w => w.SlotIndex).Order());
     }
 }

@@ -79,7 +79,7 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     /// <summary>The slots' supervision (tests inject faults into it).</summary>
     internal SlotSupervisor Slots => _slots;
 
-    public IReadOnlyList<WorkerInfo> Workers => [.. _pool.Workers.Select(w => w.ToInfo())];
+    public IReadOnlyList<WorkerInfo> GetWorkers() => [.. _pool.Workers.Select(w => w.ToInfo())];
 
     public int WorkerCount => _context.WorkerCount;
 

@@ -20,7 +20,9 @@ internal sealed class HandoffDispatcher : IDisposable
     private readonly List<WorkerChannel> _ready = [];
     private WorkerChannel[] _readySnapshot = []; // _ready, copied on change: what a flush sends after the lock
     private readonly Queue<AcceptedConnection> _waiting = new();
-    private readonly List<WorkerCandidate> _candidates = [];
+    // The scheduler's view, rebuilt for each choice (under the lock): the candidates and, at the same index, their channels.
+    private WorkerCandidate[] _candidates = new WorkerCandidate[8];
+    private WorkerChannel[] _candidateChannels = new WorkerChannel[8];
     private readonly IConnectionScheduler _scheduler;
     private readonly ILogger _logger;
     private readonly ManualResetEventSlim _room = new(initialState: true);
@@ -195,22 +197,31 @@ internal sealed class HandoffDispatcher : IDisposable
     /// <summary>Asks the scheduler to choose among the workers that can take the connection now. Under the lock.</summary>
     private WorkerChannel? Choose(AcceptedConnection connection)
     {
-        _candidates.Clear();
+        var count = 0;
         foreach (var worker in _ready)
         {
             if (worker.CanTake(connection.Listener.Id))
             {
-                _candidates.Add(worker.Candidate);
+                if (count == _candidates.Length)
+                {
+                    Array.Resize(ref _candidates, count * 2);
+                    Array.Resize(ref _candidateChannels, count * 2);
+                }
+
+                _candidates[count] = worker.Candidate;
+                _candidateChannels[count++] = worker;
             }
         }
 
-        if (_candidates.Count == 0)
+        if (count == 0)
         {
             return null;
         }
 
-        var index = _scheduler.Choose(new ScheduledConnection(connection), _candidates);
-        return (uint)index < (uint)_candidates.Count ? (WorkerChannel)_candidates[index].Channel : null;
+        var index = _scheduler.Choose(new ScheduledConnection(connection), _candidates.AsSpan(0, count));
+        var chosen = (uint)index < (uint)count ? _candidateChannels[index] : null;
+        Array.Clear(_candidateChannels, 0, count); // no channel kept alive by the buffer after its worker is gone
+        return chosen;
     }
 
     private void Requeue(AcceptedConnection connection)

@@ -9,7 +9,7 @@ using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Primary;
 
-internal sealed class WorkerChannel : Messaging.IMessageLink, ISchedulableWorker, IDisposable
+internal sealed class WorkerChannel : Messaging.IMessageLink, IDisposable
 {
     /// <summary>
     /// How long a worker keeps running, after its last new connection, before it is told to stop (retired, or the
@@ -49,7 +49,6 @@ internal sealed class WorkerChannel : Messaging.IMessageLink, ISchedulableWorker
         _listeners = listeners;
         _maxInFlight = maxInFlight;
         _logger = logger;
-        Candidate = new WorkerCandidate(this);
         _outbox = new WorkerOutbox(socket);
         _writer = new ControlChannelWriter(socket, $"KC writer w{worker.Id}",
             errno => Close($"sending on the control channel failed (errno {errno})"), OnWritable);
@@ -61,8 +60,8 @@ internal sealed class WorkerChannel : Messaging.IMessageLink, ISchedulableWorker
 
     public int SlotIndex => Worker.Slot;
 
-    /// <summary>This worker as schedulers see it.</summary>
-    public WorkerCandidate Candidate { get; }
+    /// <summary>This worker as schedulers see it, now.</summary>
+    public WorkerCandidate Candidate => new(WorkerId, SlotIndex, InFlightCount, OpenConnections);
 
     /// <summary>Connections the worker accepted and has not reported closed.</summary>
     public long OpenConnections => HandedOff - Interlocked.Read(ref _closedConnections);

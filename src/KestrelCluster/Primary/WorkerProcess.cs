@@ -217,8 +217,19 @@ internal sealed class WorkerProcess
         }
     }
 
-    public WorkerInfo ToInfo() => new(Id, Slot, ProcessId, State, Generation, Restarts, StartedAt, Handoffs, _heartbeat.Requests,
-        _heartbeat.WorkingSetBytes);
+    public WorkerInfo ToInfo() => new()
+    {
+        Id = Id,
+        SlotIndex = Slot,
+        ProcessId = ProcessId,
+        State = State,
+        Generation = Generation,
+        Restarts = Restarts,
+        StartedAt = StartedAt,
+        ConnectionsHandedOff = Handoffs,
+        Requests = _heartbeat.Requests,
+        MemoryBytes = _heartbeat.WorkingSetBytes,
+    };
 
     private static int SafeExitCode(Process process)
     {

@@ -9,12 +9,12 @@ namespace KestrelCluster.Scheduling;
 
 internal sealed class ClientIpHashScheduler : IConnectionScheduler
 {
-    public int Choose(in ScheduledConnection connection, IReadOnlyList<WorkerCandidate> candidates)
+    public int Choose(in ScheduledConnection connection, ReadOnlySpan<WorkerCandidate> candidates)
     {
         var key = AddressKey(connection.RemoteEndPoint);
         var best = 0;
         var bestWeight = 0UL;
-        for (var i = 0; i < candidates.Count; i++)
+        for (var i = 0; i < candidates.Length; i++)
         {
             var weight = Mix(key ^ Mix((ulong)candidates[i].SlotIndex + 0x9E3779B97F4A7C15UL));
             if (i == 0 || weight > bestWeight)

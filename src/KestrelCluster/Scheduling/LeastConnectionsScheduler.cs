@@ -6,9 +6,9 @@ internal sealed class LeastConnectionsScheduler : IConnectionScheduler
 {
     private int _start;
 
-    public int Choose(in ScheduledConnection connection, IReadOnlyList<WorkerCandidate> candidates)
+    public int Choose(in ScheduledConnection connection, ReadOnlySpan<WorkerCandidate> candidates)
     {
-        var count = candidates.Count;
+        var count = candidates.Length;
         var start = (int)((uint)_start++ % (uint)count);
         var best = -1;
         var bestLoad = long.MaxValue;

@@ -5,10 +5,10 @@ internal sealed class RoundRobinScheduler : IConnectionScheduler
 {
     private int _next;
 
-    public int Choose(in ScheduledConnection connection, IReadOnlyList<WorkerCandidate> candidates)
+    public int Choose(in ScheduledConnection connection, ReadOnlySpan<WorkerCandidate> candidates)
     {
         // Follow slots, not list positions: the candidate list changes as workers fill up and free up.
-        var count = candidates.Count;
+        var count = candidates.Length;
         for (var i = 0; i < count; i++)
         {
             if (candidates[i].SlotIndex >= _next)
