@@ -21,7 +21,7 @@ public sealed class ClusterWebApplicationFactoryTests
     [Fact]
     public async Task ASubclassesConfigureWebHost_ReachesEveryWorker_AndDisposeStopsThemGracefully()
     {
-        var record = Path.Combine(Path.GetTempPath(), $"kc-factory-{Guid.NewGuid():N}");
+        var record = Directory.CreateTempSubdirectory("kc-factory-").FullName;
         using var environment = QuietTwoWorkers(new() { [StopRecorder.FileVariable] = record });
         var factory = new FakeGreeterFactory();
         IReadOnlyList<WorkerProcess> workers = [];
@@ -75,17 +75,18 @@ public sealed class ClusterWebApplicationFactoryTests
             // Dispose: each worker's hosted service (added by ConfigureServices) logged its StopAsync through the provider
             // ConfigureLogging added, and each exited 0 — a stop, not a kill.
             Assert.Equal(2, workers.Count);
-            var lines = File.ReadAllLines(record);
             foreach (var worker in workers)
             {
                 Assert.True(worker.HasExited, $"{worker} still runs after the factory was disposed");
                 Assert.Equal(0, await worker.Exited);
-                Assert.Contains($"stopping in pid {worker.ProcessId}", lines);
+                var logged = Path.Combine(record, worker.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                Assert.True(File.Exists(logged), $"{worker} logged nothing through the factory's provider");
+                Assert.Contains($"stopping in pid {worker.ProcessId}", File.ReadAllLines(logged));
             }
         }
         finally
         {
-            File.Delete(record);
+            Directory.Delete(record, recursive: true);
         }
     }
 
@@ -193,7 +194,7 @@ internal sealed class FakeGreeter : IGreeter
 /// <summary>Logs when its host stops it: in a worker, that is the factory's dispose reaching the worker gracefully.</summary>
 internal sealed partial class StopRecorder(ILogger<StopRecorder> logger) : IHostedService
 {
-    public const string FileVariable = "KC_TEST_STOP_RECORD";
+    public const string FileVariable = "KC_TEST_STOP_RECORD_DIR";
 
     public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
@@ -207,7 +208,10 @@ internal sealed partial class StopRecorder(ILogger<StopRecorder> logger) : IHost
     private static partial void Stopping(ILogger logger, int processId);
 }
 
-/// <summary>Appends StopRecorder's messages to the file named by the environment (which workers inherit).</summary>
+/// <summary>
+/// Appends StopRecorder's messages to a file of this process's own (processes stop together, and appends from several
+/// processes to one file can overwrite each other) in the folder named by the environment, which workers inherit.
+/// </summary>
 internal sealed class RecordingLoggerProvider : ILoggerProvider
 {
     public ILogger CreateLogger(string categoryName) => new Logger();
@@ -227,11 +231,12 @@ internal sealed class RecordingLoggerProvider : ILoggerProvider
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception,
             Func<TState, Exception?, string> formatter)
         {
-            if (Environment.GetEnvironmentVariable(StopRecorder.FileVariable) is { Length: > 0 } path)
+            if (Environment.GetEnvironmentVariable(StopRecorder.FileVariable) is { Length: > 0 } folder)
             {
                 lock (s_lock)
                 {
-                    File.AppendAllText(path, formatter(state, exception) + "\n");
+                    File.AppendAllText(Path.Combine(folder, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+                        formatter(state, exception) + "\n");
                 }
             }
         }
