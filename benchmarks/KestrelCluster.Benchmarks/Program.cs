@@ -7,7 +7,10 @@
 //   --handoff-only    only the accept → ConnectionContext latency micro-benchmark (for iterating on the handoff path)
 //   --baseline DLL    adds setup cluster-2-baseline: the BenchApp.dll of another build (say a git worktree of main),
 //                     interleaved with this one, for an A/B of a change in one run
-//   --throughput-only only the wrk table: skips the memory, descriptor and handoff figures
+//   --throughput-only only the wrk tables: skips the memory, descriptor and handoff figures
+//   --modes a,b       warm (every setup alive and warmed for the whole run), isolated (each setup started fresh and run
+//                     alone, with its cold first 5 s), pinned (isolated, server on CPU 1 and wrk on CPU 0); default warm,isolated.
+//                     isolated and pinned measure --setups if given, else their own default set (IsolatedMode.cs)
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -23,8 +26,40 @@ if (options.HandoffOnly)
     return;
 }
 
-var setups = Setups(options).Where(s => s.Name is "plain" or "cluster-2-baseline" || (options.Setups is null ? !s.OptIn : options.Setups.Contains(s.Name))).ToList();
+var allSetups = Setups(options).ToList();
+var setups = allSetups.Where(s => s.Name is "plain" or "cluster-2-baseline" || (options.Setups is null ? !s.OptIn : options.Setups.Contains(s.Name))).ToList();
 var results = setups.ToDictionary(s => s.Name, _ => new List<Measured>());
+
+// The isolated and pinned tables: the warm mode's setups keep their servers for the whole run, these start their own.
+List<Setup> ModeSetups(string[] defaults) => options.Setups is null || options.Smoke
+    ? [.. allSetups.Where(s => defaults.Contains(s.Name) && (!options.Smoke || s.Name is "plain" or "cluster-2"))]
+    : setups;
+var modeTables = new List<string>();
+if (options.Modes.Contains("isolated"))
+{
+    modeTables.Add(await IsolatedMode.RunAsync(options, ModeSetups(IsolatedMode.DefaultSetups), pinned: false));
+}
+
+if (options.Modes.Contains("pinned"))
+{
+    modeTables.Add(await IsolatedMode.RunAsync(options, ModeSetups(IsolatedMode.PinnedSetups), pinned: true));
+}
+
+if (!options.Modes.Contains("warm"))
+{
+    var tables = string.Join('\n', modeTables);
+    Console.WriteLine();
+    Console.WriteLine(tables);
+    if (!options.ThroughputOnly)
+    {
+        Directory.CreateDirectory(options.Output);
+        var modesFile = Path.Combine(options.Output, $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{string.Join('-', options.Modes)}{(options.Smoke ? "-smoke" : "")}.md");
+        await File.WriteAllTextAsync(modesFile, Header(options) + tables);
+        Console.WriteLine($"Written to {modesFile}");
+    }
+
+    return;
+}
 
 Console.WriteLine($"{setups.Count} setups, {options.Rounds} rounds, wrk -t{options.Threads} -c{options.Connections} -d{options.Duration.TotalSeconds}s");
 
@@ -94,7 +129,7 @@ finally
 
 if (options.ThroughputOnly)
 {
-    var table = Report(options, setups, results, figures: null);
+    var table = Report(options, setups, results, [], figures: null) + string.Concat(modeTables.Select(t => "\n" + t));
     Console.WriteLine();
     Console.WriteLine(table);
     return;
@@ -140,7 +175,7 @@ var fdsPerSecondSingle = await HandoffBenchmark.FdsPerSecondAsync(options.Smoke 
 var fdsPerSecondBatched = await HandoffBenchmark.FdsPerSecondAsync(options.Smoke ? 20_000 : 2_000_000, perMessage: 16);
 var handoffLatency = await HandoffBenchmark.LatencyAsync(options.Smoke ? 200 : 5_000);
 
-var report = Report(options, setups, results, new HandoffFigures(plainIdleRss, idleRss, idlePrivate, idlePss, fdsBefore, fdsAfter, connectionsForFds, fdsPerSecondSingle, fdsPerSecondBatched, handoffLatency, cpuByThread));
+var report = Report(options, setups, results, modeTables, new HandoffFigures(plainIdleRss, idleRss, idlePrivate, idlePss, fdsBefore, fdsAfter, connectionsForFds, fdsPerSecondSingle, fdsPerSecondBatched, handoffLatency, cpuByThread));
 Directory.CreateDirectory(options.Output);
 var file = Path.Combine(options.Output, $"{DateTime.UtcNow:yyyyMMdd-HHmmss}{(options.Smoke ? "-smoke" : "")}.md");
 await File.WriteAllTextAsync(file, report);
@@ -167,6 +202,12 @@ static IEnumerable<Setup> Setups(HarnessOptions options)
     {
         OptIn = true,
         Environment = new Dictionary<string, string> { ["DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"] = "70" }, // the runtime's default; workers otherwise get 0
+    };
+    yield return new Setup("cluster-2-cpu1", "KestrelCluster, 2 workers, round-robin, each process sized for 1 CPU (DOTNET_PROCESSOR_COUNT=1)",
+        port => Bench(port, "--Cluster:Workers=2"), 2)
+    {
+        OptIn = true,
+        Environment = new Dictionary<string, string> { ["DOTNET_PROCESSOR_COUNT"] = "1" },
     };
     if (options.Baseline is not null)
     {
@@ -201,22 +242,22 @@ static string Added(HandoffLatency latency)
     return string.Create(CultureInfo.InvariantCulture, $"{clusterP50 - plainP50:0.0} µs / {clusterP99 - plainP99:0.0} µs");
 }
 
-static string Report(HarnessOptions options, List<Setup> setups, Dictionary<string, List<Measured>> results, HandoffFigures? figures)
+static string Header(HarnessOptions options)
 {
-    static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
-    }
+    var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU";
+    return string.Create(CultureInfo.InvariantCulture, $"# KestrelCluster benchmark{(options.Smoke ? " (smoke run: not a measurement)" : "")}\n\n" +
+        $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC · {Environment.ProcessorCount} cores ({cpu}) shared with the load generator · " +
+        $"{RuntimeInformation.OSDescription} · .NET {Environment.Version} · Release\n\n");
+}
+
+static string Report(HarnessOptions options, List<Setup> setups, Dictionary<string, List<Measured>> results, List<string> modeTables, HandoffFigures? figures)
+{
+    static double Median(IEnumerable<double> values) => Stats.Median(values);
 
     var plainKeepAlive = Median(results["plain"].Select(r => r.KeepAlive.RequestsPerSecond));
     var plainClose = Median(results["plain"].Select(r => r.Close.RequestsPerSecond));
-    var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU";
-    var text = new StringBuilder();
-    text.AppendLine(CultureInfo.InvariantCulture, $"# KestrelCluster benchmark{(options.Smoke ? " (smoke run: not a measurement)" : "")}");
-    text.AppendLine();
-    text.AppendLine(CultureInfo.InvariantCulture, $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC · {Environment.ProcessorCount} cores ({cpu}) shared with the load generator · {RuntimeInformation.OSDescription} · .NET {Environment.Version} · Release");
-    text.AppendLine(CultureInfo.InvariantCulture, $"wrk -t{options.Threads} -c{options.Connections} -d{options.Duration.TotalSeconds}s on loopback, {options.Rounds} interleaved rounds, medians; ratios are to plain Kestrel in the same run.");
+    var text = new StringBuilder(Header(options));
+    text.AppendLine(CultureInfo.InvariantCulture, $"Mode: **warm** (every setup started once, warmed, alive for the whole run). wrk -t{options.Threads} -c{options.Connections} -d{options.Duration.TotalSeconds}s on loopback, {options.Rounds} interleaved rounds, medians; ratios are to plain Kestrel in the same run.");
     text.AppendLine();
     text.AppendLine("| Setup | keep-alive req/s | × plain | p50 ms | p99 ms | `Connection: close` req/s | × plain | p50 ms | p99 ms | primary CPU s / 10k connections | server CPU µs / request, keep-alive · close | errors |");
     text.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -230,6 +271,12 @@ static string Report(HarnessOptions options, List<Setup> setups, Dictionary<stri
             $"| {setup.Description} | {keepAlive:N0} | {keepAlive / plainKeepAlive:0.00} | {Median(runs.Select(r => r.KeepAlive.P50Ms)):0.00} | {Median(runs.Select(r => r.KeepAlive.P99Ms)):0.00} " +
             $"| {close:N0} | {close / plainClose:0.00} | {Median(runs.Select(r => r.Close.P50Ms)):0.00} | {Median(runs.Select(r => r.Close.P99Ms)):0.00} | {cpuPer10k} " +
             $"| {Median(runs.Select(r => r.KeepAliveCpuMicroseconds)):0.0} · {Median(runs.Select(r => r.CloseCpuMicroseconds)):0.0} | {runs.Sum(r => r.KeepAlive.Errors + r.Close.Errors)} |");
+    }
+
+    foreach (var table in modeTables)
+    {
+        text.AppendLine();
+        text.Append(table);
     }
 
     if (figures is null)
@@ -304,6 +351,8 @@ internal sealed class HarnessOptions
 
     public string? NodeScript { get; private set; }
 
+    public HashSet<string> Modes { get; private set; } = ["warm", "isolated"];
+
     public static HarnessOptions Parse(string[] args)
     {
         var options = new HarnessOptions();
@@ -323,8 +372,14 @@ internal sealed class HarnessOptions
                 case "--baseline": options.Baseline = Path.GetFullPath(args[++i]); break;
                 case "--benchapp": options.BenchApp = args[++i]; break;
                 case "--node-script": options.NodeScript = args[++i]; break;
+                case "--modes": options.Modes = [.. args[++i].Split(',')]; break;
                 default: throw new ArgumentException($"Unknown option {args[i]}. See the top of Program.cs.");
             }
+        }
+
+        if (options.Modes.Except(["warm", "isolated", "pinned"]).FirstOrDefault() is { } unknown)
+        {
+            throw new ArgumentException($"--modes: unknown mode {unknown}; the modes are warm, isolated and pinned.");
         }
 
         if (!File.Exists(options.BenchApp))

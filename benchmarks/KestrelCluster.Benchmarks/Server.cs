@@ -14,6 +14,9 @@ internal sealed record Setup(string Name, string Description, Func<int, (string 
 
     /// <summary>Environment variables set for the server (and so for its workers).</summary>
     public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>When set, the CPUs (taskset list, say "1") the server and every process it starts may run on.</summary>
+    public string? Cpus { get; init; }
 }
 
 internal sealed class Server : IAsyncDisposable
@@ -37,6 +40,11 @@ internal sealed class Server : IAsyncDisposable
     {
         var port = FreePort();
         var (fileName, arguments) = setup.Command(port);
+        if (setup.Cpus is { } cpus)
+        {
+            (fileName, arguments) = ("taskset", ["-c", cpus, fileName, .. arguments]); // taskset execs: the pid stays the server's
+        }
+
         var startInfo = new ProcessStartInfo(fileName) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var argument in arguments)
         {

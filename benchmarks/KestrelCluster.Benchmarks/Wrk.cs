@@ -9,9 +9,17 @@ internal sealed record WrkResult(double RequestsPerSecond, long Requests, double
 
 internal static partial class Wrk
 {
-    public static async Task<WrkResult> RunAsync(string url, bool keepAlive, int threads, int connections, TimeSpan duration)
+    // cpus: when set, the CPUs (a taskset list) wrk may run on.
+    public static async Task<WrkResult> RunAsync(string url, bool keepAlive, int threads, int connections, TimeSpan duration, string? cpus = null)
     {
-        var startInfo = new ProcessStartInfo("wrk") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var startInfo = new ProcessStartInfo(cpus is null ? "wrk" : "taskset") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (cpus is not null)
+        {
+            startInfo.ArgumentList.Add("-c");
+            startInfo.ArgumentList.Add(cpus);
+            startInfo.ArgumentList.Add("wrk");
+        }
+
         foreach (var argument in new[] { $"-t{threads}", $"-c{connections}", $"-d{(int)duration.TotalSeconds}s", "--latency" })
         {
             startInfo.ArgumentList.Add(argument);
