@@ -40,6 +40,21 @@ public sealed class ClusterOptions
     public TimeSpan WorkerStartTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>
+    /// A path each new worker requests of itself, over its own endpoint and the whole pipeline, before it reports
+    /// ready: it compiles its request path (the JIT of each process) before it takes connections, so a worker that
+    /// starts, restarts or replaces another serves at full speed from its first connection. Requests go on until the
+    /// JIT settles (no method compiled for a quarter of a second) or <see cref="MaxWarmUpTime"/> has passed; they carry
+    /// the header <c>KestrelCluster-Warm-Up: 1</c> and are not counted for <see cref="MaxRequestsPerWorker"/>.
+    /// Use a cheap GET endpoint without side effects that does no I/O. <see langword="null"/> turns it off.
+    /// </summary>
+    /// <remarks>Defaults to <see langword="null"/> (off).</remarks>
+    public string? WarmUpPath { get; set; }
+
+    /// <summary>The longest a worker's warm-up (<see cref="WarmUpPath"/>) may take; it then reports ready regardless.</summary>
+    /// <remarks>Defaults to 10 seconds. Must be shorter than <see cref="WorkerStartTimeout"/>.</remarks>
+    public TimeSpan MaxWarmUpTime { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
     /// The most accepted connections handed to one worker and not yet acknowledged by it. A worker at the limit
     /// gets no new connections until it catches up, so a stalled worker cannot swallow connections.
     /// </summary>

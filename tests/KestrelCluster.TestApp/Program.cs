@@ -12,6 +12,7 @@
 //   "hi-(N-1)", all sent before any is awaited (the order test).
 // GET /greet: IGreeter's greeting (a test's factory replaces the service), TestApp:Greeting, the environment name, TestApp:Flavour
 //   and the pid: what a ClusterWebApplicationFactory's ConfigureWebHost changed, seen from the worker that serves it.
+// GET /warm-ups: how many requests with the header KestrelCluster-Warm-Up this process has served (Cluster:WarmUpPath).
 // GET /starve?ms=3000: every thread of the serving worker's pool blocks that long (sync-over-async gone wrong) and the
 //                      pool may add none: shows the primary's starvation warning.
 // `--stranger <control socket> <frame in hex>`: no app at all — a child process of the primary that connects to its
@@ -41,6 +42,17 @@ public sealed class Program
         builder.Services.AddSingleton<IGreeter, Greeter>();
 
         var app = builder.Build();
+        var warmUps = 0L;
+        app.Use((context, next) =>
+        {
+            if (context.Request.Headers.ContainsKey("KestrelCluster-Warm-Up"))
+            {
+                Interlocked.Increment(ref warmUps);
+            }
+
+            return next(context);
+        });
+        app.MapGet("/warm-ups", () => $"{Interlocked.Read(ref warmUps)} warm-up requests (pid {Environment.ProcessId})\n");
         app.MapGet("/", (IClusterContext cluster) => $"worker {cluster.WorkerId} (pid {Environment.ProcessId})\n");
         app.MapClusterStatus();
         app.MapHealthChecks("/healthz");

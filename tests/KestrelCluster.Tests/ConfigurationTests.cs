@@ -14,6 +14,8 @@ public sealed class ConfigurationTests
     [InlineData("Cluster__MinWorkerUptime", "-00:00:01", "Cluster:MinWorkerUptime")]
     [InlineData("Cluster__MaxHandoffsInFlight", "0", "Cluster:MaxHandoffsInFlight")]
     [InlineData("Cluster__WorkerStartTimeout", "-00:00:01", "Cluster:WorkerStartTimeout")]
+    [InlineData("Cluster__WarmUpPath", "healthz", "Cluster:WarmUpPath is 'healthz'; it must be a path on this app")]
+    [InlineData("Cluster__MaxWarmUpTime", "00:00:00", "Cluster:MaxWarmUpTime")]
     public async Task Options_InvalidValue_StartupFailsNamingTheKey(string variable, string value, string key)
     {
         await using var factory = new ClusterAppFactory(new Dictionary<string, string?> { [variable] = value }, port: 0);

@@ -20,6 +20,19 @@ internal sealed class ClusterOptionsValidator : IValidateOptions<ClusterOptions>
         }
 
         Positive(failures, nameof(ClusterOptions.WorkerStartTimeout), options.WorkerStartTimeout);
+        if (options.WarmUpPath is { } path && (!path.StartsWith('/') || path.StartsWith("//", StringComparison.Ordinal)
+            || !Uri.IsWellFormedUriString(path, UriKind.Relative)))
+        {
+            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.WarmUpPath)} is '{path}'; it must be a path on this " +
+                $"app, such as /healthz.");
+        }
+
+        Positive(failures, nameof(ClusterOptions.MaxWarmUpTime), options.MaxWarmUpTime);
+        if (options.WarmUpPath is not null && options.MaxWarmUpTime >= options.WorkerStartTimeout)
+        {
+            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.MaxWarmUpTime)} ({options.MaxWarmUpTime}) must be " +
+                $"shorter than {ClusterOptions.SectionName}:{nameof(ClusterOptions.WorkerStartTimeout)} ({options.WorkerStartTimeout}).");
+        }
 
         if (options.MaxHandoffsInFlight is < 1 or > 100_000)
         {

@@ -135,6 +135,7 @@ public static class ClusterWebHostBuilderExtensions
         services.AddSingleton<WorkerControlChannel>();
         services.AddMetrics();
         services.AddSingleton<WorkerMetrics>();
+        services.AddSingleton<WorkerWarmUp>();
         services.AddHostedService<WorkerReadiness>();
         services.AddSingleton<WorkerRequestCounter>();
         services.AddSingleton<IStartupFilter>(sp => sp.GetRequiredService<WorkerRequestCounter>());
@@ -147,6 +148,7 @@ public static class ClusterWebHostBuilderExtensions
         services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
         services.PostConfigure<LoggerFilterOptions>(o =>
             o.Rules.Add(new LoggerFilterRule(providerName: null, "Microsoft.Hosting.Lifetime", LogLevel.Warning, filter: null)));
+        services.PostConfigure<LoggerFilterOptions>(WarmUpLogFilter.Apply); // last: it wraps every rule, the one above too
 
         // The primary writes every line a worker writes, attributed to it (WorkerOutput): no prefix of the worker's own,
         // and the primary's formatter (UseSystemd() picks systemd's in the primary only: its parent is systemd).

@@ -45,6 +45,16 @@ internal sealed class WorkerConnectionListener : IConnectionListener
     /// <summary>Called by the receive loop; false when this listener is unbound (the caller refuses the socket).</summary>
     public bool TryEnqueue(int fd, in HandoffEntry entry) => _queue.Writer.TryWrite(new Queued(fd, entry));
 
+    /// <summary>
+    /// A connection the worker made to itself (WorkerWarmUp), served as a handed-off one is: not the primary's, so never
+    /// acknowledged, measured or counted among the closes the primary hears of. False when this listener is unbound.
+    /// </summary>
+    public bool TryEnqueueWarmUp(int fd, in PeerAddress peer) =>
+        _queue.Writer.TryWrite(new Queued(fd, new HandoffEntry(ListenerId, WarmUpHandoffId, AcceptedAt: 0, peer)));
+
+    /// <summary>The handoff id of warm-up connections: the primary's are positive.</summary>
+    private const long WarmUpHandoffId = -1;
+
     public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
     {
         while (true)
@@ -74,11 +84,16 @@ internal sealed class WorkerConnectionListener : IConnectionListener
                     // Not a usable socket: close our copy and let the primary decide what to do with it.
                     WorkerLog.HandoffUnusable(_logger, handedOff.Entry.HandoffId, e.SocketErrorCode);
                     handle.Dispose();
-                    _channel.Acknowledgements.Acknowledge(handedOff.Entry.HandoffId, accepted: false);
+                    Acknowledge(handedOff.Entry.HandoffId, accepted: false);
                     continue;
                 }
 
                 var connection = _contextFactory.Create(socket);
+                if (handedOff.Entry.HandoffId == WarmUpHandoffId)
+                {
+                    return connection;
+                }
+
                 _channel.Acknowledgements.Acknowledge(handedOff.Entry.HandoffId, accepted: true);
                 _metrics.RecordHandoff(handedOff.Entry.AcceptedAt);
                 connection.ConnectionClosed.UnsafeRegister(static channel
@@ -97,11 +112,19 @@ internal sealed class WorkerConnectionListener : IConnectionListener
             while (_queue.Reader.TryRead(out var handedOff))
             {
                 Libc.CloseDescriptor(handedOff.Fd);
-                _channel.Acknowledgements.Acknowledge(handedOff.Entry.HandoffId, accepted: false);
+                Acknowledge(handedOff.Entry.HandoffId, accepted: false);
             }
         }
 
         return ValueTask.CompletedTask;
+    }
+
+    private void Acknowledge(long handoffId, bool accepted)
+    {
+        if (handoffId != WarmUpHandoffId)
+        {
+            _channel.Acknowledgements.Acknowledge(handoffId, accepted);
+        }
     }
 
     public ValueTask DisposeAsync() => UnbindAsync();

@@ -96,6 +96,9 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
 
     public void AddListener(WorkerConnectionListener listener) => _listeners[listener.ListenerId] = listener;
 
+    /// <summary>The listeners Kestrel has bound here (none in Shared mode, whose listeners accept for themselves).</summary>
+    public IReadOnlyList<WorkerConnectionListener> Listeners => [.. _listeners.Values.OrderBy(l => l.ListenerId)];
+
     /// <summary>Tells the primary to stop routing this listener's connections here.</summary>
     public void RemoveListener(WorkerConnectionListener listener)
     {

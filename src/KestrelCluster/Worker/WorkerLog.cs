@@ -44,4 +44,15 @@ internal static partial class WorkerLog
     [LoggerMessage(106, LogLevel.Information, "Worker {WorkerId} (slot {Slot}, pid {ProcessId}) is serving {Addresses}.",
         EventName = "Serving")]
     public static partial void Serving(ILogger logger, int workerId, int slot, int processId, string addresses);
+
+    [LoggerMessage(107, LogLevel.Information,
+        "Worker {WorkerId} warmed up: {Requests} requests to {Path} ({Protocol}) in {Milliseconds} ms, {Methods} methods compiled.",
+        EventName = "WarmedUp")]
+    public static partial void WarmedUp(ILogger logger, int workerId, long requests, string path, string protocol, long milliseconds,
+        long methods);
+
+    [LoggerMessage(108, LogLevel.Warning,
+        "Worker {WorkerId} could not warm up ({Reason}); it serves cold: its first requests compile the request path.",
+        EventName = "WarmUpSkipped")]
+    public static partial void WarmUpSkipped(ILogger logger, int workerId, string reason, Exception? exception = null);
 }

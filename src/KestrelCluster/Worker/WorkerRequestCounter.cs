@@ -15,7 +15,11 @@ internal sealed class WorkerRequestCounter : IStartupFilter
     {
         app.Use((context, nextMiddleware) =>
         {
-            Interlocked.Increment(ref _count);
+            if (!WorkerWarmUp.InProgress)
+            {
+                Interlocked.Increment(ref _count); // the warm-up's requests are not the primary's to count
+            }
+
             return nextMiddleware(context);
         });
         next(app);
