@@ -209,6 +209,8 @@ static IEnumerable<Setup> Setups(HarnessOptions options)
         OptIn = true,
         Environment = new Dictionary<string, string> { ["DOTNET_PROCESSOR_COUNT"] = "1" },
     };
+    yield return new Setup("cluster-2-warm", "KestrelCluster, 2 workers, round-robin, each worker warmed up before it is ready (Cluster:WarmUpPath=/)",
+        port => Bench(port, "--Cluster:Workers=2", "--Cluster:WarmUpPath=/"), 2) { OptIn = true };
     if (options.Baseline is not null)
     {
         yield return new Setup("cluster-2-baseline", $"KestrelCluster, 2 workers, round-robin, baseline build ({options.Baseline})",

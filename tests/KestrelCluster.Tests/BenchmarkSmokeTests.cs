@@ -48,6 +48,9 @@ public sealed class BenchmarkSmokeTests
             Assert.Contains("| KestrelCluster, 2 workers, round-robin |", table, StringComparison.Ordinal);
             Assert.Contains("accept → ConnectionContext created", table, StringComparison.Ordinal);
             Assert.Contains("latency the handoff adds", table, StringComparison.Ordinal);
+            Assert.Contains("Mode: **warm**", table, StringComparison.Ordinal);
+            Assert.Contains("Mode: **isolated (each setup fresh and alone)**", table, StringComparison.Ordinal);
+            Assert.Contains("CPU µs / req cold", table, StringComparison.Ordinal);
         }
         finally
         {
