@@ -8,6 +8,8 @@
 //   --baseline DLL    adds setup cluster-2-baseline: the BenchApp.dll of another build (say a git worktree of main),
 //                     interleaved with this one, for an A/B of a change in one run
 //   --throughput-only only the wrk tables: skips the memory, descriptor and handoff figures
+//   --variant N=V     adds, for every selected setup, a copy "<setup>+N=V" run with the environment variable N=V (an A/B of
+//                     a runtime setting in the same run)
 //   --modes a,b       warm (every setup alive and warmed for the whole run), isolated (each setup started fresh and run
 //                     alone, with its cold first 5 s), pinned (isolated, server on CPU 1 and wrk on CPU 0); default warm,isolated.
 //                     isolated and pinned measure --setups if given, else their own default set (IsolatedMode.cs)
@@ -28,6 +30,23 @@ if (options.HandoffOnly)
 
 var allSetups = Setups(options).ToList();
 var setups = allSetups.Where(s => s.Name is "plain" or "cluster-2-baseline" || (options.Setups is null ? !s.OptIn : options.Setups.Contains(s.Name))).ToList();
+if (options.Variant is { } variant)
+{
+    var (name, value) = (variant.Split('=', 2)[0], variant.Split('=', 2)[1]);
+    List<Setup> WithVariants(IEnumerable<Setup> list) => [.. list.SelectMany(s => new[]
+    {
+        s,
+        s with
+        {
+            Name = $"{s.Name}+{variant}",
+            Description = $"{s.Description}, with {variant}",
+            Environment = new Dictionary<string, string>(s.Environment) { [name] = value },
+        },
+    })];
+    setups = WithVariants(setups);
+    allSetups = WithVariants(allSetups);
+}
+
 var results = setups.ToDictionary(s => s.Name, _ => new List<Measured>());
 
 // The isolated and pinned tables: the warm mode's setups keep their servers for the whole run, these start their own.
@@ -355,6 +374,8 @@ internal sealed class HarnessOptions
 
     public HashSet<string> Modes { get; private set; } = ["warm", "isolated"];
 
+    public string? Variant { get; private set; }
+
     public static HarnessOptions Parse(string[] args)
     {
         var options = new HarnessOptions();
@@ -375,6 +396,7 @@ internal sealed class HarnessOptions
                 case "--benchapp": options.BenchApp = args[++i]; break;
                 case "--node-script": options.NodeScript = args[++i]; break;
                 case "--modes": options.Modes = [.. args[++i].Split(',')]; break;
+                case "--variant": options.Variant = args[++i].Contains('=', StringComparison.Ordinal) ? args[i] : throw new ArgumentException("--variant takes NAME=VALUE."); break;
                 default: throw new ArgumentException($"Unknown option {args[i]}. See the top of Program.cs.");
             }
         }
