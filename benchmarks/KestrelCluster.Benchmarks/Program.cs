@@ -12,7 +12,8 @@
 //                     a runtime setting in the same run)
 //   --modes a,b       warm (every setup alive and warmed for the whole run), isolated (each setup started fresh and run
 //                     alone, with its cold first 5 s), pinned (isolated, server on CPU 1 and wrk on CPU 0); default warm,isolated.
-//                     isolated and pinned measure --setups if given, else their own default set (IsolatedMode.cs)
+//                     isolated and pinned measure --setups if given, else their own default set (IsolatedMode.cs); h2: h2load,
+//                     h2c and HTTP/2 over TLS, warm, plain and cluster-2 (H2Mode.cs)
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -62,6 +63,11 @@ if (options.Modes.Contains("isolated"))
 if (options.Modes.Contains("pinned"))
 {
     modeTables.Add(await IsolatedMode.RunAsync(options, ModeSetups(IsolatedMode.PinnedSetups), pinned: true));
+}
+
+if (options.Modes.Contains("h2"))
+{
+    modeTables.Add(await H2Mode.RunAsync(options, options.BenchApp));
 }
 
 if (!options.Modes.Contains("warm"))
@@ -401,9 +407,9 @@ internal sealed class HarnessOptions
             }
         }
 
-        if (options.Modes.Except(["warm", "isolated", "pinned"]).FirstOrDefault() is { } unknown)
+        if (options.Modes.Except(["warm", "isolated", "pinned", "h2"]).FirstOrDefault() is { } unknown)
         {
-            throw new ArgumentException($"--modes: unknown mode {unknown}; the modes are warm, isolated and pinned.");
+            throw new ArgumentException($"--modes: unknown mode {unknown}; the modes are warm, isolated, pinned and h2.");
         }
 
         if (!File.Exists(options.BenchApp))

@@ -17,6 +17,9 @@ internal sealed record Setup(string Name, string Description, Func<int, (string 
 
     /// <summary>When set, the CPUs (taskset list, say "1") the server and every process it starts may run on.</summary>
     public string? Cpus { get; init; }
+
+    /// <summary>http, or https for a TLS endpoint.</summary>
+    public string Scheme { get; init; } = "http";
 }
 
 internal sealed class Server : IAsyncDisposable
@@ -24,17 +27,20 @@ internal sealed class Server : IAsyncDisposable
     private readonly Process _process;
     private readonly ConcurrentQueue<string> _output = new();
 
-    private Server(Process process, int port)
+    private Server(Process process, int port, string scheme)
     {
         _process = process;
         Port = port;
+        Scheme = scheme;
     }
+
+    public string Scheme { get; }
 
     public int Port { get; }
 
     public int ProcessId => _process.Id;
 
-    public string Url => $"http://127.0.0.1:{Port}/";
+    public string Url => $"{Scheme}://127.0.0.1:{Port}/";
 
     public static async Task<Server> StartAsync(Setup setup)
     {
@@ -62,7 +68,7 @@ internal sealed class Server : IAsyncDisposable
             startInfo.Environment[name] = value;
         }
 
-        var server = new Server(new Process { StartInfo = startInfo }, port);
+        var server = new Server(new Process { StartInfo = startInfo }, port, setup.Scheme);
         server._process.OutputDataReceived += (_, e) => { if (e.Data is not null) { server._output.Enqueue(e.Data); } };
         server._process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { server._output.Enqueue(e.Data); } };
         server._process.Start();
@@ -211,7 +217,8 @@ internal sealed class Server : IAsyncDisposable
     private async Task WaitUntilServingAsync(int readyLines)
     {
         var deadline = DateTime.UtcNow.AddSeconds(60);
-        using var client = new HttpClient();
+        // The setups' own certificates are self-signed; an HTTP/2-only endpoint answers HTTP/2 only (prior knowledge in clear).
+        using var client = new HttpClient(new SocketsHttpHandler { SslOptions = { RemoteCertificateValidationCallback = (_, _, _, _) => true } });
         while (true)
         {
             if (_process.HasExited)
@@ -221,15 +228,20 @@ internal sealed class Server : IAsyncDisposable
 
             if (_output.Count(l => l.Contains("is ready", StringComparison.Ordinal)) >= readyLines)
             {
-                try
+                foreach (var version in new[] { System.Net.HttpVersion.Version11, System.Net.HttpVersion.Version20 })
                 {
-                    if ((await client.GetAsync(Url)).IsSuccessStatusCode)
+                    try
                     {
-                        return;
+                        using var request = new HttpRequestMessage(HttpMethod.Get, Url) { Version = version, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
+                        using var response = await client.SendAsync(request);
+                        if (response.IsSuccessStatusCode)
+                        {
+                            return;
+                        }
                     }
-                }
-                catch (HttpRequestException)
-                {
+                    catch (HttpRequestException)
+                    {
+                    }
                 }
             }
 
