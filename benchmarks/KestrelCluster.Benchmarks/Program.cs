@@ -13,7 +13,8 @@
 //   --modes a,b       warm (every setup alive and warmed for the whole run), isolated (each setup started fresh and run
 //                     alone, with its cold first 5 s), pinned (isolated, server on CPU 1 and wrk on CPU 0); default warm,isolated.
 //                     isolated and pinned measure --setups if given, else their own default set (IsolatedMode.cs); h2: h2load,
-//                     h2c and HTTP/2 over TLS, warm, plain and cluster-2 (H2Mode.cs)
+//                     h2c and HTTP/2 over TLS, warm, plain and cluster-2 (H2Mode.cs); rolling: a SIGHUP under load, cluster-2
+//                     and cluster-2-warm unless --setups (RollingMode.cs)
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -63,6 +64,11 @@ if (options.Modes.Contains("isolated"))
 if (options.Modes.Contains("pinned"))
 {
     modeTables.Add(await IsolatedMode.RunAsync(options, ModeSetups(IsolatedMode.PinnedSetups), pinned: true));
+}
+
+if (options.Modes.Contains("rolling"))
+{
+    modeTables.Add(await RollingMode.RunAsync(options, ModeSetups(RollingMode.DefaultSetups)));
 }
 
 if (options.Modes.Contains("h2"))
@@ -407,9 +413,9 @@ internal sealed class HarnessOptions
             }
         }
 
-        if (options.Modes.Except(["warm", "isolated", "pinned", "h2"]).FirstOrDefault() is { } unknown)
+        if (options.Modes.Except(["warm", "isolated", "pinned", "h2", "rolling"]).FirstOrDefault() is { } unknown)
         {
-            throw new ArgumentException($"--modes: unknown mode {unknown}; the modes are warm, isolated, pinned and h2.");
+            throw new ArgumentException($"--modes: unknown mode {unknown}; the modes are warm, isolated, pinned, h2 and rolling.");
         }
 
         if (!File.Exists(options.BenchApp))

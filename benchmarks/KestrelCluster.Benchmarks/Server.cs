@@ -92,6 +92,12 @@ internal sealed class Server : IAsyncDisposable
         || name.StartsWith("Logging__", StringComparison.OrdinalIgnoreCase) || name.StartsWith("ASPNETCORE_", StringComparison.OrdinalIgnoreCase)
         || name.StartsWith("DOTNET_URLS", StringComparison.OrdinalIgnoreCase);
 
+    /// <summary>Whether the server has written a line containing <paramref name="text"/>.</summary>
+    public bool HasSaid(string text) => _output.Any(l => l.Contains(text, StringComparison.Ordinal));
+
+    /// <summary>Sends <paramref name="signal"/> to the server's main process (the primary).</summary>
+    public void Signal(int signal) => Kill(_process.Id, signal);
+
     /// <summary>CPU seconds (user + system) the server's main process has used so far.</summary>
     public double CpuSeconds() => CpuSecondsOf(ProcessId);
 

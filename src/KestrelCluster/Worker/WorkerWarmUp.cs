@@ -49,6 +49,13 @@ internal sealed class WorkerWarmUp(WorkerControlChannel channel, WorkerIdentity 
     /// <summary>Concurrent connections: enough to warm the paths that only concurrency takes, few enough for any machine.</summary>
     private const int Loops = 4;
 
+    /// <summary>
+    /// The pause after each request of a loop: the JIT needs calls, not throughput. Unpaced, the loops took whole cores
+    /// from the workers serving beside a rolling restart's new one (measured: throughput during a restart 0.55x of
+    /// before it, against 0.72x without warm-up); paced, 4 loops stay near 4,000 requests a second.
+    /// </summary>
+    private static readonly TimeSpan s_pace = TimeSpan.FromMilliseconds(1);
+
     /// <summary>Every this many requests a loop asks for Connection: close: the new-connection path warms up too.</summary>
     private const int CloseEvery = 8;
 
@@ -134,6 +141,7 @@ internal sealed class WorkerWarmUp(WorkerControlChannel channel, WorkerIdentity 
                     using var response = await client.SendAsync(request, HttpCompletionOption.ResponseContentRead, settled.Token)
                         .ConfigureAwait(false);
                     Interlocked.Increment(ref requests);
+                    await Task.Delay(s_pace, settled.Token).ConfigureAwait(false);
                 }
             }).ToList();
 
