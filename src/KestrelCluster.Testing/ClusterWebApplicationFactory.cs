@@ -22,9 +22,10 @@ namespace KestrelCluster.Testing;
 /// <para>
 /// Each worker creates an instance of the factory type with its public parameterless constructor (required; keep it
 /// free of side effects) and calls <c>ConfigureWebHost</c> on it; the instance is never started.
-/// <see cref="IsClusterWorker"/> tells that call apart. State of the test (a container's connection string, a temporary
-/// folder) reaches the workers as settings: <c>builder.UseSetting(key, value)</c> in <c>ConfigureWebHost</c>, with the
-/// value computed in a static field or read from the environment.
+/// <see cref="IsClusterWorker"/> tells that call apart. <c>ConfigureWebHost</c> runs again in each worker process, so
+/// state the test computes (a container's connection string, a temporary folder) does not reach the workers through
+/// the factory's fields: put it in environment variables, which workers inherit from the test process (and
+/// configuration reads), or in settings every process computes the same way.
 /// </para>
 /// <para>
 /// <see cref="WebApplicationFactory{TEntryPoint}.WithWebHostBuilder(Action{IWebHostBuilder})"/> is refused when the
@@ -68,8 +69,8 @@ public class ClusterWebApplicationFactory<TEntryPoint> : WebApplicationFactory<T
         if (type.GetConstructor(Type.EmptyTypes) is null)
         {
             throw new InvalidOperationException($"{type.FullName} needs a public parameterless constructor: each worker process " +
-                "creates one to run its ConfigureWebHost. Pass test state to the workers as settings (builder.UseSetting in " +
-                "ConfigureWebHost) instead of constructor arguments.");
+                "creates one to run its ConfigureWebHost. Pass test state to the workers in environment variables, which they " +
+                "inherit, instead of constructor arguments.");
         }
 
         if (CreatedForWithWebHostBuilder())
