@@ -3,6 +3,7 @@
 // primary did. Test intent that is code — ConfigureServices, ConfigureTestServices, ConfigureLogging — and settings —
 // UseSetting, UseEnvironment, in-memory configuration — so reach the processes that serve the requests.
 using System.Diagnostics;
+using KestrelCluster.Protocol;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.Configuration;
@@ -59,7 +60,7 @@ public class ClusterWebApplicationFactory<TEntryPoint> : WebApplicationFactory<T
     /// <see langword="true"/> when this instance was created by a worker process to run <c>ConfigureWebHost</c> there;
     /// <see langword="false"/> in the test process.
     /// </summary>
-    protected static bool IsClusterWorker => AppContext.GetData(TestFactoryContract.WorkerSwitch) is true;
+    protected static bool IsClusterWorker => AppContext.GetData(TestFactoryReference.WorkerSwitch) is true;
 
     /// <inheritdoc />
     protected override IHost CreateHost(IHostBuilder builder)
@@ -83,8 +84,8 @@ public class ClusterWebApplicationFactory<TEntryPoint> : WebApplicationFactory<T
 
         var settings = new Dictionary<string, string?>
         {
-            [TestFactoryContract.AssemblyKey] = type.Assembly.Location,
-            [TestFactoryContract.TypeKey] = type.FullName,
+            [TestFactoryReference.AssemblyKey] = type.Assembly.Location,
+            [TestFactoryReference.TypeKey] = type.FullName,
         };
         builder.ConfigureAppConfiguration(configuration => configuration.AddInMemoryCollection(settings));
         builder.ConfigureServices(services => services.AddSingleton<IStartupFilter, ImposedPortGate>());

@@ -148,7 +148,14 @@ public static class ClusterWebHostBuilderExtensions
         services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
         services.PostConfigure<LoggerFilterOptions>(o =>
             o.Rules.Add(new LoggerFilterRule(providerName: null, "Microsoft.Hosting.Lifetime", LogLevel.Warning, filter: null)));
-        services.PostConfigure<LoggerFilterOptions>(WarmUpLogFilter.Apply); // last: it wraps every rule, the one above too
+        // Last: it wraps every rule, the one above too. Only with a warm-up: otherwise no log call pays for its check.
+        services.AddOptions<LoggerFilterOptions>().PostConfigure<IOptions<ClusterOptions>>((o, cluster) =>
+        {
+            if (cluster.Value.WarmUpPath is not null)
+            {
+                WarmUpLogFilter.Apply(o);
+            }
+        });
 
         // The primary writes every line a worker writes, attributed to it (WorkerOutput): no prefix of the worker's own,
         // and the primary's formatter (UseSystemd() picks systemd's in the primary only: its parent is systemd).

@@ -1,6 +1,7 @@
 // Which WebApplicationFactory started the primary, so that each worker runs its ConfigureWebHost too. The factory
-// (ClusterWebApplicationFactory, package KestrelCluster.Testing) writes these keys into the primary's configuration; the
-// primary passes "assembly path|type name" to its workers (WorkerIdentity.TestFactoryVariable).
+// (ClusterWebApplicationFactory, package KestrelCluster.Testing, which compiles against this type) writes these keys into
+// the primary's configuration; the primary passes "assembly path|type name" to its workers
+// (WorkerIdentity.TestFactoryVariable).
 using Microsoft.Extensions.Configuration;
 
 namespace KestrelCluster.Protocol;

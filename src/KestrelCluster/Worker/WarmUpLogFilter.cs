@@ -1,8 +1,9 @@
 // While a worker warms up (WorkerWarmUp), only warnings and errors are logged (and nothing while it finds the protocol,
 // whose wrong guesses Kestrel logs as errors): its thousands of requests to itself
 // would otherwise fill the log of an app that logs requests at Information. Every filter rule the app configured is
-// kept and wrapped; the rule-less default gets one with the same minimum level. Outside the warm-up the added check is
-// one read of a flag, made only for messages that are enabled anyway (below their minimum level no filter runs).
+// kept and wrapped; the rule-less default gets one with the same minimum level. Applied only when Cluster:WarmUpPath is
+// set; outside the warm-up the added check is then one read of a flag, made only for messages that are enabled anyway
+// (below their minimum level no filter runs).
 using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Worker;

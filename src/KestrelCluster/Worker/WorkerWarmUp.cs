@@ -77,12 +77,12 @@ internal sealed class WorkerWarmUp(WorkerControlChannel channel, WorkerIdentity 
     /// <summary>Requests before the JIT may count as settled: past the 30 calls that promote a method, in every loop.</summary>
     private const long MinimumRequests = 400;
 
-    private static readonly (string Scheme, Version Version, string Name)[] s_protocols =
+    private static readonly Protocol[] s_protocols =
     [
-        (Uri.UriSchemeHttp, HttpVersion.Version11, "HTTP/1.1"),
-        (Uri.UriSchemeHttps, HttpVersion.Version11, "HTTP/1.1 over TLS"),
-        (Uri.UriSchemeHttp, HttpVersion.Version20, "HTTP/2"),
-        (Uri.UriSchemeHttps, HttpVersion.Version20, "HTTP/2 over TLS"),
+        new(Uri.UriSchemeHttp, HttpVersion.Version11, "HTTP/1.1"),
+        new(Uri.UriSchemeHttps, HttpVersion.Version11, "HTTP/1.1 over TLS"),
+        new(Uri.UriSchemeHttp, HttpVersion.Version20, "HTTP/2"),
+        new(Uri.UriSchemeHttps, HttpVersion.Version20, "HTTP/2 over TLS"),
     ];
 
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -188,7 +188,7 @@ internal sealed class WorkerWarmUp(WorkerControlChannel channel, WorkerIdentity 
         }
     }
 
-    private static async Task<(string Scheme, Version Version, string Name)?> FindProtocolAsync(HttpClient client, string path,
+    private static async Task<Protocol?> FindProtocolAsync(HttpClient client, string path,
         CancellationToken cancellationToken)
     {
         foreach (var protocol in s_protocols)
@@ -208,7 +208,7 @@ internal sealed class WorkerWarmUp(WorkerControlChannel channel, WorkerIdentity 
         return null;
     }
 
-    private static HttpRequestMessage Request((string Scheme, Version Version, string Name) protocol, string path, bool close)
+    private static HttpRequestMessage Request(Protocol protocol, string path, bool close)
     {
         var request = new HttpRequestMessage(HttpMethod.Get, new Uri($"{protocol.Scheme}://localhost{path}"))
         {
@@ -219,6 +219,9 @@ internal sealed class WorkerWarmUp(WorkerControlChannel channel, WorkerIdentity 
         request.Headers.ConnectionClose = close && protocol.Version == HttpVersion.Version11;
         return request;
     }
+
+    /// <summary>A way to reach the endpoint: the URI scheme, the HTTP version asked for exactly, and its name in the log.</summary>
+    private sealed record Protocol(string Scheme, Version Version, string Name);
 
     /// <summary>A loopback connection whose accepted end the endpoint's listener serves as a handed-off one.</summary>
     private static async ValueTask<Stream> ConnectAsync(Socket loopback, WorkerConnectionListener listener, CancellationToken token)
