@@ -3,7 +3,6 @@
 // the socket can be disposed at once and the frame still delivers that socket. And the libc layer's ABI check passes on this machine.
 using System.Net;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using KestrelCluster.Interop;
 using KestrelCluster.Primary;
 using KestrelCluster.Protocol;
@@ -11,7 +10,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 
 namespace KestrelCluster.Tests;
 
-public sealed partial class FdLifetimeTests
+public sealed class FdLifetimeTests
 {
     [Fact]
     public void AcceptedConnection_ClosedWhileReferenced_TheFdStaysOpenUntilTheLastRelease()
@@ -21,14 +20,15 @@ public sealed partial class FdLifetimeTests
         client.Connect(table.ListenSocket.LocalEndPoint!);
         var fd = AcceptOne(table);
         var connection = new AcceptedConnection(table.Listener, fd, default);
+        var socket = OpenFile(fd);
 
         Assert.True(connection.TryAddRef()); // a send in progress
         connection.Close();                  // the owner closes it meanwhile
 
-        Assert.True(IsOpen(fd), "the fd is still open while referenced");
+        Assert.Equal(socket, OpenFile(fd)); // still open while referenced
         Assert.False(connection.TryAddRef(), "no new reference once closed");
         connection.Release();
-        Assert.False(IsOpen(fd), "closed with the last reference");
+        Assert.NotEqual(socket, OpenFile(fd)); // closed with the last reference
     }
 
     [Fact]
@@ -56,11 +56,13 @@ public sealed partial class FdLifetimeTests
             shared.Bind(new IPEndPoint(IPAddress.Loopback, 0));
             shared.Listen();
             var sharedFd = (int)shared.SafeHandle.DangerousGetHandle();
+            var sharedSocket = OpenFile(sharedFd);
             var sharedPort = ((IPEndPoint)shared.LocalEndPoint!).Port;
             Assert.True(writer.TrySend(ControlFrames.Ready(), shared.SafeHandle));
             shared.Dispose(); // the listener is unbound while the frame waits: at once, no waiting for the peer
 
-            Assert.False(IsOpen(sharedFd), "the owner's fd is closed; the queued frame holds its own duplicate");
+            // The owner's fd is closed; the queued frame holds its own duplicate.
+            Assert.NotEqual(sharedSocket, OpenFile(sharedFd));
 
             // The peer reads: the frame arrives with the very socket, still listening on its port.
             var buffer = new byte[ControlFrames.MaxFrameLength];
@@ -103,12 +105,12 @@ public sealed partial class FdLifetimeTests
         }
     }
 
-    private static bool IsOpen(int fd) => fcntl(fd, F_GETFD) >= 0;
-
-    private const int F_GETFD = 1;
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int fcntl(int fd, int cmd);
+    /// <summary>
+    /// What fd number <paramref name="fd"/> refers to ("socket:[inode]"), or null once it is closed. Tests run in
+    /// parallel, so a closed number can be reused at once by another test: compare what it refers to, not whether it
+    /// is open.
+    /// </summary>
+    private static string? OpenFile(int fd) => new FileInfo($"/proc/self/fd/{fd}").LinkTarget;
 
     /// <summary>A primary listener (for AcceptedConnection) and a plain listening socket the test accepts on itself.</summary>
     private sealed class TableWithListener : IDisposable
