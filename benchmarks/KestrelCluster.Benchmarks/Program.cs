@@ -14,12 +14,21 @@
 //                     alone, with its cold first 5 s), pinned (isolated, server on CPU 1 and wrk on CPU 0); default warm,isolated.
 //                     isolated and pinned measure --setups if given, else their own default set (IsolatedMode.cs); h2: h2load,
 //                     h2c and HTTP/2 over TLS, warm, plain and cluster-2 (H2Mode.cs); rolling: a SIGHUP under load, cluster-2
-//                     and cluster-2-warm unless --setups (RollingMode.cs)
+//                     and cluster-2-warm unless --setups (RollingMode.cs); primary: the primary's capacity per core, with sink
+//                     workers, 1 and 2 accept threads, and plain Kestrel accepting and closing as the reference (PrimaryMode.cs)
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using KestrelCluster.Benchmarks;
+
+if (args is ["--connect-load", var loadPort, var loadSeconds, var loadConcurrency])
+{
+    // The primary mode's load generator, run in a process of its own (pinned by the caller).
+    await ConnectLoad.RunAsync(int.Parse(loadPort, CultureInfo.InvariantCulture),
+        TimeSpan.FromSeconds(double.Parse(loadSeconds, CultureInfo.InvariantCulture)), int.Parse(loadConcurrency, CultureInfo.InvariantCulture));
+    return;
+}
 
 var options = HarnessOptions.Parse(args);
 if (options.HandoffOnly)
@@ -69,6 +78,11 @@ if (options.Modes.Contains("pinned"))
 if (options.Modes.Contains("rolling"))
 {
     modeTables.Add(await RollingMode.RunAsync(options, ModeSetups(RollingMode.DefaultSetups)));
+}
+
+if (options.Modes.Contains("primary"))
+{
+    modeTables.Add(await PrimaryMode.RunAsync(options, typeof(HarnessOptions).Assembly.Location));
 }
 
 if (options.Modes.Contains("h2"))
@@ -413,9 +427,9 @@ internal sealed class HarnessOptions
             }
         }
 
-        if (options.Modes.Except(["warm", "isolated", "pinned", "h2", "rolling"]).FirstOrDefault() is { } unknown)
+        if (options.Modes.Except(["warm", "isolated", "pinned", "h2", "rolling", "primary"]).FirstOrDefault() is { } unknown)
         {
-            throw new ArgumentException($"--modes: unknown mode {unknown}; the modes are warm, isolated, pinned, h2 and rolling.");
+            throw new ArgumentException($"--modes: unknown mode {unknown}; the modes are warm, isolated, pinned, h2, rolling and primary.");
         }
 
         if (!File.Exists(options.BenchApp))

@@ -20,12 +20,16 @@ internal sealed record Setup(string Name, string Description, Func<int, (string 
 
     /// <summary>http, or https for a TLS endpoint.</summary>
     public string Scheme { get; init; } = "http";
+
+    /// <summary>The server closes every connection unanswered (BenchApp --sink): it serves once a connection is closed by it.</summary>
+    public bool Sink { get; init; }
 }
 
 internal sealed class Server : IAsyncDisposable
 {
     private readonly Process _process;
     private readonly ConcurrentQueue<string> _output = new();
+    private bool _sink;
 
     private Server(Process process, int port, string scheme)
     {
@@ -68,7 +72,7 @@ internal sealed class Server : IAsyncDisposable
             startInfo.Environment[name] = value;
         }
 
-        var server = new Server(new Process { StartInfo = startInfo }, port, setup.Scheme);
+        var server = new Server(new Process { StartInfo = startInfo }, port, setup.Scheme) { _sink = setup.Sink };
         server._process.OutputDataReceived += (_, e) => { if (e.Data is not null) { server._output.Enqueue(e.Data); } };
         server._process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { server._output.Enqueue(e.Data); } };
         server._process.Start();
@@ -232,7 +236,26 @@ internal sealed class Server : IAsyncDisposable
                 throw new InvalidOperationException("The server exited:\n" + string.Join('\n', _output));
             }
 
-            if (_output.Count(l => l.Contains("is ready", StringComparison.Ordinal)) >= readyLines)
+            if (_output.Count(l => l.Contains("is ready", StringComparison.Ordinal)) >= readyLines && _sink)
+            {
+                try
+                {
+                    using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                    await socket.ConnectAsync(IPAddress.Loopback, Port);
+                    if (await socket.ReceiveAsync(new byte[1]) == 0)
+                    {
+                        return; // closed by the server: a sink serving
+                    }
+                }
+                catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
+                {
+                    return; // aborted by the server (Kestrel's Abort resets): a sink serving
+                }
+                catch (SocketException)
+                {
+                }
+            }
+            else if (_output.Count(l => l.Contains("is ready", StringComparison.Ordinal)) >= readyLines)
             {
                 foreach (var version in new[] { System.Net.HttpVersion.Version11, System.Net.HttpVersion.Version20 })
                 {

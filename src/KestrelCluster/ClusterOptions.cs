@@ -54,6 +54,22 @@ public sealed class ClusterOptions
     /// <remarks>Defaults to 10 seconds. Must be shorter than <see cref="WorkerStartTimeout"/>.</remarks>
     public TimeSpan MaxWarmUpTime { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>The most accept threads per endpoint: <see cref="AcceptThreads"/> above it fails at startup.</summary>
+    public const int MaxAcceptThreads = 64;
+
+    /// <summary>
+    /// The threads that accept connections on each endpoint in the primary and hand them to the workers. Each waits on
+    /// the same listening socket (a new connection wakes one of them) and routes through its own share of the
+    /// dispatcher, so they never wait for one another. Not used with <see cref="SchedulingPolicy.Shared"/>, where the
+    /// workers accept.
+    /// </summary>
+    /// <remarks>
+    /// Defaults to one per 4 CPUs (<see cref="Environment.ProcessorCount"/> / 4, at least 1): one accept thread hands
+    /// off about as many new connections as four cores of Kestrel can accept and close (measured: see the README's
+    /// Performance section), and an idle one only waits. At most <see cref="MaxAcceptThreads"/>.
+    /// </remarks>
+    public int AcceptThreads { get; set; } = Math.Max(1, Environment.ProcessorCount / 4);
+
     /// <summary>
     /// The most accepted connections handed to one worker and not yet acknowledged by it. A worker at the limit
     /// gets no new connections until it catches up, so a stalled worker cannot swallow connections.

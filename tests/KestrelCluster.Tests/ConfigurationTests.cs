@@ -12,6 +12,8 @@ public sealed class ConfigurationTests
     [InlineData("Cluster__Workers", "1025", "Cluster:Workers is 1025; the limit is 1024 worker processes")]
     [InlineData("Cluster__Workers", "100000", "Cluster:Workers is 100000; the limit is 1024 worker processes")]
     [InlineData("Cluster__MinWorkerUptime", "-00:00:01", "Cluster:MinWorkerUptime")]
+    [InlineData("Cluster__AcceptThreads", "0", "Cluster:AcceptThreads")]
+    [InlineData("Cluster__AcceptThreads", "65", "Cluster:AcceptThreads")]
     [InlineData("Cluster__MaxHandoffsInFlight", "0", "Cluster:MaxHandoffsInFlight")]
     [InlineData("Cluster__WorkerStartTimeout", "-00:00:01", "Cluster:WorkerStartTimeout")]
     [InlineData("Cluster__WarmUpPath", "healthz", "Cluster:WarmUpPath is 'healthz'; it must be a path on this app")]

@@ -34,6 +34,12 @@ internal sealed class ClusterOptionsValidator : IValidateOptions<ClusterOptions>
                 $"shorter than {ClusterOptions.SectionName}:{nameof(ClusterOptions.WorkerStartTimeout)} ({options.WorkerStartTimeout}).");
         }
 
+        if (options.AcceptThreads is < 1 or > ClusterOptions.MaxAcceptThreads)
+        {
+            failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.AcceptThreads)} is {options.AcceptThreads}; it must be " +
+                $"between 1 and {ClusterOptions.MaxAcceptThreads}.");
+        }
+
         if (options.MaxHandoffsInFlight is < 1 or > 100_000)
         {
             failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.MaxHandoffsInFlight)} is " +

@@ -104,7 +104,8 @@ public static class ClusterWebHostBuilderExtensions
     {
         services.AddSingleton(sp => ClusterContext.ForPrimary(sp.GetRequiredService<IOptions<ClusterOptions>>()));
         services.AddSingleton<PrimaryListenerTable>();
-        services.AddSingleton<HandoffDispatcher>();
+        services.AddSingleton(sp => new HandoffDispatcher(sp.GetRequiredService<IConnectionScheduler>(),
+            sp.GetRequiredService<ILogger<HandoffDispatcher>>(), sp.GetRequiredService<IOptions<ClusterOptions>>().Value.AcceptThreads));
 
         // A scheduler the app registers itself (before or after this call) wins over the built-in policy.
         services.TryAddSingleton(sp

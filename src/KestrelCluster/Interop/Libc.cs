@@ -1,6 +1,6 @@
-// The one place that talks to libc: accept4, shutdown, close, getrandom, geteuid, SO_PEERCRED, prctl, and (in
-// Libc.Messages.cs) sendmsg/recvmsg with SCM_RIGHTS ancillary data. Layouts are glibc x64/arm64 (LP64), checked at
-// startup (AbiMismatch); nothing outside this folder touches a pointer.
+// The one place that talks to libc: accept4, shutdown, close, getrandom, geteuid, SO_PEERCRED, prctl, (in
+// Libc.Messages.cs) sendmsg/recvmsg with SCM_RIGHTS ancillary data and (in Libc.Epoll.cs) epoll for the accept threads.
+// Layouts are glibc x64/arm64 (LP64), checked at startup (AbiMismatch); nothing outside this folder touches a pointer.
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 

@@ -6,46 +6,45 @@
 // and the connection joins that worker's outbox (where it already counts as in flight); after the lock, each
 // worker's outbox goes out as one message. Connections that arrive in a burst thus cost one sendmsg per worker,
 // not one per connection, and the worker's reader wakes once for all of them.
-using KestrelCluster.Protocol;
+//
+// With several accept threads (ClusterOptions.AcceptThreads) each thread routes through its own shard: its own lock,
+// waiting queue and scheduler view, so the threads never wait for one another. The shards share the ready workers
+// (a copy-on-write array) and the workers' outboxes (each with its own lock); room made by an ack is offered to every
+// shard.
 using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Primary;
 
-internal sealed class HandoffDispatcher : IDisposable
+internal sealed partial class HandoffDispatcher : IDisposable
 {
-    /// <summary>Accepted connections waiting for a worker before the accept loops pause.</summary>
+    /// <summary>Accepted connections waiting for a worker, per shard, before its accept thread pauses.</summary>
     internal const int MaxWaiting = 4096;
 
-    private readonly Lock _lock = new();
-    private readonly List<WorkerChannel> _ready = [];
-    private WorkerChannel[] _readySnapshot = []; // _ready, copied on change: what a flush sends after the lock
-    private readonly Queue<AcceptedConnection> _waiting = new();
-    // The scheduler's view, rebuilt for each choice (under the lock): the candidates and, at the same index, their channels.
-    private WorkerCandidate[] _candidates = new WorkerCandidate[8];
-    private WorkerChannel[] _candidateChannels = new WorkerChannel[8];
+    private readonly Lock _readyLock = new(); // writers of _ready
+    private volatile WorkerChannel[] _ready = []; // in slot order; replaced, never changed in place
+    private readonly DispatchShard[] _shards;
     private readonly IConnectionScheduler _scheduler;
     private readonly ILogger _logger;
-    private readonly ManualResetEventSlim _room = new(initialState: true);
-    private bool _stopped;
-    private long _accepted; // written under _lock
-    private long _redispatched; // written under _lock
+    private int _nextRedispatchShard;
+    private long _accepted;
+    private long _redispatched;
 
-    public HandoffDispatcher(IConnectionScheduler scheduler, ILogger<HandoffDispatcher> logger)
+    public HandoffDispatcher(IConnectionScheduler scheduler, ILogger<HandoffDispatcher> logger, int shards = 1)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(shards, 1);
         _scheduler = scheduler;
         _logger = logger;
-    }
-
-    public int WaitingCount
-    {
-        get
+        _shards = new DispatchShard[shards];
+        for (var i = 0; i < shards; i++)
         {
-            lock (_lock)
-            {
-                return _waiting.Count;
-            }
+            _shards[i] = new DispatchShard(this);
         }
     }
+
+    /// <summary>How many shards route connections: one per accept thread of each listener.</summary>
+    public int ShardCount => _shards.Length;
+
+    public int WaitingCount => _shards.Sum(s => s.WaitingCount);
 
     /// <summary>Connections accepted since the primary started.</summary>
     public long Accepted => Interlocked.Read(ref _accepted);
@@ -53,57 +52,25 @@ internal sealed class HandoffDispatcher : IDisposable
     /// <summary>Connections handed back by a worker (refused, or never acknowledged before it went away) and routed again.</summary>
     public long Redispatched => Interlocked.Read(ref _redispatched);
 
-    /// <summary>Hands the connections to workers now, or queues them until one can take them.</summary>
-    public void Dispatch(List<AcceptedConnection> connections)
+    /// <summary>Hands the connections to workers now, or queues them in <paramref name="shard"/> until one can take them.</summary>
+    public void Dispatch(List<AcceptedConnection> connections, int shard = 0)
     {
-        lock (_lock)
-        {
-            if (_stopped)
-            {
-                foreach (var connection in connections)
-                {
-                    connection.Close();
-                }
-
-                return;
-            }
-
-            foreach (var connection in connections)
-            {
-                _waiting.Enqueue(connection);
-            }
-
-            Interlocked.Add(ref _accepted, connections.Count);
-
-            if (_waiting.Count >= MaxWaiting)
-            {
-                _room.Reset();
-            }
-        }
-
-        Flush();
+        _shards[shard].Dispatch(connections);
     }
 
-    /// <summary>Blocks the accept thread while the waiting queue is full (the kernel's backlog holds the rest).</summary>
-    public void WaitForRoom()
-    {
-        if (!_room.IsSet)
-        {
-            PrimaryLog.AcceptPaused(_logger, WaitingCount);
-            _room.Wait();
-        }
-    }
+    /// <summary>Blocks an accept thread while its shard's waiting queue is full (the kernel's backlog holds the rest).</summary>
+    public void WaitForRoom(int shard = 0) => _shards[shard].WaitForRoom();
 
     public void AddReady(WorkerChannel worker)
     {
-        lock (_lock)
+        lock (_readyLock)
         {
-            if (!_ready.Contains(worker))
+            var ready = _ready;
+            if (Array.IndexOf(ready, worker) < 0)
             {
                 // Kept in slot order: schedulers see candidates ordered by slot.
-                var index = _ready.FindIndex(w => w.Worker.Slot > worker.Worker.Slot);
-                _ready.Insert(index < 0 ? _ready.Count : index, worker);
-                _readySnapshot = [.. _ready];
+                var index = Array.FindIndex(ready, w => w.Worker.Slot > worker.Worker.Slot);
+                _ready = index < 0 ? [.. ready, worker] : [.. ready[..index], worker, .. ready[index..]];
             }
         }
 
@@ -112,132 +79,70 @@ internal sealed class HandoffDispatcher : IDisposable
 
     public void RemoveReady(WorkerChannel worker)
     {
-        lock (_lock)
+        lock (_readyLock)
         {
-            if (_ready.Remove(worker))
+            if (Array.IndexOf(_ready, worker) >= 0)
             {
-                _readySnapshot = [.. _ready];
+                _ready = [.. _ready.Where(w => w != worker)];
             }
         }
     }
 
-    /// <summary>Hands out waiting connections while some worker can take them.</summary>
+    /// <summary>Hands out waiting connections, in every shard, while some worker can take them.</summary>
     public void Flush()
     {
-        while (true)
+        foreach (var shard in _shards)
         {
-            WorkerChannel[] workers;
-            lock (_lock)
-            {
-                var routed = 0;
-                while (_waiting.Count > 0 && routed < ControlFrames.MaxFdsPerMessage && Choose(_waiting.Peek()) is { } worker)
-                {
-                    worker.AddToOutbox(_waiting.Dequeue());
-                    routed++;
-                }
-
-                if (!_room.IsSet && _waiting.Count < MaxWaiting / 2)
-                {
-                    _room.Set();
-                }
-
-                if (routed == 0)
-                {
-                    return;
-                }
-
-                // Every worker chosen above is in this snapshot, even if it leaves _ready before its outbox is sent.
-                workers = _readySnapshot;
-            }
-
-            foreach (var worker in workers)
-            {
-                // A worker that cannot take its outbox (full, or gone) hands it back through Redispatch.
-                worker.SendOutbox();
-            }
+            shard.Flush();
         }
     }
 
     /// <summary>Puts back connections a worker refused or never acknowledged (it went away), then routes them again.</summary>
     public void Redispatch(IEnumerable<AcceptedConnection> connections)
     {
+        var shard = _shards[(uint)Interlocked.Increment(ref _nextRedispatchShard) % (uint)_shards.Length];
+        var closed = 0;
         foreach (var connection in connections)
         {
-            Requeue(connection);
+            if (shard.Requeue(connection))
+            {
+                Interlocked.Increment(ref _redispatched);
+            }
+            else
+            {
+                connection.Close(); // shutting down: a worker handed it back while draining, and no worker is left to take it
+                closed++;
+            }
         }
 
-        Flush();
+        if (closed > 0)
+        {
+            PrimaryLog.WaitingConnectionsClosed(_logger, closed);
+        }
+
+        shard.Flush();
     }
 
-    public void Dispose() => _room.Dispose();
+    public void Dispose()
+    {
+        foreach (var shard in _shards)
+        {
+            shard.Dispose();
+        }
+    }
 
     /// <summary>Stops routing: closes every waiting connection (the primary is shutting down).</summary>
     public void Stop()
     {
-        List<AcceptedConnection> waiting;
-        lock (_lock)
+        var closed = 0;
+        foreach (var shard in _shards)
         {
-            _stopped = true;
-            waiting = [.. _waiting];
-            _waiting.Clear();
-            _room.Set();
+            closed += shard.Stop();
         }
 
-        foreach (var connection in waiting)
+        if (closed > 0)
         {
-            connection.Close();
+            PrimaryLog.WaitingConnectionsClosed(_logger, closed);
         }
-
-        if (waiting.Count > 0)
-        {
-            PrimaryLog.WaitingConnectionsClosed(_logger, waiting.Count);
-        }
-    }
-
-    /// <summary>Asks the scheduler to choose among the workers that can take the connection now. Under the lock.</summary>
-    private WorkerChannel? Choose(AcceptedConnection connection)
-    {
-        var count = 0;
-        foreach (var worker in _ready)
-        {
-            if (worker.CanTake(connection.Listener.Id))
-            {
-                if (count == _candidates.Length)
-                {
-                    Array.Resize(ref _candidates, count * 2);
-                    Array.Resize(ref _candidateChannels, count * 2);
-                }
-
-                _candidates[count] = worker.Candidate;
-                _candidateChannels[count++] = worker;
-            }
-        }
-
-        if (count == 0)
-        {
-            return null;
-        }
-
-        var index = _scheduler.Choose(new ScheduledConnection(connection), _candidates.AsSpan(0, count));
-        var chosen = (uint)index < (uint)count ? _candidateChannels[index] : null;
-        Array.Clear(_candidateChannels, 0, count); // no channel kept alive by the buffer after its worker is gone
-        return chosen;
-    }
-
-    private void Requeue(AcceptedConnection connection)
-    {
-        lock (_lock)
-        {
-            if (!_stopped)
-            {
-                _waiting.Enqueue(connection);
-                Interlocked.Increment(ref _redispatched);
-                return;
-            }
-        }
-
-        // Shutting down: a worker handed it back while draining, and no worker is left to take it.
-        connection.Close();
-        PrimaryLog.WaitingConnectionsClosed(_logger, 1);
     }
 }

@@ -2,11 +2,16 @@
 // accepted socket to the dispatcher. Kestrel in the primary never sees a connection: AcceptAsync only waits
 // for unbind, then returns null.
 //
-// The accept loop is a dedicated thread: it waits in poll() on the non-blocking listening socket, then accepts
+// The accept loop is a dedicated thread: it waits in epoll on the non-blocking listening socket, then accepts
 // with accept4() until the backlog is empty and hands the whole burst to the dispatcher at once, so connections
 // that arrive together travel to a worker together, several fds in one sendmsg. Per connection that is one
 // syscall and no Socket object, task or thread-pool hop — the primary's whole job is this loop, and with
 // Connection: close traffic its CPU per connection is what limits the cluster (see benchmarks/).
+//
+// With ClusterOptions.AcceptThreads above 1, that many threads run this loop on the same listening socket, each
+// with its own epoll instance (EPOLLEXCLUSIVE: a connection wakes one of them) and its own dispatcher shard. One
+// socket, not SO_REUSEPORT siblings: nothing else can join the port, a systemd-activated or Unix domain socket works
+// the same, and closing it never strands connections in a sibling's queue.
 using System.Net;
 using System.Net.Sockets;
 using KestrelCluster.Interop;
@@ -14,6 +19,7 @@ using KestrelCluster.Protocol;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
 
 namespace KestrelCluster.Primary;
 
@@ -27,7 +33,11 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
     private readonly PrimaryListenerTable _table;
     private readonly ILogger _logger;
     private readonly TaskCompletionSource _unbound = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private Thread? _acceptThread;
+    private Thread[] _acceptThreads = [];
+    // Who still uses the listening socket: the owner until StopAccepting, and each accept thread until it exits. The last
+    // one closes it. An accept thread waits in epoll, which holds no reference to the socket: closed while a thread
+    // is woken and not yet running, its epoll registration would vanish with the wake-up, and the thread sleep forever.
+    private int _socketUsers = 1;
     private int _stopped;
 
     private PrimaryConnectionListener(int id, EndPoint requested, Socket listenSocket, HandoffDispatcher dispatcher,
@@ -66,7 +76,7 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
     /// </summary>
     public static PrimaryConnectionListener Bind(int id, EndPoint endpoint, int backlog, HandoffDispatcher dispatcher,
         PrimaryListenerTable table, ILogger logger,
-        bool shared = false, bool noDelay = true, Func<EndPoint, Socket>? createBoundListenSocket = null)
+        bool shared = false, bool noDelay = true, Func<EndPoint, Socket>? createBoundListenSocket = null, int acceptThreads = 1)
     {
         Socket socket;
         try
@@ -105,12 +115,58 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         }
         else
         {
-            socket.Blocking = false; // accept4 reports EAGAIN when the backlog is empty: the end of a burst
-            listener._acceptThread = new Thread(listener.AcceptLoop) { IsBackground = true, Name = $"KC accept {listener.EndPoint}" };
-            listener._acceptThread.Start();
+            listener.StartAcceptThreads(acceptThreads);
         }
 
         return listener;
+    }
+
+    /// <summary>One thread per dispatcher shard (at most), each waiting in its own epoll instance on the one socket.</summary>
+    private void StartAcceptThreads(int count)
+    {
+        _listenSocket.Blocking = false; // accept4 reports EAGAIN when the backlog is empty: the end of a burst
+        var waiters = new List<SafeFileHandle>();
+        try
+        {
+            for (var i = 0; i < count; i++)
+            {
+                waiters.Add(Libc.CreateAcceptWaiter(_listenSocket.SafeHandle));
+            }
+        }
+        catch
+        {
+            waiters.ForEach(w => w.Dispose());
+            _listenSocket.Dispose();
+            throw;
+        }
+
+        _acceptThreads = new Thread[count];
+        _socketUsers += count;
+        for (var i = 0; i < count; i++)
+        {
+            var (waiter, shard) = (waiters[i], i % _dispatcher.ShardCount);
+            _acceptThreads[i] = new Thread(() =>
+            {
+                try
+                {
+                    AcceptLoop(waiter, shard);
+                }
+                finally
+                {
+                    waiter.Dispose();
+                    ReleaseSocket();
+                }
+            })
+            {
+                IsBackground = true,
+                Name = count == 1 ? $"KC accept {EndPoint}" : $"KC accept {i} {EndPoint}",
+            };
+        }
+
+        foreach (var thread in _acceptThreads)
+        {
+            thread.Start();
+        }
     }
 
     /// <summary>
@@ -148,19 +204,22 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         return null;
     }
 
-    /// <summary>Closes the listening socket: the kernel stops queueing new connections for this endpoint.</summary>
+    /// <summary>
+    /// Closes the listening socket: the kernel stops queueing new connections for this endpoint (at once: the shutdown
+    /// ends the listening; the fd itself is closed when the last accept thread is out).
+    /// </summary>
     public void StopAccepting()
     {
         if (Interlocked.Exchange(ref _stopped, 1) == 0)
         {
-            if (_acceptThread is not null)
+            if (_acceptThreads.Length > 0)
             {
-                // Wakes the accept thread waiting in poll() (readable; accept4 then fails with EINVAL). Never in
+                // Wakes every accept thread waiting in epoll (readable; accept4 then fails with EINVAL). Never in
                 // shared mode: the workers hold this same socket, and a shutdown would stop their accepts too.
                 Libc.Shutdown(_listenSocket.SafeHandle);
             }
 
-            _listenSocket.Dispose();
+            ReleaseSocket();
             if (EndPoint is UnixDomainSocketEndPoint unix && unix.ToString() is { Length: > 0 } path && !path.StartsWith('\0'))
             {
                 // Like Kestrel's sockets transport, leave no socket file behind (a later bind would fail on it).
@@ -178,27 +237,35 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         }
     }
 
+    private void ReleaseSocket()
+    {
+        if (Interlocked.Decrement(ref _socketUsers) == 0)
+        {
+            _listenSocket.Dispose();
+        }
+    }
+
     public async ValueTask UnbindAsync(CancellationToken cancellationToken = default)
     {
         StopAccepting();
         _table.Remove(this);
         _unbound.TrySetResult();
-        if (_acceptThread is { } thread)
+        if (_acceptThreads.Length > 0)
         {
-            await Task.Run(thread.Join, CancellationToken.None).ConfigureAwait(false);
+            await Task.Run(() => Array.ForEach(_acceptThreads, t => t.Join()), CancellationToken.None).ConfigureAwait(false);
         }
     }
 
     public ValueTask DisposeAsync() => UnbindAsync();
 
-    private void AcceptLoop()
+    private void AcceptLoop(SafeFileHandle waiter, int shard)
     {
         var burst = new List<AcceptedConnection>(MaxBurst);
         while (true)
         {
             if (burst.Count == 0)
             {
-                _dispatcher.WaitForRoom();
+                _dispatcher.WaitForRoom(shard);
             }
 
             int fd;
@@ -209,7 +276,7 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
             }
             catch (ObjectDisposedException)
             {
-                DispatchBurst(burst); // unbound between two accepts
+                DispatchBurst(burst, shard); // unbound between two accepts
                 return;
             }
 
@@ -218,14 +285,14 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
                 burst.Add(new AcceptedConnection(this, fd, peer));
                 if (burst.Count == MaxBurst)
                 {
-                    DispatchBurst(burst);
+                    DispatchBurst(burst, shard);
                 }
 
                 continue;
             }
 
             // Whatever ended the burst, what was accepted goes to the workers first.
-            DispatchBurst(burst);
+            DispatchBurst(burst, shard);
             if (!IsAccepting)
             {
                 return; // unbound: the shutdown woke us
@@ -233,12 +300,9 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
 
             if (-fd == Libc.EAGAIN)
             {
-                try
+                if (Libc.WaitReadable(waiter) is not 0 and var errno) // readable: a connection, or the shutdown
                 {
-                    _listenSocket.Poll(-1, SelectMode.SelectRead); // readable: a connection, or the shutdown
-                }
-                catch (ObjectDisposedException)
-                {
+                    PrimaryLog.AcceptThreadFailed(_logger, EndPoint, errno);
                     return;
                 }
             }
@@ -257,11 +321,11 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         }
     }
 
-    private void DispatchBurst(List<AcceptedConnection> burst)
+    private void DispatchBurst(List<AcceptedConnection> burst, int shard)
     {
         if (burst.Count > 0)
         {
-            _dispatcher.Dispatch(burst);
+            _dispatcher.Dispatch(burst, shard);
             burst.Clear();
         }
     }

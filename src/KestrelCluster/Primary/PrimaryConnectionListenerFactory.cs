@@ -18,12 +18,14 @@ internal sealed class PrimaryConnectionListenerFactory : IConnectionListenerFact
     private readonly HandoffDispatcher _dispatcher;
     private readonly SocketTransportOptions _socketOptions;
     private readonly bool _shared;
+    private readonly int _acceptThreads;
     private readonly ILogger _logger;
 
     public PrimaryConnectionListenerFactory(ClusterContext context, PrimaryListenerTable table, HandoffDispatcher dispatcher,
         IOptions<SocketTransportOptions> socketOptions, IOptions<ClusterOptions> clusterOptions, ILoggerFactory loggerFactory)
     {
         _shared = clusterOptions.Value.Scheduling == SchedulingPolicy.Shared;
+        _acceptThreads = clusterOptions.Value.AcceptThreads;
         _context = context;
         _table = table;
         _dispatcher = dispatcher;
@@ -54,7 +56,7 @@ internal sealed class PrimaryConnectionListenerFactory : IConnectionListenerFact
         ArgumentNullException.ThrowIfNull(endpoint);
         var listener = PrimaryConnectionListener.Bind(_table.NextId(), endpoint, _socketOptions.Backlog, _dispatcher, _table,
             _logger, _shared,
-            _socketOptions.NoDelay, _socketOptions.CreateBoundListenSocket);
+            _socketOptions.NoDelay, _socketOptions.CreateBoundListenSocket, _acceptThreads);
         _table.Add(listener);
         return ValueTask.FromResult<IConnectionListener>(listener);
     }

@@ -249,4 +249,10 @@ internal static partial class PrimaryLog
     [LoggerMessage(49, LogLevel.Information, "Each worker runs {Factory}.ConfigureWebHost, as this primary did.",
         EventName = "WorkersRunTestFactory")]
     public static partial void WorkersRunTestFactory(ILogger logger, string factory);
+
+    [LoggerMessage(50, LogLevel.Critical,
+        "An accept thread for {EndPoint} stopped: epoll_wait failed with errno {Errno}. The endpoint's other accept threads, " +
+        "if any, go on; restart the primary to get this one back.",
+        EventName = "AcceptThreadFailed")]
+    public static partial void AcceptThreadFailed(ILogger logger, EndPoint endPoint, int errno);
 }

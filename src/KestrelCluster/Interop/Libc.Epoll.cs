@@ -1,0 +1,106 @@
+// epoll for the primary's accept threads. Several threads wait on one listening socket, each in its own epoll instance
+// registered with EPOLLEXCLUSIVE (Linux 4.5+, what nginx uses without an accept mutex): a new connection wakes one
+// waiting thread, not all of them, as poll() on a shared socket would (the thundering herd). A shutdown of the socket
+// still wakes every waiter (the kernel's state-change wake-up is not exclusive).
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace KestrelCluster.Interop;
+
+internal static unsafe partial class Libc
+{
+    private const int EPOLL_CLOEXEC = 0x80000;
+    private const int EPOLL_CTL_ADD = 1;
+    private const uint EPOLLIN = 0x1;
+    private const uint EPOLLEXCLUSIVE = 1u << 28;
+
+    // struct epoll_event is 12 bytes on x64 (packed) and 16 on arm64. Only its `events` field is used, at offset 0 in
+    // both layouts, so a zeroed 16-byte buffer serves either.
+    private const int EpollEventBufferLength = 16;
+
+    /// <summary>
+    /// An epoll instance watching <paramref name="listener"/> for readability, one of several that share it
+    /// (EPOLLEXCLUSIVE; plain EPOLLIN on a kernel older than 4.5). Owned by the caller.
+    /// </summary>
+    public static SafeFileHandle CreateAcceptWaiter(SafeSocketHandle listener)
+    {
+        var epoll = epoll_create1(EPOLL_CLOEXEC);
+        if (epoll < 0)
+        {
+            throw new InvalidOperationException($"epoll_create1 failed (errno {Marshal.GetLastPInvokeError()}).");
+        }
+
+        var waiter = new SafeFileHandle(epoll, ownsHandle: true);
+        var added = false;
+        try
+        {
+            listener.DangerousAddRef(ref added);
+            var fd = (int)listener.DangerousGetHandle();
+            var registration = stackalloc byte[EpollEventBufferLength];
+            new Span<byte>(registration, EpollEventBufferLength).Clear();
+            *(uint*)registration = EPOLLIN | EPOLLEXCLUSIVE;
+            if (epoll_ctl(epoll, EPOLL_CTL_ADD, fd, registration) != 0)
+            {
+                *(uint*)registration = EPOLLIN; // EINVAL before Linux 4.5: every waiter wakes, still correct
+                if (epoll_ctl(epoll, EPOLL_CTL_ADD, fd, registration) != 0)
+                {
+                    throw new InvalidOperationException($"epoll_ctl failed (errno {Marshal.GetLastPInvokeError()}).");
+                }
+            }
+
+            return waiter;
+        }
+        catch
+        {
+            waiter.Dispose();
+            throw;
+        }
+        finally
+        {
+            if (added)
+            {
+                listener.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>Blocks until the socket the waiter watches is readable (a connection, or its shutdown): 0, or an errno.</summary>
+    public static int WaitReadable(SafeFileHandle waiter)
+    {
+        var added = false;
+        try
+        {
+            waiter.DangerousAddRef(ref added);
+            var events = stackalloc byte[EpollEventBufferLength];
+            while (true)
+            {
+                if (epoll_wait((int)waiter.DangerousGetHandle(), events, 1, -1) >= 0)
+                {
+                    return 0;
+                }
+
+                if (Marshal.GetLastPInvokeError() is not EINTR and var errno)
+                {
+                    return errno;
+                }
+            }
+        }
+        finally
+        {
+            if (added)
+            {
+                waiter.DangerousRelease();
+            }
+        }
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int epoll_create1(int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int epoll_ctl(int epfd, int op, int fd, void* @event);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int epoll_wait(int epfd, void* events, int maxevents, int timeout);
+}
