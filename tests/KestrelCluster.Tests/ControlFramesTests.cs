@@ -15,6 +15,30 @@ public sealed class ControlFramesTests
         Assert.True(ControlFrames.TryReadHello(ControlFrames.Hello(7, secret), out var id, out var read));
         Assert.Equal(7, id);
         Assert.Equal(secret, read.ToArray());
+        Assert.True(ControlFrames.TryReadHelloVersion(ControlFrames.Hello(7, secret), out var version));
+        Assert.Equal(ControlProtocol.Version, version);
+    }
+
+    [Fact]
+    public void Hello_OfProtocolZero_TheUnversioned37Bytes_ReadsAsVersionZero_AndIsNotAHelloOfThisVersion()
+    {
+        var unversioned = new byte[1 + sizeof(int) + ControlFrames.SecretLength]; // type, worker id, secret
+        unversioned[0] = ControlFrames.Hello(1, new byte[ControlFrames.SecretLength])[0];
+        unversioned[1] = 7;
+
+        Assert.True(ControlFrames.TryReadHelloVersion(unversioned, out var version));
+        Assert.Equal(0, version);
+        Assert.False(ControlFrames.TryReadHello(unversioned, out _, out _));
+    }
+
+    [Fact]
+    public void Hello_OfAFutureProtocol_ReadsItsVersion_AndIsNotAHelloOfThisVersion()
+    {
+        var future = ControlFrames.Hello(7, new byte[ControlFrames.SecretLength], version: ControlProtocol.Version + 1);
+
+        Assert.True(ControlFrames.TryReadHelloVersion(future, out var version));
+        Assert.Equal(ControlProtocol.Version + 1, version);
+        Assert.False(ControlFrames.TryReadHello(future, out _, out _));
     }
 
     [Theory]

@@ -48,6 +48,17 @@ public sealed class FaultTests(ClusterFixture cluster)
     }
 
     [Fact]
+    public async Task ControlChannel_WorkerOfANewerProtocol_IsRefusedSayingToUpgradeThePrimary_AndThePrimaryKeepsServing()
+    {
+        // A worker re-launched from a newer build on disk (a deploy, then SIGHUP) while this primary runs the old one.
+        var someWorker = cluster.Factory.Supervisor.WorkerProcesses[0].Id;
+        var newer = ControlProtocol.Version + 1;
+        await AssertChildRejectedAsync(ControlFrames.Hello(someWorker, new byte[ControlFrames.SecretLength], newer),
+            ControlProtocol.WorkerMismatch(newer));
+        Assert.Contains("Upgrade the primary", ControlProtocol.WorkerMismatch(newer), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task ControlChannel_ChildSendingGarbageInsteadOfHello_IsRejectedAndThePrimaryKeepsServing() =>
         await AssertChildRejectedAsync([0xFF, 1, 2, 3, 4, 5], "its first frame is not a valid hello");
 

@@ -173,6 +173,13 @@ internal sealed class ControlServer : IDisposable
             }
 
             var errno = Libc.ReceiveMessage(socket.SafeHandle, buffer, [], out var length, out _, out var truncated);
+            if (errno == 0 && !truncated && ControlFrames.TryReadHelloVersion(buffer.AsSpan(0, length), out var version)
+                && version != ControlProtocol.Version)
+            {
+                Reject(socket, credentials, ControlProtocol.WorkerMismatch(version));
+                return;
+            }
+
             if (errno != 0 || truncated || !ControlFrames.TryReadHello(buffer.AsSpan(0, length), out var workerId, out var secret))
             {
                 Reject(socket, credentials, "its first frame is not a valid hello");

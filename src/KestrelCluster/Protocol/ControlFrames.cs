@@ -29,18 +29,39 @@ internal static partial class ControlFrames
 
     public const int SecretLength = 32;
 
-    public static byte[] Hello(int workerId, ReadOnlySpan<byte> secret)
+    /// <summary>The unversioned Hello of protocol 0: type, worker id, secret.</summary>
+    private const int UnversionedHelloLength = 1 + sizeof(int) + SecretLength;
+
+    /// <summary>
+    /// A worker's first frame: type, protocol version, worker id, secret. Type and version come first in every version
+    /// (protocol 0 had no version: its Hello is 37 bytes), so any primary can tell which protocol a worker speaks.
+    /// </summary>
+    public static byte[] Hello(int workerId, ReadOnlySpan<byte> secret, int version = ControlProtocol.Version)
     {
         if (secret.Length != SecretLength)
         {
             throw new ArgumentException($"The secret must be {SecretLength} bytes.", nameof(secret));
         }
 
-        var frame = new byte[1 + sizeof(int) + SecretLength];
+        var frame = new byte[1 + sizeof(int) + sizeof(int) + SecretLength];
         frame[0] = (byte)FrameType.Hello;
-        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(1), workerId);
-        secret.CopyTo(frame.AsSpan(1 + sizeof(int)));
+        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(1), version);
+        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(1 + sizeof(int)), workerId);
+        secret.CopyTo(frame.AsSpan(1 + (2 * sizeof(int))));
         return frame;
+    }
+
+    /// <summary>The protocol version of a Hello frame of any version (0 for the unversioned one); false if it is no Hello.</summary>
+    public static bool TryReadHelloVersion(ReadOnlySpan<byte> frame, out int version)
+    {
+        version = 0;
+        if (frame.Length < 1 + sizeof(int) || frame[0] != (byte)FrameType.Hello)
+        {
+            return false;
+        }
+
+        version = frame.Length == UnversionedHelloLength ? 0 : BinaryPrimitives.ReadInt32LittleEndian(frame[1..]);
+        return version >= 0;
     }
 
     public static byte[] Register(int requestId, EndPoint endpoint) =>
@@ -65,13 +86,14 @@ internal static partial class ControlFrames
     {
         workerId = 0;
         secret = default;
-        if (frame.Length != 1 + sizeof(int) + SecretLength || frame[0] != (byte)FrameType.Hello)
+        if (frame.Length != 1 + (2 * sizeof(int)) + SecretLength || !TryReadHelloVersion(frame, out var version)
+            || version != ControlProtocol.Version)
         {
             return false;
         }
 
-        workerId = BinaryPrimitives.ReadInt32LittleEndian(frame[1..]);
-        secret = frame.Slice(1 + sizeof(int), SecretLength);
+        workerId = BinaryPrimitives.ReadInt32LittleEndian(frame[(1 + sizeof(int))..]);
+        secret = frame.Slice(1 + (2 * sizeof(int)), SecretLength);
         return true;
     }
 

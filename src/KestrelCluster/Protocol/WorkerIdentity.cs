@@ -42,6 +42,7 @@ internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCou
         [PrimaryProcessIdVariable] = PrimaryProcessId.ToString(CultureInfo.InvariantCulture),
         [ConsoleFormatterVariable] = ConsoleFormatter ?? string.Empty,
         [TestFactoryVariable] = TestFactory ?? string.Empty,
+        [ControlProtocol.VersionVariable] = ControlProtocol.Version.ToString(CultureInfo.InvariantCulture),
     };
 
     private static WorkerIdentity? ReadAndClearEnvironment()
@@ -54,6 +55,15 @@ internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCou
 
         try
         {
+            // First, before anything else is read: a primary of another protocol may have written the rest differently.
+            var protocol = Environment.GetEnvironmentVariable(ControlProtocol.VersionVariable) is { Length: > 0 } text
+                ? int.Parse(text, CultureInfo.InvariantCulture)
+                : 0; // a primary from before the protocol had a version
+            if (protocol != ControlProtocol.Version)
+            {
+                throw new InvalidOperationException(ControlProtocol.PrimaryMismatch(protocol));
+            }
+
             var urls = Environment.GetEnvironmentVariable(UrlsVariable);
             return new WorkerIdentity(
                 int.Parse(id, CultureInfo.InvariantCulture),
@@ -75,7 +85,8 @@ internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCou
         finally
         {
             foreach (var name in new[] { WorkerIdVariable, SlotVariable, WorkerCountVariable, ControlPathVariable, SecretVariable,
-                UrlsVariable, PreferHostingUrlsVariable, PrimaryProcessIdVariable, ConsoleFormatterVariable, TestFactoryVariable })
+                UrlsVariable, PreferHostingUrlsVariable, PrimaryProcessIdVariable, ConsoleFormatterVariable, TestFactoryVariable,
+                ControlProtocol.VersionVariable })
             {
                 Environment.SetEnvironmentVariable(name, null);
             }
