@@ -12,6 +12,8 @@
 //   "hi-(N-1)", all sent before any is awaited (the order test).
 // GET /greet: IGreeter's greeting (a test's factory replaces the service), TestApp:Greeting, the environment name, TestApp:Flavour
 //   and the pid: what a ClusterWebApplicationFactory's ConfigureWebHost changed, seen from the worker that serves it.
+// GET /version: the first line of version.txt beside the app's assembly, read when the process started ("none" without
+//   one), and the pid: which deployed build a process runs (the deploy tests copy the app into releases with their own).
 // GET /warm-ups: how many requests with the header KestrelCluster-Warm-Up this process has served (Cluster:WarmUpPath).
 // GET /starve?ms=3000: every thread of the serving worker's pool blocks that long (sync-over-async gone wrong) and the
 //                      pool may add none: shows the primary's starvation warning.
@@ -42,6 +44,9 @@ public sealed class Program
         builder.Services.AddSingleton<IGreeter, Greeter>();
 
         var app = builder.Build();
+        var versionFile = Path.Combine(AppContext.BaseDirectory, "version.txt");
+        var version = File.Exists(versionFile) ? File.ReadLines(versionFile).First() : "none";
+        app.MapGet("/version", () => $"version {version} (pid {Environment.ProcessId})\n");
         var warmUps = 0L;
         app.Use((context, next) =>
         {

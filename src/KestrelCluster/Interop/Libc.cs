@@ -1,4 +1,4 @@
-// The one place that talks to libc: accept4, shutdown, close, getrandom, geteuid, SO_PEERCRED, prctl, (in
+// The one place that talks to libc: accept4, shutdown, close, getrandom, geteuid, SO_PEERCRED, prctl, realpath, (in
 // Libc.Messages.cs) sendmsg/recvmsg with SCM_RIGHTS ancillary data and (in Libc.Epoll.cs) epoll for the accept threads.
 // Layouts are glibc x64/arm64 (LP64), checked at startup (AbiMismatch); nothing outside this folder touches a pointer.
 using System.Net.Sockets;
@@ -171,6 +171,13 @@ internal static unsafe partial class Libc
     public static bool SetParentDeathSignal(int signal) => OperatingSystem.IsLinux() && prctl(PR_SET_PDEATHSIG, (nuint)signal, 0, 0,
         0) == 0;
 
+    /// <summary>The canonical absolute path of <paramref name="path"/> (realpath(3): symlinks resolved); null if it is missing.</summary>
+    public static string? RealPath(string path)
+    {
+        var resolved = stackalloc byte[4096]; // PATH_MAX
+        return realpath(path, resolved) is null ? null : Marshal.PtrToStringUTF8((nint)resolved);
+    }
+
     /// <summary>The process id of this process's parent.</summary>
     public static int ParentProcessId => getppid();
 
@@ -193,6 +200,9 @@ internal static unsafe partial class Libc
 
     [LibraryImport("libc")]
     private static partial int getppid();
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial byte* realpath(string path, byte* resolved);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int accept4(int sockfd, void* addr, void* addrlen, int flags);

@@ -1,6 +1,13 @@
 // How to start "the same app again": the command that re-launches this application as a worker, whichever
 // way it was started — the apphost (dotnet run, a published app), `dotnet app.dll`, or inside a test host
 // (WebApplicationFactory), where the running executable is the test runner and the app must be found by name.
+//
+// The command is the one that was typed (/proc/self/cmdline), in the directory the primary was started from as its
+// shell named it ($PWD), not the paths the .NET host resolved: Environment.ProcessPath and AppContext.BaseDirectory
+// follow symlinks, so a worker started from them after a symlink swap (/srv/app/current -> releases/N, then SIGHUP)
+// would run the old release. Re-executing the typed path lets the kernel resolve it at every start: each new worker
+// runs what is deployed now, in place or behind a symlink.
+using KestrelCluster.Interop;
 using System.Diagnostics;
 using System.Reflection;
 using KestrelCluster.Protocol;
@@ -43,7 +50,7 @@ internal sealed class WorkerLauncher
         var startInfo = new ProcessStartInfo(fileName)
         {
             UseShellExecute = false,
-            WorkingDirectory = Environment.CurrentDirectory,
+            WorkingDirectory = WorkingDirectory,
 
             // The primary owns the console: it writes the workers' lines whole and attributed (WorkerOutput), and
             // workers read no terminal (their stdin is an empty pipe), so none of them changes the terminal's modes.
@@ -112,6 +119,16 @@ internal sealed class WorkerLauncher
     internal const string SpinLimitSetting = "System.Threading.ThreadPool.UnfairSemaphoreSpinLimit";
     internal const string SpinLimitVariable = "DOTNET_ThreadPool_UnfairSemaphoreSpinLimit";
 
+    /// <summary>
+    /// Where workers start: the primary's working directory as its shell named it ($PWD, when that is the same directory),
+    /// so that a relative path in the typed command goes through the same symlinks.
+    /// </summary>
+    internal static string WorkingDirectory { get; } =
+        Environment.GetEnvironmentVariable("PWD") is { } pwd && Path.IsPathFullyQualified(pwd)
+            && Libc.RealPath(pwd) is { } real && real == Libc.RealPath(Environment.CurrentDirectory)
+            ? pwd
+            : Environment.CurrentDirectory;
+
     private (string, string[]) ResolveCommand()
     {
         var processPath = Environment.ProcessPath ?? throw new InvalidOperationException("The path of the running executable is " +
@@ -122,8 +139,15 @@ internal sealed class WorkerLauncher
         if (entryAssembly is not null && string.Equals(entryAssembly.GetName().Name, _environment.ApplicationName,
             StringComparison.Ordinal))
         {
-            // The app itself is running: re-run the same command line.
+            // The app itself is running: re-run the same command line, as typed when it can be read.
             // (Assembly.Location is empty in single-file and native AOT apps; those run as the apphost anyway.)
+            if (TypedCommand(originalArguments) is { } typed)
+            {
+                return IsDotnetHost(processPath)
+                    ? (processPath, [.. typed.HostArguments, .. originalArguments]) // dotnet [host options] app.dll …
+                    : (typed.Program, originalArguments);                          // the apphost
+            }
+
             return IsDotnetHost(processPath)
                 ? (processPath, [AssemblyPath(_environment.ApplicationName), .. originalArguments])  // dotnet app.dll …
                 : (processPath, originalArguments);                      // the apphost: dotnet run, a published or AOT app
@@ -148,6 +172,39 @@ internal sealed class WorkerLauncher
             "--contentRoot", _environment.ContentRootPath,
             "--environment", _environment.EnvironmentName,
             "--applicationName", _environment.ApplicationName]);
+    }
+
+    /// <summary>
+    /// This process's command line as it was typed (/proc/self/cmdline): the program, and what came between it and the
+    /// app's own arguments (for `dotnet app.dll`: the host's options and the app's path). Null when it cannot be read or
+    /// does not end with the app's arguments.
+    /// </summary>
+    internal static (string Program, string[] HostArguments)? TypedCommand(string[] appArguments)
+    {
+        string[] argv;
+        try
+        {
+            argv = File.ReadAllText("/proc/self/cmdline").TrimEnd('\0').Split('\0');
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return null;
+        }
+
+        if (argv.Length < 1 + appArguments.Length || argv[0].Length == 0
+            || !argv.AsSpan(argv.Length - appArguments.Length).SequenceEqual(appArguments))
+        {
+            return null;
+        }
+
+        // A relative program (./app) is made absolute against the directory workers start in; a bare name stays, found
+        // through PATH as it was.
+        var program = argv[0].Contains('/', StringComparison.Ordinal) ? Path.GetFullPath(argv[0], WorkingDirectory) : argv[0];
+        return (program, argv[1..(argv.Length - appArguments.Length)]);
     }
 
     /// <summary>The app's own assembly: beside the running one (`dotnet app.dll`), or in the test's output folder.</summary>

@@ -55,15 +55,28 @@ internal sealed partial class AppProcess : IDisposable
     /// SIGINT ignored (a background job of a non-interactive shell) or SIGHUP ignored (nohup) passes that on to every
     /// child, and .NET keeps an ignored signal ignored, so the Ctrl+C and SIGHUP tests would test nothing.
     /// </summary>
-    public static AppProcess StartWrapped(string[] wrapper, string app, IReadOnlyDictionary<string, string?> environment, params string[] arguments)
+    public static AppProcess StartWrapped(string[] wrapper, string app, IReadOnlyDictionary<string, string?> environment, params string[] arguments) =>
+        StartCommand([.. wrapper, DotnetCli.HostPath, Path.Combine(AppContext.BaseDirectory, app + ".dll"), .. arguments],
+            AppContext.BaseDirectory, environment);
+
+    /// <summary>
+    /// Starts <c>dotnet <paramref name="appPath"/></c> as typed (a relative path, or one through a symlink, stays as given)
+    /// in <paramref name="workingDirectory"/>, with PWD naming that directory as a shell would.
+    /// </summary>
+    public static AppProcess StartAt(string appPath, string workingDirectory, IReadOnlyDictionary<string, string?> environment,
+        params string[] arguments) =>
+        StartCommand([DotnetCli.HostPath, appPath, .. arguments], workingDirectory,
+            new Dictionary<string, string?>(environment) { ["PWD"] = workingDirectory });
+
+    private static AppProcess StartCommand(string[] program, string workingDirectory, IReadOnlyDictionary<string, string?> environment)
     {
-        string[] command = ["env", "--default-signal=INT,HUP,QUIT,TERM,TTIN,TTOU", .. wrapper, DotnetCli.HostPath, Path.Combine(AppContext.BaseDirectory, app + ".dll"), .. arguments];
+        string[] command = ["env", "--default-signal=INT,HUP,QUIT,TERM,TTIN,TTOU", .. program];
         var startInfo = new ProcessStartInfo(command[0])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
-            WorkingDirectory = AppContext.BaseDirectory,
+            WorkingDirectory = workingDirectory,
         };
         foreach (var argument in command.Skip(1))
         {
