@@ -121,7 +121,10 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         return listener;
     }
 
-    /// <summary>One thread per dispatcher shard (at most), each waiting in its own epoll instance on the one socket.</summary>
+    /// <summary>
+    /// <paramref name="count"/> threads, each waiting in its own epoll instance on the one socket; thread i routes through
+    /// dispatcher shard i (modulo the shards: the dispatcher has one per accept thread of a listener).
+    /// </summary>
     private void StartAcceptThreads(int count)
     {
         _listenSocket.Blocking = false; // accept4 reports EAGAIN when the backlog is empty: the end of a burst
