@@ -31,6 +31,11 @@ internal static class PrimaryMode
             return "Primary mode skipped: it needs 2 CPUs (the primary on one, the workers and the load on the other).\n";
         }
 
+        if (!CpuQuota.IsAvailable())
+        {
+            return "Primary mode skipped: it needs a writable cgroup cpu controller (run as root) for the primary's CPU quota.\n";
+        }
+
         (string, string[]) Bench(int port, params string[] extra) =>
             ("dotnet", [options.BenchApp, "--urls", $"http://127.0.0.1:{port}", "--sink", .. extra]);
         Setup[] setups =
@@ -52,7 +57,7 @@ internal static class PrimaryMode
                 Pin(server.ProcessId, "1"); // the primary (or plain Kestrel) alone on CPU 1; its workers stay on CPU 0
                 await ConnectLoadAsync(harness, server.Port, duration, concurrency); // warm: the JIT of the accept path
                 using var quota = CpuQuota.TryCreate(server.ProcessId, QuotaPercent)
-                    ?? throw new InvalidOperationException("The primary mode needs a writable cgroup cpu controller (run as root).");
+                    ?? throw new InvalidOperationException("The cgroup cpu controller stopped taking processes.");
                 var before = server.CpuSeconds();
                 var clock = Stopwatch.StartNew();
                 var connections = await ConnectLoadAsync(harness, server.Port, duration, concurrency);
@@ -128,6 +133,21 @@ internal sealed class CpuQuota : IDisposable
     private readonly int _pid;
 
     private CpuQuota(string directory, string parentProcs, int pid) => (_directory, _parentProcs, _pid) = (directory, parentProcs, pid);
+
+    /// <summary>Whether a quota group can be made here (a cgroup cpu controller this process may write).</summary>
+    public static bool IsAvailable()
+    {
+        var root = Directory.Exists("/sys/fs/cgroup/cpu") ? "/sys/fs/cgroup/cpu" : "/sys/fs/cgroup";
+        try
+        {
+            Directory.Delete(Directory.CreateDirectory(Path.Combine(root, $"kc-bench-probe-{Environment.ProcessId}")).FullName);
+            return File.Exists(Path.Combine(root, "cpu.cfs_quota_us")) || File.Exists(Path.Combine(root, "cgroup.controllers"));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
 
     /// <summary>Puts <paramref name="pid"/> (all its threads, not its children) under a quota; null where cgroups are not writable.</summary>
     public static CpuQuota? TryCreate(int pid, int percent)

@@ -13,6 +13,67 @@ namespace KestrelCluster.Tests;
 public sealed class SystemdTests
 {
     [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public async Task SocketActivation_PrimaryStopped_TheSocketListensOnInTheManager_AndAConnectionMadeMeanwhileIsServedByTheNextStart()
+    {
+        var port = FreePort.Tcp();
+        string[] environment = ["-E", "Cluster__Workers=2", "-E", "Kestrel__Endpoints__Http__Url=http://127.0.0.1:0",
+            "-E", "Kestrel__Endpoints__H2c__Url=http://127.0.0.1:0", "-E", "DOTNET_hostBuilder__reloadConfigOnChange=false"];
+
+        // A stand-in for systemd's own process: it keeps the activated socket (fd 3), as systemd does, and starts the service
+        // on it twice — `systemctl restart` — each time with LISTEN_PID naming the service's own pid.
+        var directory = Directory.CreateTempSubdirectory("kc-manager-").FullName;
+        var manager = Path.Combine(directory, "service-manager");
+        await File.WriteAllTextAsync(manager, """
+            #!/bin/sh
+            start() {
+              sh -c 'LISTEN_PID=$$ exec "$@"' sh "$@" &
+              child=$!
+              echo "service-manager: started $child"
+              wait $child
+              echo "service-manager: $child exited"
+            }
+            start "$@"
+            start "$@"
+            """.Replace("\r", "", StringComparison.Ordinal));
+        File.SetUnixFileMode(manager, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        try
+        {
+            using var app = AppProcess.StartWrapped(["systemd-socket-activate", "-l", $"127.0.0.1:{port}", .. environment, manager],
+                AppProcess.Sample, new Dictionary<string, string?>());
+            await app.WaitForOutputAsync($"Listening on 127.0.0.1:{port}", TimeSpan.FromSeconds(20));
+            var endpoint = new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port);
+            var first = HttpProbe.NewConnectionRequestAsync(endpoint); // activates the service
+            await app.WaitUntilServingAsync(workers: 2);
+            Assert.StartsWith("HTTP/1.1 200", await first, StringComparison.Ordinal);
+            var primary = StartedPid(app.Output);
+            var firstWorkers = ProcFs.ChildrenOf(primary);
+            var socket = Assert.Single(ProcFs.ListeningTcpInodes(port));
+
+            // The primary stops (SIGTERM, as systemctl stop sends it): it closes its copy of the socket, never the socket.
+            TestProcesses.Signal(primary, TestProcesses.SIGTERM);
+            await app.WaitForOutputAsync($"service-manager: {primary} exited", TimeSpan.FromSeconds(60));
+            Assert.Equal([socket], ProcFs.ListeningTcpInodes(port)); // still listening, in the manager
+
+            // A client connects while no primary runs: it waits in the backlog and the next start serves it.
+            var meanwhile = await HttpProbe.NewConnectionRequestAsync(endpoint);
+            Assert.StartsWith("HTTP/1.1 200", meanwhile, StringComparison.Ordinal);
+            Assert.DoesNotContain(HttpProbe.ServedBy(meanwhile), firstWorkers);
+            Assert.NotEqual(primary, StartedPid(app.Output));
+            Assert.Equal([socket], ProcFs.ListeningTcpInodes(port));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    /// <summary>The pid the stand-in manager last said it started.</summary>
+    private static int StartedPid(string output) => int.Parse(output.Split('\n')
+        .Last(l => l.StartsWith("service-manager: started ", StringComparison.Ordinal))["service-manager: started ".Length..],
+        System.Globalization.CultureInfo.InvariantCulture);
+
+    [Fact]
     public async Task SocketActivation_TheActivatedSocketIsServedByTwoWorkers_AndOnlyThePrimaryHoldsIt()
     {
         var port = FreePort.Tcp();

@@ -1,7 +1,9 @@
 // epoll for the primary's accept threads. Several threads wait on one listening socket, each in its own epoll instance
 // registered with EPOLLEXCLUSIVE (Linux 4.5+, what nginx uses without an accept mutex): a new connection wakes one
-// waiting thread, not all of them, as poll() on a shared socket would (the thundering herd). A shutdown of the socket
-// still wakes every waiter (the kernel's state-change wake-up is not exclusive).
+// waiting thread, not all of them, as poll() on a shared socket would (the thundering herd). Each instance also watches
+// the listener's stop eventfd (not exclusive): written once, it wakes every thread for good. The threads are stopped
+// that way, never by a shutdown() of the socket: a socket systemd passed (or, later, a new primary took over) is shared
+// with another process, and a shutdown would stop it listening there too and reset the connections in its backlog.
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
@@ -18,12 +20,41 @@ internal static unsafe partial class Libc
     // struct epoll_event is 12 bytes on x64 (packed) and 16 on arm64. Only its `events` field is used, at offset 0 in
     // both layouts, so a zeroed 16-byte buffer serves either.
     private const int EpollEventBufferLength = 16;
+    private const int EFD_CLOEXEC = 0x80000;
+
+    /// <summary>An eventfd that wakes the accept threads for good once <see cref="Signal"/> writes to it. Owned by the caller.</summary>
+    public static SafeFileHandle CreateStopEvent()
+    {
+        var fd = eventfd(0, EFD_CLOEXEC);
+        return fd >= 0
+            ? new SafeFileHandle(fd, ownsHandle: true)
+            : throw new InvalidOperationException($"eventfd failed (errno {Marshal.GetLastPInvokeError()}).");
+    }
+
+    /// <summary>Makes <paramref name="stopEvent"/> readable, for good (nothing reads it).</summary>
+    public static void Signal(SafeFileHandle stopEvent)
+    {
+        var added = false;
+        try
+        {
+            stopEvent.DangerousAddRef(ref added);
+            ulong one = 1;
+            _ = write((int)stopEvent.DangerousGetHandle(), &one, sizeof(ulong));
+        }
+        finally
+        {
+            if (added)
+            {
+                stopEvent.DangerousRelease();
+            }
+        }
+    }
 
     /// <summary>
     /// An epoll instance watching <paramref name="listener"/> for readability, one of several that share it
-    /// (EPOLLEXCLUSIVE; plain EPOLLIN on a kernel older than 4.5). Owned by the caller.
+    /// (EPOLLEXCLUSIVE; plain EPOLLIN on a kernel older than 4.5), and <paramref name="stopEvent"/>. Owned by the caller.
     /// </summary>
-    public static SafeFileHandle CreateAcceptWaiter(SafeSocketHandle listener)
+    public static SafeFileHandle CreateAcceptWaiter(SafeSocketHandle listener, SafeFileHandle stopEvent)
     {
         var epoll = epoll_create1(EPOLL_CLOEXEC);
         if (epoll < 0)
@@ -38,6 +69,13 @@ internal static unsafe partial class Libc
             listener.DangerousAddRef(ref added);
             var fd = (int)listener.DangerousGetHandle();
             var registration = stackalloc byte[EpollEventBufferLength];
+            new Span<byte>(registration, EpollEventBufferLength).Clear();
+            *(uint*)registration = EPOLLIN;
+            if (epoll_ctl(epoll, EPOLL_CTL_ADD, (int)stopEvent.DangerousGetHandle(), registration) != 0)
+            {
+                throw new InvalidOperationException($"epoll_ctl failed (errno {Marshal.GetLastPInvokeError()}).");
+            }
+
             new Span<byte>(registration, EpollEventBufferLength).Clear();
             *(uint*)registration = EPOLLIN | EPOLLEXCLUSIVE;
             if (epoll_ctl(epoll, EPOLL_CTL_ADD, fd, registration) != 0)
@@ -97,6 +135,12 @@ internal static unsafe partial class Libc
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int epoll_create1(int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int eventfd(uint initval, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial nint write(int fd, void* buffer, nuint count);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int epoll_ctl(int epfd, int op, int fd, void* @event);

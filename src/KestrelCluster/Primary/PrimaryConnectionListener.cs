@@ -34,6 +34,7 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
     private readonly ILogger _logger;
     private readonly TaskCompletionSource _unbound = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Thread[] _acceptThreads = [];
+    private SafeFileHandle? _stopEvent; // wakes every accept thread for good (never a shutdown of the socket)
     // Who still uses the listening socket: the owner until StopAccepting, and each accept thread until it exits. The last
     // one closes it. An accept thread waits in epoll, which holds no reference to the socket: closed while a thread
     // is woken and not yet running, its epoll registration would vanish with the wake-up, and the thread sleep forever.
@@ -131,14 +132,16 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         var waiters = new List<SafeFileHandle>();
         try
         {
+            _stopEvent = Libc.CreateStopEvent();
             for (var i = 0; i < count; i++)
             {
-                waiters.Add(Libc.CreateAcceptWaiter(_listenSocket.SafeHandle));
+                waiters.Add(Libc.CreateAcceptWaiter(_listenSocket.SafeHandle, _stopEvent));
             }
         }
         catch
         {
             waiters.ForEach(w => w.Dispose());
+            _stopEvent?.Dispose();
             _listenSocket.Dispose();
             throw;
         }
@@ -208,24 +211,25 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
     }
 
     /// <summary>
-    /// Closes the listening socket: the kernel stops queueing new connections for this endpoint (at once: the shutdown
-    /// ends the listening; the fd itself is closed when the last accept thread is out).
+    /// Stops accepting and closes this process's copy of the listening socket (once the last accept thread is out). A
+    /// socket this listener bound stops listening with it; one systemd passed goes on listening in systemd, with the
+    /// connections waiting in its backlog kept for the next start — which a shutdown() would have reset.
     /// </summary>
     public void StopAccepting()
     {
         if (Interlocked.Exchange(ref _stopped, 1) == 0)
         {
-            if (_acceptThreads.Length > 0)
+            if (_stopEvent is not null)
             {
-                // Wakes every accept thread waiting in epoll (readable; accept4 then fails with EINVAL). Never in
-                // shared mode: the workers hold this same socket, and a shutdown would stop their accepts too.
-                Libc.Shutdown(_listenSocket.SafeHandle);
+                Libc.Signal(_stopEvent); // every accept thread wakes, sees it stopped, and leaves
             }
 
             ReleaseSocket();
-            if (EndPoint is UnixDomainSocketEndPoint unix && unix.ToString() is { Length: > 0 } path && !path.StartsWith('\0'))
+            if (RequestedEndPoint is not FileHandleEndPoint && EndPoint is UnixDomainSocketEndPoint unix
+                && unix.ToString() is { Length: > 0 } path && !path.StartsWith('\0'))
             {
-                // Like Kestrel's sockets transport, leave no socket file behind (a later bind would fail on it).
+                // Like Kestrel's sockets transport, leave no socket file behind (a later bind would fail on it). Not for a
+                // socket systemd passed: its file is the socket unit's.
                 try
                 {
                     File.Delete(path);
@@ -245,6 +249,7 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         if (Interlocked.Decrement(ref _socketUsers) == 0)
         {
             _listenSocket.Dispose();
+            _stopEvent?.Dispose();
         }
     }
 
@@ -266,6 +271,14 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
         var burst = new List<AcceptedConnection>(MaxBurst);
         while (true)
         {
+            if (!IsAccepting)
+            {
+                // Stopped (the stop event woke us, or it came mid-burst): what was accepted still goes to a worker, and
+                // the backlog stays for whoever else holds the socket.
+                DispatchBurst(burst, shard);
+                return;
+            }
+
             if (burst.Count == 0)
             {
                 _dispatcher.WaitForRoom(shard);
@@ -296,14 +309,9 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
 
             // Whatever ended the burst, what was accepted goes to the workers first.
             DispatchBurst(burst, shard);
-            if (!IsAccepting)
-            {
-                return; // unbound: the shutdown woke us
-            }
-
             if (-fd == Libc.EAGAIN)
             {
-                if (Libc.WaitReadable(waiter) is not 0 and var errno) // readable: a connection, or the shutdown
+                if (Libc.WaitReadable(waiter) is not 0 and var errno) // readable: a connection, or the stop event
                 {
                     PrimaryLog.AcceptThreadFailed(_logger, EndPoint, errno);
                     return;
