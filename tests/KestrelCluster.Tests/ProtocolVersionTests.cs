@@ -24,7 +24,8 @@ public sealed class ProtocolVersionTests
         using var worker = AppProcess.Start(AppProcess.TestApp, environment);
 
         Assert.True(await worker.WaitForExitAsync(TimeSpan.FromSeconds(30)), "the worker exits");
-        Assert.NotEqual(0, worker.Process.ExitCode);
+        Assert.Equal(ControlProtocol.MismatchExitCode, worker.Process.ExitCode);
+        Assert.DoesNotContain("Unhandled exception", worker.Output, StringComparison.Ordinal); // one line, no stack trace
         Assert.Contains(ControlProtocol.PrimaryMismatch(0), worker.Output, StringComparison.Ordinal);
         Assert.Contains("Upgrade the primary", ControlProtocol.PrimaryMismatch(0), StringComparison.Ordinal);
         Assert.DoesNotContain("cannot reach its cluster primary", worker.Output, StringComparison.Ordinal); // it never tried

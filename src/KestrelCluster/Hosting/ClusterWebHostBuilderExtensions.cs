@@ -48,7 +48,20 @@ public static class ClusterWebHostBuilderExtensions
         ArgumentNullException.ThrowIfNull(hostBuilder);
         ArgumentNullException.ThrowIfNull(configureOptions);
 
-        var worker = WorkerIdentity.Current;
+        WorkerIdentity? worker;
+        try
+        {
+            worker = WorkerIdentity.Current;
+        }
+        catch (ControlProtocolMismatchException e)
+        {
+            // This worker must not run under that primary, and nothing in the app is wrong: one line, no stack trace. The
+            // primary's log shows it (it writes its workers' output) and the exit code.
+            Console.Error.WriteLine(e.Message);
+            Environment.Exit(ControlProtocol.MismatchExitCode);
+            throw; // not reached
+        }
+
         if (worker is not null)
         {
             WatchParent(worker);

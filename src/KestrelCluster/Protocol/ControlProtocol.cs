@@ -14,6 +14,12 @@ internal static class ControlProtocol
     /// </summary>
     public const int Version = 1;
 
+    /// <summary>
+    /// The exit code of a worker that does not start because its primary speaks another protocol (EX_CONFIG, from
+    /// sysexits.h: the deployment is misconfigured, not the app broken).
+    /// </summary>
+    public const int MismatchExitCode = 78;
+
     /// <summary>The worker environment variable with the primary's protocol version.</summary>
     public const string VersionVariable = "KESTRELCLUSTER_PROTOCOL";
 
@@ -35,3 +41,6 @@ internal static class ControlProtocol
         $"with {(primaryVersion < Version ? "a newer" : "an older")} KestrelCluster than the running primary. Upgrade the " +
         "primary (restart it) to run this build; the running workers keep serving.";
 }
+
+/// <summary>A worker started by a primary of another control protocol (<see cref="ControlProtocol.PrimaryMismatch"/>).</summary>
+internal sealed class ControlProtocolMismatchException(string message) : InvalidOperationException(message);

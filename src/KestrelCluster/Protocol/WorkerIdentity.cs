@@ -61,7 +61,7 @@ internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCou
                 : 0; // a primary from before the protocol had a version
             if (protocol != ControlProtocol.Version)
             {
-                throw new InvalidOperationException(ControlProtocol.PrimaryMismatch(protocol));
+                throw new ControlProtocolMismatchException(ControlProtocol.PrimaryMismatch(protocol));
             }
 
             var urls = Environment.GetEnvironmentVariable(UrlsVariable);
