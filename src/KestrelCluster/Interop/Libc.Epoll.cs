@@ -68,23 +68,12 @@ internal static unsafe partial class Libc
         {
             listener.DangerousAddRef(ref added);
             var fd = (int)listener.DangerousGetHandle();
-            var registration = stackalloc byte[EpollEventBufferLength];
-            new Span<byte>(registration, EpollEventBufferLength).Clear();
-            *(uint*)registration = EPOLLIN;
-            if (epoll_ctl(epoll, EPOLL_CTL_ADD, (int)stopEvent.DangerousGetHandle(), registration) != 0)
+            // The stop event wakes every thread; the socket one (EPOLLEXCLUSIVE), or every one on a kernel older than 4.5,
+            // which refuses the flag with EINVAL — still correct.
+            if (!Watch(epoll, (int)stopEvent.DangerousGetHandle(), EPOLLIN)
+                || (!Watch(epoll, fd, EPOLLIN | EPOLLEXCLUSIVE) && !Watch(epoll, fd, EPOLLIN)))
             {
                 throw new InvalidOperationException($"epoll_ctl failed (errno {Marshal.GetLastPInvokeError()}).");
-            }
-
-            new Span<byte>(registration, EpollEventBufferLength).Clear();
-            *(uint*)registration = EPOLLIN | EPOLLEXCLUSIVE;
-            if (epoll_ctl(epoll, EPOLL_CTL_ADD, fd, registration) != 0)
-            {
-                *(uint*)registration = EPOLLIN; // EINVAL before Linux 4.5: every waiter wakes, still correct
-                if (epoll_ctl(epoll, EPOLL_CTL_ADD, fd, registration) != 0)
-                {
-                    throw new InvalidOperationException($"epoll_ctl failed (errno {Marshal.GetLastPInvokeError()}).");
-                }
             }
 
             return waiter;
@@ -103,7 +92,16 @@ internal static unsafe partial class Libc
         }
     }
 
-    /// <summary>Blocks until the socket the waiter watches is readable (a connection, or its shutdown): 0, or an errno.</summary>
+    /// <summary>Adds <paramref name="fd"/> to the epoll instance for <paramref name="events"/>; false on failure (errno set).</summary>
+    private static bool Watch(int epoll, int fd, uint events)
+    {
+        var registration = stackalloc byte[EpollEventBufferLength];
+        new Span<byte>(registration, EpollEventBufferLength).Clear();
+        *(uint*)registration = events;
+        return epoll_ctl(epoll, EPOLL_CTL_ADD, fd, registration) == 0;
+    }
+
+    /// <summary>Blocks until what the waiter watches is readable (a connection, or the stop event): 0, or an errno.</summary>
     public static int WaitReadable(SafeFileHandle waiter)
     {
         var added = false;

@@ -23,7 +23,7 @@ using Microsoft.Win32.SafeHandles;
 
 namespace KestrelCluster.Primary;
 
-internal sealed class PrimaryConnectionListener : IConnectionListener
+internal sealed partial class PrimaryConnectionListener : IConnectionListener
 {
     /// <summary>Most connections accepted before they go to the dispatcher (as many as fit in one handoff message).</summary>
     private const int MaxBurst = ControlFrames.MaxFdsPerMessage;
@@ -123,59 +123,6 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
     }
 
     /// <summary>
-    /// <paramref name="count"/> threads, each waiting in its own epoll instance on the one socket; thread i routes through
-    /// dispatcher shard i (modulo the shards: the dispatcher has one per accept thread of a listener).
-    /// </summary>
-    private void StartAcceptThreads(int count)
-    {
-        _listenSocket.Blocking = false; // accept4 reports EAGAIN when the backlog is empty: the end of a burst
-        var waiters = new List<SafeFileHandle>();
-        try
-        {
-            _stopEvent = Libc.CreateStopEvent();
-            for (var i = 0; i < count; i++)
-            {
-                waiters.Add(Libc.CreateAcceptWaiter(_listenSocket.SafeHandle, _stopEvent));
-            }
-        }
-        catch
-        {
-            waiters.ForEach(w => w.Dispose());
-            _stopEvent?.Dispose();
-            _listenSocket.Dispose();
-            throw;
-        }
-
-        _acceptThreads = new Thread[count];
-        _socketUsers += count;
-        for (var i = 0; i < count; i++)
-        {
-            var (waiter, shard) = (waiters[i], i % _dispatcher.ShardCount);
-            _acceptThreads[i] = new Thread(() =>
-            {
-                try
-                {
-                    AcceptLoop(waiter, shard);
-                }
-                finally
-                {
-                    waiter.Dispose();
-                    ReleaseSocket();
-                }
-            })
-            {
-                IsBackground = true,
-                Name = count == 1 ? $"KC accept {EndPoint}" : $"KC accept {i} {EndPoint}",
-            };
-        }
-
-        foreach (var thread in _acceptThreads)
-        {
-            thread.Start();
-        }
-    }
-
-    /// <summary>
     /// A listening socket systemd passed (socket activation: LISTEN_FDS, Kestrel's UseSystemd()). It was inherited
     /// without close-on-exec; it gets it now, before any worker starts, so that no worker holds the listening socket.
     /// </summary>
@@ -265,81 +212,6 @@ internal sealed class PrimaryConnectionListener : IConnectionListener
     }
 
     public ValueTask DisposeAsync() => UnbindAsync();
-
-    private void AcceptLoop(SafeFileHandle waiter, int shard)
-    {
-        var burst = new List<AcceptedConnection>(MaxBurst);
-        while (true)
-        {
-            if (!IsAccepting)
-            {
-                // Stopped (the stop event woke us, or it came mid-burst): what was accepted still goes to a worker, and
-                // the backlog stays for whoever else holds the socket.
-                DispatchBurst(burst, shard);
-                return;
-            }
-
-            if (burst.Count == 0)
-            {
-                _dispatcher.WaitForRoom(shard);
-            }
-
-            int fd;
-            PeerAddress peer;
-            try
-            {
-                fd = PeerAddress.Accept(_listenSocket.SafeHandle, out peer);
-            }
-            catch (ObjectDisposedException)
-            {
-                DispatchBurst(burst, shard); // unbound between two accepts
-                return;
-            }
-
-            if (fd >= 0)
-            {
-                burst.Add(new AcceptedConnection(this, fd, peer));
-                if (burst.Count == MaxBurst)
-                {
-                    DispatchBurst(burst, shard);
-                }
-
-                continue;
-            }
-
-            // Whatever ended the burst, what was accepted goes to the workers first.
-            DispatchBurst(burst, shard);
-            if (-fd == Libc.EAGAIN)
-            {
-                if (Libc.WaitReadable(waiter) is not 0 and var errno) // readable: a connection, or the stop event
-                {
-                    PrimaryLog.AcceptThreadFailed(_logger, EndPoint, errno);
-                    return;
-                }
-            }
-            else if (-fd is Libc.EMFILE or Libc.ENFILE)
-            {
-                // Out of descriptors: the connection stays in the backlog; try again shortly rather than spin.
-                PrimaryLog.AcceptFailed(_logger, EndPoint, SocketError.TooManyOpenSockets);
-                Thread.Sleep(100);
-            }
-            else if (-fd == Libc.EINVAL)
-            {
-                return;
-            }
-
-            // ECONNABORTED and the like: the connection was reset while it waited in the backlog; nothing was lost.
-        }
-    }
-
-    private void DispatchBurst(List<AcceptedConnection> burst, int shard)
-    {
-        if (burst.Count > 0)
-        {
-            _dispatcher.Dispatch(burst, shard);
-            burst.Clear();
-        }
-    }
 
     public override string ToString() => $"listener {Id} ({EndPoint})";
 }
