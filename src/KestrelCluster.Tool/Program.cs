@@ -2,6 +2,7 @@
 //   kestrel-cluster status [PID] [--json]   the cluster as a table (or the status JSON)
 //   kestrel-cluster restart [PID]            rolling restart, as kill -HUP; returns when done
 //   kestrel-cluster scale N [PID]            set the number of workers; returns when done
+//   kestrel-cluster upgrade [PID]            primary upgrade, as kill -USR2; returns when the new primary took over
 //   kestrel-cluster stop [PID]               graceful stop, as kill -TERM
 //   kestrel-cluster ps                       the running primaries of this user
 // Exit codes: 0 done, 1 the primary refused or could not be reached, 2 wrong usage.
@@ -15,6 +16,8 @@ const string Usage = """
       status [PID] [--json]   the cluster as a table, or its status JSON
       restart [PID]           rolling restart of every worker (as kill -HUP); waits until done
       scale N [PID]           run N workers; waits until they are ready (or drained)
+      upgrade [PID]           start a new primary from the deployed app and hand it the sockets (as kill -USR2);
+                              waits until it has taken over (or failed: the running primary serves on)
       stop [PID]              stop gracefully (as kill -TERM)
       ps                      list the running KestrelCluster primaries of this user
     PID is the primary's pid; with one primary running it may be left out.
@@ -44,8 +47,8 @@ try
 {
     (command, processId) = rest switch
     {
-        ["status" or "restart" or "stop"] => (rest[0], (int?)null),
-        ["status" or "restart" or "stop", var pid] => (rest[0], ParsePid(pid)),
+        ["status" or "restart" or "upgrade" or "stop"] => (rest[0], (int?)null),
+        ["status" or "restart" or "upgrade" or "stop", var pid] => (rest[0], ParsePid(pid)),
         ["scale", var n] => ($"scale {ParseCount(n)}", null),
         ["scale", var n, var pid] => ($"scale {ParseCount(n)}", ParsePid(pid)),
         _ => throw new FormatException($"Unknown command line: {string.Join(' ', args)}."),

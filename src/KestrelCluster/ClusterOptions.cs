@@ -77,6 +77,13 @@ public sealed class ClusterOptions
     /// <remarks>Defaults to 64.</remarks>
     public int MaxHandoffsInFlight { get; set; } = 64;
 
+    /// <summary>
+    /// How long a primary upgrade (SIGUSR2, <see cref="IClusterManager.UpgradePrimaryAsync"/>) waits for the new primary to
+    /// start and every one of its workers to be ready. Past it the new primary is stopped and this one serves on.
+    /// </summary>
+    /// <remarks>Defaults to 2 minutes.</remarks>
+    public TimeSpan PrimaryUpgradeTimeout { get; set; } = TimeSpan.FromMinutes(2);
+
     /// <summary>How often a worker reports that it is alive (and its requests, memory and thread-pool lag).</summary>
     /// <remarks>Defaults to 1 second.</remarks>
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(1);

@@ -33,6 +33,22 @@ public interface IClusterManager
     /// <param name="cancellationToken">Stops waiting; the change itself goes on.</param>
     /// <returns>A task that completes when the new workers are ready and the removed ones have exited.</returns>
     Task ScaleAsync(int workers, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Upgrades the primary itself without downtime: starts a new primary from the deployed command and hands it the
+    /// listening sockets (never closed: nothing queued in a backlog is lost). Once every worker of the new primary is
+    /// ready and it accepts, this primary stops accepting, passes on the connections it had not handed to a worker,
+    /// drains its workers and exits. If the new primary exits or is not ready within
+    /// <see cref="ClusterOptions.PrimaryUpgradeTimeout"/>, it is stopped, this primary serves on, and this throws.
+    /// The same happens on SIGUSR2.
+    /// </summary>
+    /// <param name="cancellationToken">Stops waiting; the upgrade itself goes on.</param>
+    /// <returns>A task that completes with the new primary's process id once it has taken over.</returns>
+    /// <exception cref="InvalidOperationException">
+    /// The upgrade failed, or cannot run here: PID 1 in a container, under <c>dotnet run</c> or <c>dotnet watch</c>, inside
+    /// a test host, while stopping, or while another upgrade is under way. The message says which.
+    /// </exception>
+    Task<int> UpgradePrimaryAsync(CancellationToken cancellationToken = default);
 }
 
 /// <summary>The lifecycle state of a worker.</summary>

@@ -81,6 +81,7 @@ internal static class Snippets
         var manager = app.Services.GetRequiredService<IClusterManager>();
         await manager.RestartWorkersAsync();   // rolling restart, zero downtime
         await manager.ScaleAsync(8);           // 8 workers
+        var successor = await manager.UpgradePrimaryAsync();   // a new primary takes over (as SIGUSR2); its pid
         foreach (var w in manager.GetWorkers())   // id, slot, pid, state, generation, restarts, start time, connections, requests, memory
             Console.WriteLine($"worker {w.Id} slot {w.SlotIndex} pid {w.ProcessId} {w.State} gen {w.Generation} requests {w.Requests}");
         #endregion

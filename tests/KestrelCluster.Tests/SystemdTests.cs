@@ -2,9 +2,6 @@
 // socket; the primary accepts on it and two workers serve, and only the primary holds it), and Type=notify as a
 // service manager sees it (a NOTIFY_SOCKET datagram listener: READY=1 once both workers are ready, RELOADING=1 …
 // READY=1 around a rolling restart, STOPPING=1 on SIGTERM).
-using System.Collections.Concurrent;
-using System.Net.Sockets;
-using System.Text;
 using KestrelCluster.Tests.TestSupport;
 
 namespace KestrelCluster.Tests;
@@ -173,45 +170,6 @@ public sealed class SystemdTests
         {
             listener.Dispose();
             Directory.Delete(directory, recursive: true);
-        }
-    }
-
-    /// <summary>A NOTIFY_SOCKET as systemd provides it: a datagram socket whose messages are collected.</summary>
-    private sealed class NotifyListener : IDisposable
-    {
-        private readonly Socket _socket = new(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
-        private readonly Task _receiving;
-
-        public NotifyListener(string path)
-        {
-            Path = path;
-            _socket.Bind(new UnixDomainSocketEndPoint(path));
-            _receiving = Task.Run(async () =>
-            {
-                var buffer = new byte[4096];
-                while (true)
-                {
-                    try
-                    {
-                        var length = await _socket.ReceiveAsync(buffer, SocketFlags.None);
-                        Messages.Enqueue(Encoding.UTF8.GetString(buffer, 0, length));
-                    }
-                    catch (Exception e) when (e is SocketException or ObjectDisposedException)
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-
-        public string Path { get; }
-
-        public ConcurrentQueue<string> Messages { get; } = new();
-
-        public void Dispose()
-        {
-            _socket.Dispose();
-            _receiving.Wait(TimeSpan.FromSeconds(5));
         }
     }
 }

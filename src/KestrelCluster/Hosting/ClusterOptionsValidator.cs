@@ -50,6 +50,7 @@ internal sealed class ClusterOptionsValidator : IValidateOptions<ClusterOptions>
         Positive(failures, nameof(ClusterOptions.WorkerTimeout), options.WorkerTimeout);
         Positive(failures, nameof(ClusterOptions.WorkerStopTimeout), options.WorkerStopTimeout);
         Positive(failures, nameof(ClusterOptions.CrashLoopWindow), options.CrashLoopWindow);
+        Positive(failures, nameof(ClusterOptions.PrimaryUpgradeTimeout), options.PrimaryUpgradeTimeout);
         if (options.MinWorkerUptime < TimeSpan.Zero)
         {
             failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.MinWorkerUptime)} is {options.MinWorkerUptime}; it " +

@@ -65,7 +65,7 @@ public static class ClusterWebHostBuilderExtensions
         if (worker is not null)
         {
             WatchParent(worker);
-            SocketActivation.AdoptInWorker(worker.PrimaryProcessId);
+            SocketActivation.AdoptFrom(worker.PrimaryProcessId);
             if (worker.TestFactory is { } factory)
             {
                 TestFactoryHook.Install(factory);
@@ -74,6 +74,10 @@ public static class ClusterWebHostBuilderExtensions
         else
         {
             ServiceManagerNotifier.TakeSocketFromEnvironment();
+            if (UpgradeInvitation.Current is { } invitation)
+            {
+                SocketActivation.AdoptFrom(invitation.FromProcessId); // started by a primary to take over from it (SIGUSR2)
+            }
         }
 
         if (worker?.Urls is { } urls)
@@ -117,6 +121,12 @@ public static class ClusterWebHostBuilderExtensions
     {
         services.AddSingleton(sp => ClusterContext.ForPrimary(sp.GetRequiredService<IOptions<ClusterOptions>>()));
         services.AddSingleton<PrimaryListenerTable>();
+        if (UpgradeInvitation.Current is { } invitation)
+        {
+            services.AddSingleton(sp => new PrimaryTakeover(invitation, sp.GetRequiredService<ILoggerFactory>()
+                .CreateLogger("KestrelCluster.Primary")));
+        }
+
         services.AddSingleton(sp => new HandoffDispatcher(sp.GetRequiredService<IConnectionScheduler>(),
             sp.GetRequiredService<ILogger<HandoffDispatcher>>(), sp.GetRequiredService<IOptions<ClusterOptions>>().Value.AcceptThreads));
 
@@ -137,7 +147,8 @@ public static class ClusterWebHostBuilderExtensions
         {
             if (context.Role == ClusterRole.Primary)
             {
-                Prefix(o, "primary");
+                // A primary that took over from another (an upgrade) names itself: both write to the same log for a while.
+                Prefix(o, UpgradeInvitation.Current is null ? "primary" : $"primary {Environment.ProcessId}");
             }
         });
     }

@@ -181,6 +181,9 @@ internal static unsafe partial class Libc
     /// <summary>The process id of this process's parent.</summary>
     public static int ParentProcessId => getppid();
 
+    /// <summary>Sends <paramref name="signal"/> to process <paramref name="processId"/>; false if it is gone.</summary>
+    public static bool SendSignal(int processId, int signal) => kill(processId, signal) == 0;
+
     private const int PR_SET_PDEATHSIG = 1;
     private const int SOCK_CLOEXEC = 0x80000;
     private const int SOCK_NONBLOCK = 0x800;
@@ -197,6 +200,9 @@ internal static unsafe partial class Libc
 
     [LibraryImport("libc")]
     private static partial uint geteuid();
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int sig);
 
     [LibraryImport("libc")]
     private static partial int getppid();

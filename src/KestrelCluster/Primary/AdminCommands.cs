@@ -4,9 +4,10 @@ using Microsoft.Extensions.Hosting;
 
 namespace KestrelCluster.Primary;
 
-internal sealed class AdminCommands(WorkerPool pool, WorkerRotation rotation, ClusterStatusReport status, IHostApplicationLifetime lifetime)
+internal sealed class AdminCommands(WorkerPool pool, WorkerRotation rotation, ClusterStatusReport status, IHostApplicationLifetime lifetime,
+    Func<Task<int>> upgradePrimary)
 {
-    public const string Usage = "Commands: status | restart | scale N | stop.";
+    public const string Usage = "Commands: status | restart | scale N | upgrade | stop.";
 
     public async Task<byte[]> ExecuteAsync(string command, CancellationToken stopping)
     {
@@ -26,6 +27,18 @@ internal sealed class AdminCommands(WorkerPool pool, WorkerRotation rotation, Cl
                 await rotation.RestartAllAsync(stopping).ConfigureAwait(false);
                 return AdminServer.Reply(true, string.Create(CultureInfo.InvariantCulture,
                     $"Rolling restart done: {pool.SlotCount} workers replaced, now generation {pool.Generation}."));
+
+            case "upgrade":
+                try
+                {
+                    var successor = await upgradePrimary().ConfigureAwait(false);
+                    return AdminServer.Reply(true, string.Create(CultureInfo.InvariantCulture,
+                        $"Primary upgraded: the new primary (pid {successor}) has taken over; this one drains its workers and exits."));
+                }
+                catch (InvalidOperationException e)
+                {
+                    return AdminServer.Reply(false, e.Message);
+                }
 
             case "stop":
                 // Answered first: the stop closes this socket with everything else.

@@ -26,10 +26,14 @@ internal sealed class ClusterStatusReport
     private readonly ClusterContext _context;
     private readonly string _scheduling;
     private readonly Func<IReadOnlyCollection<string>> _endpoints;
+    private readonly Func<int> _upgradingTo;
+    private readonly int? _upgradedFrom;
 
     public ClusterStatusReport(WorkerPool pool, HandoffDispatcher dispatcher, ClusterContext context, string scheduling,
-        Func<IReadOnlyCollection<string>> endpoints)
+        Func<IReadOnlyCollection<string>> endpoints, Func<int>? upgradingTo = null, int? upgradedFrom = null)
     {
+        _upgradingTo = upgradingTo ?? (static () => 0);
+        _upgradedFrom = upgradedFrom;
         _pool = pool;
         _dispatcher = dispatcher;
         _context = context;
@@ -88,6 +92,8 @@ internal sealed class ClusterStatusReport
         WriteStrings(json, "endpoints", _endpoints());
         json.WriteNumber("workerCount", _context.WorkerCount);
         json.WriteNumber("readySlots", slots.Count(s => s.Current is { IsReady: true, IsRetiring: false, HasExited: false }));
+        WriteProcessId(json, "upgradingTo", _upgradingTo() is > 0 and var successor ? successor : null);
+        WriteProcessId(json, "upgradedFrom", _upgradedFrom);
         json.WriteNumber("acceptedConnections", _dispatcher.Accepted);
         json.WriteNumber("pendingConnections", _dispatcher.WaitingCount);
         json.WriteNumber("redispatchedConnections", _dispatcher.Redispatched);
@@ -105,6 +111,19 @@ internal sealed class ClusterStatusReport
 
         json.WriteEndArray();
         json.WriteEndObject();
+    }
+
+    /// <summary>A primary upgrade's other side: the new primary's pid (while starting, and after the handover) or the old one's.</summary>
+    private static void WriteProcessId(Utf8JsonWriter json, string name, int? processId)
+    {
+        if (processId is { } pid)
+        {
+            json.WriteNumber(name, pid);
+        }
+        else
+        {
+            json.WriteNull(name);
+        }
     }
 
     private void WriteWorker(Utf8JsonWriter json, WorkerProcess worker)

@@ -1,6 +1,7 @@
 // The supervisor: the primary's hosted service and its IClusterManager. It starts the workers once the
 // server is bound, runs the heartbeat monitor, the admin socket and the operator signals (OperatorSignals: SIGHUP,
-// SIGTTIN, SIGTTOU), and stops every worker gracefully when the host stops. A stop signal
+// SIGTTIN, SIGTTOU, SIGUSR2), hands over to a new primary on an upgrade (PrimaryUpgrade) or takes over from an old one
+// (PrimaryTakeover), and stops every worker gracefully when the host stops. A stop signal
 // marks the cluster as stopping the moment it arrives: Ctrl+C reaches every worker of the process group too, and
 // a worker that exits then is not a crash to replace.
 using System.Runtime.InteropServices;
@@ -27,6 +28,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     private readonly List<PosixSignalRegistration> _signals = [];
     private AdminServer? _admin;
     private readonly OperatorSignals _operatorSignals;
+    private readonly PrimaryUpgrade _upgrade;
+    private readonly PrimaryTakeover? _takeover;
     private readonly ServiceManagerNotifier? _notifier = ServiceManagerNotifier.Create();
     private ServiceManagerReports? _reports;
     private readonly Lock _stopLock = new();
@@ -36,7 +39,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
     public ClusterSupervisor(IOptions<ClusterOptions> options, ClusterContext context, IHostApplicationLifetime lifetime, IServer server,
         PrimaryListenerTable listeners, HandoffDispatcher dispatcher, WorkerLauncher launcher, Messaging.ClusterMessenger messenger,
             IConnectionScheduler scheduler, System.Diagnostics.Metrics.IMeterFactory meterFactory,
-            IOptions<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions> console, ILoggerFactory loggerFactory)
+            IOptions<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions> console, ILoggerFactory loggerFactory,
+            PrimaryTakeover? takeover = null)
     {
         _options = options.Value;
         _context = context;
@@ -53,8 +57,11 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         var scheduling = scheduler.GetType().Assembly == typeof(ClusterOptions).Assembly
             ? _options.Scheduling.ToString()
             : scheduler.GetType().FullName ?? scheduler.GetType().Name;
+        _upgrade = new PrimaryUpgrade(_pool, launcher, listeners, dispatcher, _options.PrimaryUpgradeTimeout, _logger);
+        _takeover = takeover;
         Status = new ClusterStatusReport(_pool, dispatcher, context, scheduling, () =>
-            [.. _server.Features.Get<IServerAddressesFeature>()?.Addresses ?? []]);
+            [.. _server.Features.Get<IServerAddressesFeature>()?.Addresses ?? []], () => _upgrade.SuccessorProcessId,
+            takeover?.FromProcessId);
         _slots = new SlotSupervisor(_pool, _options, lifetime, _logger);
         if (context.Role == ClusterRole.Primary)
         {
@@ -62,7 +69,7 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         }
 
         _rotation = new WorkerRotation(_pool, _slots, _options, context, _logger);
-        _operatorSignals = new OperatorSignals(_pool, _rotation, _logger);
+        _operatorSignals = new OperatorSignals(_pool, _rotation, () => UpgradePrimaryAsync(), _logger);
         messenger.AttachPrimary(() => [.. _pool.Workers.Where(w => w.Channel is not null)
             .Select(w => new Messaging.MessageTarget(w.Id, w.Channel!, IsServing: !w.IsRetiring))]);
     }
@@ -95,6 +102,20 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         return _rotation.ScaleAsync(workers, cancellationToken);
     }
 
+    public Task<int> UpgradePrimaryAsync(CancellationToken cancellationToken = default)
+    {
+        EnsureClustered();
+        return UpgradeThenStopAsync().WaitAsync(cancellationToken);
+    }
+
+    /// <summary>The upgrade, and this primary's stop once the new one took over (whoever asked, and whether they still wait).</summary>
+    private async Task<int> UpgradeThenStopAsync()
+    {
+        var processId = await _upgrade.UpgradeAsync().ConfigureAwait(false);
+        _lifetime.StopApplication(); // drain this primary's workers and exit: the new primary serves
+        return processId;
+    }
+
     public Task StartAsync(CancellationToken cancellationToken)
     {
         if (_context.Role != ClusterRole.Primary)
@@ -123,7 +144,29 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         // and the exits that follow are expected. The host's own handlers still do the stopping.
         if (_notifier is not null)
         {
-            _reports = new ServiceManagerReports(_notifier, _pool, _slots, _rotation, _context);
+            var reports = _reports = new ServiceManagerReports(_notifier, _pool, _slots, _rotation, _context);
+            if (_takeover is not null)
+            {
+                reports.Hold(); // systemd hears from this process once it is the main one
+            }
+
+            _upgrade.Starting += reports.UpgradeStarting;
+            _upgrade.Failed += reports.UpgradeFailed;
+            _upgrade.HandedOver += reports.HandedOver;
+        }
+
+        if (_takeover is { } takeover)
+        {
+            _pool.ContinueWorkerIdsAfter(takeover.LastWorkerId);
+
+            // Taking over from a running primary: accept once every slot has a ready worker, not before.
+            _pool.WorkerReady += _ =>
+            {
+                if (_pool.ReadySlotCount() >= _context.WorkerCount)
+                {
+                    takeover.BeginServing(_dispatcher, () => _reports?.Release());
+                }
+            };
         }
 
         foreach (var signal in (ReadOnlySpan<PosixSignal>)[PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGQUIT])
@@ -186,6 +229,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         }
 
         _operatorSignals.Dispose();
+        _upgrade.Dispose();
+        _takeover?.Dispose();
         _admin?.Dispose();
         _notifier?.Dispose();
         _pool.Dispose(); // stops the monitor and any operation under way (the pool's Stopping token)
@@ -218,8 +263,8 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         }
 
         _ = StartAllObservedAsync();
-        _admin = AdminServer.TryOpen(_pool.RuntimeDirectory!, new AdminCommands(_pool, _rotation, Status, _lifetime).ExecuteAsync, _logger,
-            _pool.Stopping);
+        var commands = new AdminCommands(_pool, _rotation, Status, _lifetime, () => UpgradeThenStopAsync());
+        _admin = AdminServer.TryOpen(_pool.RuntimeDirectory!, commands.ExecuteAsync, _logger, _pool.Stopping);
 
         // As PID 1 in a container, orphans re-parented to this process are reaped by the .NET runtime's own
         // SIGCHLD handling (tests check it): nothing to add here.

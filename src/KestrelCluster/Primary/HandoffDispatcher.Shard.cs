@@ -29,29 +29,32 @@ internal sealed partial class HandoffDispatcher
 
         public void Dispatch(List<AcceptedConnection> connections)
         {
+            var stopped = false;
             lock (_lock)
             {
                 if (_stopped)
                 {
+                    stopped = true;
+                }
+                else
+                {
                     foreach (var connection in connections)
                     {
-                        connection.Close();
+                        _waiting.Enqueue(connection);
                     }
 
-                    return;
+                    Interlocked.Add(ref owner._accepted, connections.Count);
+                    if (_waiting.Count >= MaxWaiting)
+                    {
+                        _room.Reset();
+                    }
                 }
+            }
 
-                foreach (var connection in connections)
-                {
-                    _waiting.Enqueue(connection);
-                }
-
-                Interlocked.Add(ref owner._accepted, connections.Count);
-
-                if (_waiting.Count >= MaxWaiting)
-                {
-                    _room.Reset();
-                }
+            if (stopped)
+            {
+                owner.AfterStop(connections); // accepted in the moment the primary stopped
+                return;
             }
 
             Flush();
@@ -116,24 +119,17 @@ internal sealed partial class HandoffDispatcher
             }
         }
 
-        /// <summary>Closes every waiting connection and refuses more; returns how many it closed.</summary>
-        public int Stop()
+        /// <summary>Refuses connections from now on and returns the waiting ones (the caller closes or passes them on).</summary>
+        public List<AcceptedConnection> Stop()
         {
-            List<AcceptedConnection> waiting;
             lock (_lock)
             {
                 _stopped = true;
-                waiting = [.. _waiting];
+                List<AcceptedConnection> waiting = [.. _waiting];
                 _waiting.Clear();
                 _room.Set();
+                return waiting;
             }
-
-            foreach (var connection in waiting)
-            {
-                connection.Close();
-            }
-
-            return waiting.Count;
         }
 
         public void Dispose() => _room.Dispose();

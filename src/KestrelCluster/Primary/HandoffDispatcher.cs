@@ -26,6 +26,7 @@ internal sealed partial class HandoffDispatcher : IDisposable
     private readonly IConnectionScheduler _scheduler;
     private readonly ILogger _logger;
     private int _nextRedispatchShard;
+    private volatile Action<List<AcceptedConnection>>? _successor; // a new primary took over: it gets what is left
     private long _accepted;
     private long _redispatched;
 
@@ -100,8 +101,14 @@ internal sealed partial class HandoffDispatcher : IDisposable
     /// <summary>Puts back connections a worker refused or never acknowledged (it went away), then routes them again.</summary>
     public void Redispatch(IEnumerable<AcceptedConnection> connections)
     {
+        if (_successor is { } successor)
+        {
+            successor([.. connections]); // this primary handed over: the new one serves them
+            return;
+        }
+
         var shard = _shards[(uint)Interlocked.Increment(ref _nextRedispatchShard) % (uint)_shards.Length];
-        var closed = 0;
+        var refused = new List<AcceptedConnection>();
         foreach (var connection in connections)
         {
             if (shard.Requeue(connection))
@@ -110,16 +117,11 @@ internal sealed partial class HandoffDispatcher : IDisposable
             }
             else
             {
-                connection.Close(); // shutting down: a worker handed it back while draining, and no worker is left to take it
-                closed++;
+                refused.Add(connection); // stopped: a worker handed it back while draining, and no worker is left to take it
             }
         }
 
-        if (closed > 0)
-        {
-            PrimaryLog.WaitingConnectionsClosed(_logger, closed);
-        }
-
+        AfterStop(refused);
         shard.Flush();
     }
 
@@ -131,18 +133,47 @@ internal sealed partial class HandoffDispatcher : IDisposable
         }
     }
 
-    /// <summary>Stops routing: closes every waiting connection (the primary is shutting down).</summary>
+    /// <summary>Stops routing: closes every waiting connection (the primary is shutting down), or passes it to the new primary.</summary>
     public void Stop()
     {
-        var closed = 0;
+        var waiting = new List<AcceptedConnection>();
         foreach (var shard in _shards)
         {
-            closed += shard.Stop();
+            waiting.AddRange(shard.Stop());
         }
 
-        if (closed > 0)
+        AfterStop(waiting);
+    }
+
+    /// <summary>
+    /// A new primary took over (a primary upgrade): stops routing, and passes <paramref name="successor"/> every waiting
+    /// connection now and every connection a worker hands back from now on, so that none this process accepted is lost.
+    /// </summary>
+    public void HandOver(Action<List<AcceptedConnection>> successor)
+    {
+        _successor = successor;
+        Stop();
+    }
+
+    /// <summary>Connections no worker of this primary will take: to the new primary if there is one, else closed (logged).</summary>
+    private void AfterStop(List<AcceptedConnection> connections)
+    {
+        if (connections.Count == 0)
         {
-            PrimaryLog.WaitingConnectionsClosed(_logger, closed);
+            return;
         }
+
+        if (_successor is { } successor)
+        {
+            successor(connections);
+            return;
+        }
+
+        foreach (var connection in connections)
+        {
+            connection.Close();
+        }
+
+        PrimaryLog.WaitingConnectionsClosed(_logger, connections.Count);
     }
 }

@@ -35,6 +35,9 @@ internal static class LauncherWatch
         };
     }
 
+    /// <summary>"dotnet run" or "dotnet watch" when this process's parent is one of them, else null.</summary>
+    public static string? Launcher => LauncherName(CommandLineOf(Libc.ParentProcessId));
+
     /// <summary>Watches the parent when it is a launcher; calls <paramref name="onGone"/> once if it exits.</summary>
     public static async Task RunAsync(ILogger logger, Action onGone, CancellationToken stopping)
     {

@@ -1,25 +1,29 @@
 // The signals an operator sends the primary to steer the cluster, as Gunicorn and Puma take them: SIGHUP a rolling
-// restart, SIGTTIN one worker more, SIGTTOU one fewer. Each runs in the background; a failure is logged, none is lost.
+// restart, SIGTTIN one worker more, SIGTTOU one fewer, SIGUSR2 a primary upgrade (nginx's and Unicorn's signal). Each
+// runs in the background; a failure is logged, none is lost.
 // (The stop signals are the supervisor's: they mark the cluster as stopping at once.)
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Primary;
 
-internal sealed class OperatorSignals(WorkerPool pool, WorkerRotation rotation, ILogger logger) : IDisposable
+internal sealed class OperatorSignals(WorkerPool pool, WorkerRotation rotation, Func<Task> upgradePrimary, ILogger logger)
+    : IDisposable
 {
     private const int SIGTTIN = 21;
     private const int SIGTTOU = 22;
+    private const int SIGUSR2 = 12;
 
     private readonly List<PosixSignalRegistration> _registrations = [];
 
-    /// <summary>Takes SIGHUP, SIGTTIN and SIGTTOU from now on, and logs the pid to send them to.</summary>
+    /// <summary>Takes SIGHUP, SIGTTIN, SIGTTOU and SIGUSR2 from now on, and logs the pid to send them to.</summary>
     public void Register()
     {
         _registrations.Add(PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal));
         PrimaryLog.PrimarySignals(logger, Environment.ProcessId); // the pid to signal: not `dotnet run`'s
         _registrations.Add(PosixSignalRegistration.Create((PosixSignal)SIGTTIN, OnSignal));
         _registrations.Add(PosixSignalRegistration.Create((PosixSignal)SIGTTOU, OnSignal));
+        _registrations.Add(PosixSignalRegistration.Create((PosixSignal)SIGUSR2, OnSignal));
     }
 
     public void Dispose()
@@ -43,6 +47,7 @@ internal sealed class OperatorSignals(WorkerPool pool, WorkerRotation rotation, 
             SIGTTIN => ("SIGTTIN", "adding a worker", () => rotation.ScaleAsync(Math.Min(ClusterOptions.MaxWorkers,
                 pool.SlotCount + 1), pool.Stopping)),
             SIGTTOU => ("SIGTTOU", "removing a worker", () => rotation.ScaleAsync(Math.Max(1, pool.SlotCount - 1), pool.Stopping)),
+            SIGUSR2 => ("SIGUSR2", "primary upgrade", upgradePrimary),
             _ => ("SIGHUP", "rolling restart", (Func<Task>)(() => rotation.RestartAllAsync(pool.Stopping))),
         };
 
@@ -55,6 +60,10 @@ internal sealed class OperatorSignals(WorkerPool pool, WorkerRotation rotation, 
             }
             catch (OperationCanceledException)
             {
+            }
+            catch (InvalidOperationException) when (name == "SIGUSR2")
+            {
+                // Refused or failed: PrimaryUpgrade has logged why, in one line.
             }
 #pragma warning disable CA1031 // a signal's operation runs in the background: any failure is logged, none is lost
             catch (Exception e)

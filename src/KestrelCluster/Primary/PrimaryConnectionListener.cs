@@ -40,6 +40,9 @@ internal sealed partial class PrimaryConnectionListener : IConnectionListener
     // is woken and not yet running, its epoll registration would vanish with the wake-up, and the thread sleep forever.
     private int _socketUsers = 1;
     private int _stopped;
+    private readonly Lock _startStop = new(); // starting the accept threads late (StartAccepting) against stopping
+    private int _pendingAcceptThreads; // how many StartAccepting starts: a new primary taking over accepts once its workers are ready
+    private volatile bool _ownsSocketFile; // a Unix domain socket's file is deleted at the stop by the process that owns it
 
     private PrimaryConnectionListener(int id, EndPoint requested, Socket listenSocket, HandoffDispatcher dispatcher,
         PrimaryListenerTable table, ILogger logger)
@@ -75,16 +78,22 @@ internal sealed partial class PrimaryConnectionListener : IConnectionListener
     /// SocketTransportOptions.NoDelay) is set once, on the listening socket: Linux gives every accepted socket the
     /// listener's options, which saves a setsockopt per connection.
     /// </summary>
+    /// <remarks>
+    /// A new primary taking over from a running one (a primary upgrade) passes the running primary's listening socket as
+    /// <paramref name="takenOver"/>: it listens already, and nothing is bound. With <paramref name="startAccepting"/> false
+    /// the accept threads wait for <see cref="StartAccepting"/>.
+    /// </remarks>
     public static PrimaryConnectionListener Bind(int id, EndPoint endpoint, int backlog, HandoffDispatcher dispatcher,
         PrimaryListenerTable table, ILogger logger,
-        bool shared = false, bool noDelay = true, Func<EndPoint, Socket>? createBoundListenSocket = null, int acceptThreads = 1)
+        bool shared = false, bool noDelay = true, Func<EndPoint, Socket>? createBoundListenSocket = null, int acceptThreads = 1,
+        Socket? takenOver = null, bool startAccepting = true)
     {
         Socket socket;
         try
         {
-            socket = endpoint is FileHandleEndPoint activated
+            socket = takenOver ?? (endpoint is FileHandleEndPoint activated
                 ? AdoptActivatedSocket(activated)
-                : (createBoundListenSocket ?? SocketTransportOptions.CreateDefaultBoundListenSocket)(endpoint);
+                : (createBoundListenSocket ?? SocketTransportOptions.CreateDefaultBoundListenSocket)(endpoint));
         }
         catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
         {
@@ -98,9 +107,11 @@ internal sealed partial class PrimaryConnectionListener : IConnectionListener
                 socket.NoDelay = true;
             }
 
-            if (endpoint is not FileHandleEndPoint)
+            if (endpoint is not FileHandleEndPoint && takenOver is null)
             {
-                socket.Listen(backlog); // an activated socket listens already, with the backlog its .socket unit gave it
+                // An activated socket listens already, with the backlog its .socket unit gave it; a taken-over one with the
+                // backlog the previous primary gave it (listen() again would only change that).
+                socket.Listen(backlog);
             }
         }
         catch
@@ -109,14 +120,22 @@ internal sealed partial class PrimaryConnectionListener : IConnectionListener
             throw;
         }
 
-        var listener = new PrimaryConnectionListener(id, endpoint, socket, dispatcher, table, logger);
+        var listener = new PrimaryConnectionListener(id, endpoint, socket, dispatcher, table, logger)
+        {
+            // Not a socket systemd passed (its file is the socket unit's), nor one taken over before the takeover is done.
+            _ownsSocketFile = takenOver is null && endpoint is not FileHandleEndPoint,
+        };
         if (shared)
         {
             listener.SharedListeningSocket = socket.SafeHandle;
         }
         else
         {
-            listener.StartAcceptThreads(acceptThreads);
+            listener._pendingAcceptThreads = acceptThreads;
+            if (startAccepting)
+            {
+                listener.StartAccepting();
+            }
         }
 
         return listener;
@@ -162,21 +181,58 @@ internal sealed partial class PrimaryConnectionListener : IConnectionListener
     /// socket this listener bound stops listening with it; one systemd passed goes on listening in systemd, with the
     /// connections waiting in its backlog kept for the next start — which a shutdown() would have reset.
     /// </summary>
-    public void StopAccepting()
+    public void StopAccepting() => StopAccepting(handedOver: false);
+
+    /// <summary>Starts the accept threads that <see cref="Bind"/> held back (once; not after a stop).</summary>
+    public void StartAccepting()
     {
-        if (Interlocked.Exchange(ref _stopped, 1) == 0)
+        lock (_startStop)
         {
+            if (_pendingAcceptThreads > 0 && IsAccepting)
+            {
+                StartAcceptThreads(_pendingAcceptThreads);
+                _pendingAcceptThreads = 0;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The takeover of this listener's socket is done (the old primary has stopped accepting): this process owns a Unix domain
+    /// socket's file now, and deletes it when it stops. Until then a failed new primary leaves the old one's file alone.
+    /// </summary>
+    public void ClaimSocketFile() => _ownsSocketFile = RequestedEndPoint is not FileHandleEndPoint;
+
+    /// <summary>The listening socket, to pass to a new primary taking over (a primary upgrade).</summary>
+    public SafeSocketHandle ListeningSocket => _listenSocket.SafeHandle;
+
+    /// <summary>
+    /// A new primary took this socket over (a primary upgrade): stop accepting as <see cref="StopAccepting()"/> does, but
+    /// leave a Unix domain socket's file, which the new primary listens on.
+    /// </summary>
+    public void HandOver() => StopAccepting(handedOver: true);
+
+    /// <summary>Returns once no accept thread runs: every connection this listener accepted has reached the dispatcher.</summary>
+    public void WaitForAcceptThreads() => Array.ForEach(_acceptThreads, t => t.Join());
+
+    private void StopAccepting(bool handedOver)
+    {
+        lock (_startStop)
+        {
+            if (Interlocked.Exchange(ref _stopped, 1) != 0)
+            {
+                return;
+            }
+
             if (_stopEvent is not null)
             {
                 Libc.Signal(_stopEvent); // every accept thread wakes, sees it stopped, and leaves
             }
 
             ReleaseSocket();
-            if (RequestedEndPoint is not FileHandleEndPoint && EndPoint is UnixDomainSocketEndPoint unix
+            if (!handedOver && _ownsSocketFile && EndPoint is UnixDomainSocketEndPoint unix
                 && unix.ToString() is { Length: > 0 } path && !path.StartsWith('\0'))
             {
-                // Like Kestrel's sockets transport, leave no socket file behind (a later bind would fail on it). Not for a
-                // socket systemd passed: its file is the socket unit's.
+                // Like Kestrel's sockets transport, leave no socket file behind (a later bind would fail on it).
                 try
                 {
                     File.Delete(path);
@@ -195,7 +251,9 @@ internal sealed partial class PrimaryConnectionListener : IConnectionListener
     {
         if (Interlocked.Decrement(ref _socketUsers) == 0)
         {
-            _listenSocket.Dispose();
+            // The fd only: Socket.Dispose would also delete a Unix domain socket's file that this Socket bound, which after a
+            // handover is the new primary's. Whether to delete it is StopAccepting's decision.
+            _listenSocket.SafeHandle.Dispose();
             _stopEvent?.Dispose();
         }
     }

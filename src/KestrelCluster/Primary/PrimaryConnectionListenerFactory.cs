@@ -20,10 +20,13 @@ internal sealed class PrimaryConnectionListenerFactory : IConnectionListenerFact
     private readonly bool _shared;
     private readonly int _acceptThreads;
     private readonly ILogger _logger;
+    private readonly PrimaryTakeover? _takeover;
 
     public PrimaryConnectionListenerFactory(ClusterContext context, PrimaryListenerTable table, HandoffDispatcher dispatcher,
-        IOptions<SocketTransportOptions> socketOptions, IOptions<ClusterOptions> clusterOptions, ILoggerFactory loggerFactory)
+        IOptions<SocketTransportOptions> socketOptions, IOptions<ClusterOptions> clusterOptions, ILoggerFactory loggerFactory,
+        PrimaryTakeover? takeover = null)
     {
+        _takeover = takeover;
         _shared = clusterOptions.Value.Scheduling == SchedulingPolicy.Shared;
         _acceptThreads = clusterOptions.Value.AcceptThreads;
         _context = context;
@@ -54,9 +57,20 @@ internal sealed class PrimaryConnectionListenerFactory : IConnectionListenerFact
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
+
+        // Taking over from a running primary (an upgrade): its listening socket for this endpoint, if it has one.
+        var taken = _takeover?.Take(endpoint);
+        if (_takeover is not null && taken is null && endpoint is FileHandleEndPoint activated)
+        {
+            throw new InvalidOperationException($"File handle {activated.FileHandle} was socket-activated for the primary this one " +
+                $"takes over from (pid {_takeover.FromProcessId}), which does not listen on it.");
+        }
+
         var listener = PrimaryConnectionListener.Bind(_table.NextId(), endpoint, _socketOptions.Backlog, _dispatcher, _table,
             _logger, _shared,
-            _socketOptions.NoDelay, _socketOptions.CreateBoundListenSocket, _acceptThreads);
+            _socketOptions.NoDelay, _socketOptions.CreateBoundListenSocket, _acceptThreads,
+            takenOver: taken?.Socket, startAccepting: _takeover is null);
+        _takeover?.Hold(listener, taken?.PreviousId);
         _table.Add(listener);
         return ValueTask.FromResult<IConnectionListener>(listener);
     }

@@ -203,7 +203,7 @@ internal static partial class PrimaryLog
 
     [LoggerMessage(40, LogLevel.Information,
         "Primary pid {ProcessId}. Signals: kill -HUP {ProcessId} restarts the workers one by one; -TTIN / -TTOU adds / " +
-            "removes a worker; -TERM (or Ctrl+C) stops gracefully.",
+            "removes a worker; -USR2 upgrades the primary itself; -TERM (or Ctrl+C) stops gracefully.",
         EventName = "PrimarySignals")]
     public static partial void PrimarySignals(ILogger logger, int processId);
 

@@ -10,7 +10,7 @@ namespace KestrelCluster.Primary;
 
 internal sealed class ServiceManagerNotifier : IDisposable
 {
-    private const string NotifySocketVariable = "NOTIFY_SOCKET";
+    public const string NotifySocketVariable = "NOTIFY_SOCKET";
     private static string? s_socketPath;
 
     private readonly Socket _socket = new(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
@@ -31,6 +31,9 @@ internal sealed class ServiceManagerNotifier : IDisposable
             Environment.SetEnvironmentVariable(NotifySocketVariable, null);
         }
     }
+
+    /// <summary>The service manager's socket this primary took from its environment, if any (a new primary gets it too).</summary>
+    public static string? SocketPath => s_socketPath;
 
     /// <summary>A notifier when systemd (or anything speaking its protocol) asked for notifications; otherwise null.</summary>
     public static ServiceManagerNotifier? Create() => s_socketPath is { } path ? new ServiceManagerNotifier(path) : null;

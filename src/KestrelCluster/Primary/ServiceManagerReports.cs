@@ -15,6 +15,7 @@ internal sealed class ServiceManagerReports
     private bool _ready;
     private bool _reloading;
     private bool _stopping;
+    private bool _held; // a new primary taking over: silent until it is the main process
     private string? _lastStatus;
 
     public ServiceManagerReports(ServiceManagerNotifier notifier, WorkerPool pool, SlotSupervisor slots, WorkerRotation rotation,
@@ -62,6 +63,50 @@ internal sealed class ServiceManagerReports
         return "STOPPING=1\nSTATUS=Stopping";
     });
 
+    /// <summary>A new primary taking over (a primary upgrade): nothing is said until <see cref="Release"/>.</summary>
+    public void Hold()
+    {
+        lock (_lock)
+        {
+            _held = true;
+        }
+    }
+
+    /// <summary>The old primary has handed over (and named this process MAINPID): READY=1 and the status from now on.</summary>
+    public void Release()
+    {
+        lock (_lock)
+        {
+            _held = false;
+        }
+
+        Notify(StatusChange);
+    }
+
+    /// <summary>A primary upgrade begins: systemd shows the service reloading until the new primary says READY=1.</summary>
+    public void UpgradeStarting(int processId) => Notify(() =>
+    {
+        _reloading = true;
+        return ServiceManagerNotifier.Reloading(string.Create(CultureInfo.InvariantCulture,
+            $"Upgrading the primary: new primary pid {processId} starting"));
+    });
+
+    /// <summary>The upgrade failed: this primary is ready again, as it was.</summary>
+    public void UpgradeFailed() => Notify(() =>
+    {
+        _reloading = false;
+        _lastStatus = Status().Text;
+        return "READY=1\n" + _lastStatus;
+    });
+
+    /// <summary>The new primary takes over: it becomes the service's main process, and this one says nothing more.</summary>
+    public void HandedOver(int processId) => Notify(() =>
+    {
+        _stopping = true;
+        return string.Create(CultureInfo.InvariantCulture,
+            $"MAINPID={processId}\nSTATUS=Handing over to the new primary (pid {processId})");
+    });
+
     /// <summary>READY=1 the first time every slot is ready; afterwards the status when it changed; else nothing.</summary>
     private string? StatusChange()
     {
@@ -84,7 +129,7 @@ internal sealed class ServiceManagerReports
 
     private (int Ready, string Text) Status()
     {
-        var ready = _pool.LiveSlots().Count(s => s.Current is { IsReady: true, IsRetiring: false, HasExited: false });
+        var ready = _pool.ReadySlotCount();
         return (ready, string.Create(CultureInfo.InvariantCulture, $"STATUS={ready}/{_context.WorkerCount} workers ready"));
     }
 
@@ -94,7 +139,7 @@ internal sealed class ServiceManagerReports
         string? message;
         lock (_lock)
         {
-            message = decide();
+            message = _held ? null : decide();
         }
 
         if (message is not null)

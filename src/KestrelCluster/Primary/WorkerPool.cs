@@ -105,6 +105,12 @@ internal sealed partial class WorkerPool : IDisposable
 
     public int NextGeneration() => Interlocked.Increment(ref _generation);
 
+    /// <summary>The id of the last worker started (0 before the first).</summary>
+    public int LastWorkerId => Volatile.Read(ref _nextWorkerId);
+
+    /// <summary>Numbers the workers on from <paramref name="lastWorkerId"/>: a primary taking over from one that used those.</summary>
+    public void ContinueWorkerIdsAfter(int lastWorkerId) => Volatile.Write(ref _nextWorkerId, lastWorkerId);
+
     /// <summary>
     /// Marks the pool as stopping: from now on no worker starts, and a worker that exits is expected. Called as soon
     /// as a stop signal arrives, before the host begins to stop: a signal to the whole process group (Ctrl+C) reaches
@@ -206,6 +212,9 @@ internal sealed partial class WorkerPool : IDisposable
         }
     }
 
+    /// <summary>How many live slots have a worker that is ready and serving.</summary>
+    public int ReadySlotCount() => LiveSlots().Count(s => s.Current is { IsReady: true, IsRetiring: false, HasExited: false });
+
     /// <summary>Kills a worker that stopped answering; it is replaced like any worker that dies.</summary>
     public void KillHung(WorkerProcess worker)
     {
@@ -256,7 +265,15 @@ internal sealed partial class WorkerPool : IDisposable
                 worker.Kill();
             }
         }
+
+        // Every channel closed: what a worker held and never acknowledged has been routed on (to a primary that took over)
+        // or counted as closed, before this primary goes.
+        var closing = Task.WhenAll(workers.Where(w => w.Channel is not null).Select(w => w.Channel!.Closed));
+        await Task.WhenAny(closing, Task.Delay(s_channelCloseGrace, CancellationToken.None)).ConfigureAwait(false);
     }
+
+    /// <summary>How long the stop waits for the channels of exited (or killed) workers to close.</summary>
+    private static readonly TimeSpan s_channelCloseGrace = TimeSpan.FromSeconds(5);
 
     public void Dispose()
     {

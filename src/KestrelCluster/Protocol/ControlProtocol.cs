@@ -32,14 +32,14 @@ internal static class ControlProtocol
     public static string WorkerMismatch(int workerVersion) =>
         $"it speaks control protocol {workerVersion}, this primary {Version} (KestrelCluster {LibraryVersion}): the app it was " +
         $"started from was built with {(workerVersion > Version ? "a newer" : "an older")} KestrelCluster than this primary. " +
-        "Upgrade the primary (restart it) to run that build; the running workers keep serving";
+        "Upgrade the primary (kill -USR2 it, or restart it) to run that build; the running workers keep serving";
 
     /// <summary>Why a worker of this build does not start under a primary that speaks <paramref name="primaryVersion"/>.</summary>
     public static string PrimaryMismatch(int primaryVersion) =>
         $"This worker speaks control protocol {Version} (KestrelCluster {LibraryVersion}), and the primary that started it " +
         $"{primaryVersion}{(primaryVersion == 0 ? " (KestrelCluster 0.4.0-preview.1 or before)" : "")}: the app on disk was built " +
         $"with {(primaryVersion < Version ? "a newer" : "an older")} KestrelCluster than the running primary. Upgrade the " +
-        "primary (restart it) to run this build; the running workers keep serving.";
+        "primary (kill -USR2 it, or restart it) to run this build; the running workers keep serving.";
 }
 
 /// <summary>A worker started by a primary of another control protocol (<see cref="ControlProtocol.PrimaryMismatch"/>).</summary>

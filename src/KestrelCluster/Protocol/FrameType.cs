@@ -1,4 +1,5 @@
-// The frame types of the control channel between the primary and its workers.
+// The frame types of the control channel between the primary and its workers, and of the upgrade socket between two
+// primaries (which reuses Register, Registered, Ready and Handoff).
 namespace KestrelCluster.Protocol;
 
 /// <summary>
@@ -48,4 +49,16 @@ internal enum FrameType : byte
 
     /// <summary>Primary → worker: the answer to <see cref="StatusQuery"/>, UTF-8 JSON in one or more parts, the last one marked.</summary>
     StatusReply = 13,
+
+    /// <summary>New primary → old (the upgrade socket, Protocol/UpgradeProtocol.cs): upgrade protocol version and secret.</summary>
+    UpgradeHello = 20,
+
+    /// <summary>Old primary → new: the hello is accepted; ask for the listening sockets.</summary>
+    UpgradeAccepted = 21,
+
+    /// <summary>Old primary → new: the upgrade is refused, and why (UTF-8).</summary>
+    UpgradeRefused = 22,
+
+    /// <summary>Old primary → new: it has stopped accepting; the new primary is the primary now.</summary>
+    TakeOver = 23,
 }

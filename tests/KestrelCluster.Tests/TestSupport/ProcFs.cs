@@ -40,6 +40,18 @@ internal static class ProcFs
             .Select(d => int.TryParse(Path.GetFileName(d), out var p) ? p : -1)
             .Where(p => p > 0 && ReadStat(p) is { } s && s.ParentId == pid && s.State == 'Z')];
 
+    /// <summary>
+    /// A TcpExt counter of this network namespace (/proc/net/netstat, what nstat shows): ListenOverflows and ListenDrops
+    /// count connections the kernel refused because no one accepted them in time.
+    /// </summary>
+    public static long TcpExtCounter(string name)
+    {
+        var lines = File.ReadAllLines("/proc/net/netstat").Where(l => l.StartsWith("TcpExt:", StringComparison.Ordinal)).ToArray();
+        var names = lines[0].Split(' ');
+        var values = lines[1].Split(' ');
+        return long.Parse(values[Array.IndexOf(names, name)], CultureInfo.InvariantCulture);
+    }
+
     public static int CountFds(int pid) => Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd").Count();
 
     /// <summary>The inodes of the sockets the process has open.</summary>

@@ -24,6 +24,17 @@ internal static class TestProcesses
         }
     }
 
+    /// <summary>Kills <paramref name="pid"/> and every process below it (found first, so none is re-parented away unseen).</summary>
+    public static void KillTree(int pid)
+    {
+        var below = ProcFs.DescendantsOf(pid);
+        KillIfAlive(pid);
+        foreach (var child in below)
+        {
+            KillIfAlive(child);
+        }
+    }
+
     public static void Signal(int pid, int signal)
     {
         if (sys_kill(pid, signal) != 0)
@@ -44,6 +55,7 @@ internal static class TestProcesses
     public const int SIGHUP = 1;
     public const int SIGINT = 2;
     public const int SIGKILL = 9;
+    public const int SIGUSR2 = 12;
     public const int SIGTERM = 15;
     public const int SIGCONT = 18;
     public const int SIGSTOP = 19;
