@@ -155,6 +155,36 @@ public sealed partial class UpgradeTests : IDisposable
     }
 
     [Fact]
+    public async Task Upgrade_WhenTheOldPrimaryDiesAfterGivingItsSockets_TheNewOneServesAlone()
+    {
+        var environment = AppProcess.FreePortEnvironment(workers: 2);
+        environment["TestApp__StartupDelayMs"] = "3000"; // the new primary's workers take a while: the old one dies meanwhile
+        environment["TMPDIR"] = _directory;
+        using var app = AppProcess.Start(AppProcess.TestApp, environment);
+        var endpoint = await app.WaitUntilServingAsync(workers: 2);
+        var oldWorkers = app.Workers();
+
+        TestProcesses.Signal(app.ProcessId, TestProcesses.SIGUSR2);
+        var successor = await SuccessorAsync(app);
+        await app.WaitForOutputAsync($"from primary {app.ProcessId}: the same listening socket, never closed.", TimeSpan.FromSeconds(30));
+        Assert.DoesNotContain("is the primary now", app.Output, StringComparison.Ordinal);
+        TestProcesses.Signal(app.ProcessId, TestProcesses.SIGKILL);
+
+        await app.WaitForOutputAsync($"The previous primary (pid {app.ProcessId}) went away before it handed over",
+            TimeSpan.FromSeconds(60));
+        await Wait.UntilAsync(() => ProcFs.ChildrenOf(successor).Count == 2 && oldWorkers.All(pid => !ProcFs.IsAlive(pid)),
+            TimeSpan.FromSeconds(30), "the new workers run and the old ones are gone");
+        var newWorkers = ProcFs.ChildrenOf(successor);
+        Assert.All(await ServedByAsync(endpoint), pid => Assert.Contains(pid, newWorkers));
+
+        var (exitCode, output, _) = await ClusterTool.RunAsync(_directory, "status", "--json",
+            successor.ToString(CultureInfo.InvariantCulture));
+        Assert.Equal(0, exitCode);
+        using var status = System.Text.Json.JsonDocument.Parse(output);
+        Assert.Equal(app.ProcessId, status.RootElement.GetProperty("primary").GetProperty("upgradedFrom").GetInt32());
+    }
+
+    [Fact]
     public async Task Sigusr2_ToAPrimaryThatIsPid1_IsRefusedWithTheReason_AndItServesOn()
     {
         Assert.True(OperatingSystem.IsLinux() && File.Exists("/usr/bin/unshare") && Environment.UserName == "root",

@@ -94,7 +94,8 @@ internal sealed class PrimaryTakeover(UpgradeInvitation invitation, ILogger logg
             }
             catch (Exception e) when (e is IOException or TimeoutException or SocketException or InvalidOperationException)
             {
-                UpgradeLog.PreviousPrimaryGone(logger, FromProcessId, e.Message);
+                var reason = e is IOException or TimeoutException ? e.Message : "could not be reached";
+                UpgradeLog.PreviousPrimaryGone(logger, FromProcessId, reason);
                 _byPreviousId.Values.ToList().ForEach(l => l.ClaimSocketFile());
                 tookOver();
                 return;
@@ -125,7 +126,7 @@ internal sealed class PrimaryTakeover(UpgradeInvitation invitation, ILogger logg
             {
                 if (channel.Receive(Timeout.InfiniteTimeSpan) is not var (frame, fds))
                 {
-                    reason = "it exited";
+                    reason = "exited";
                     break;
                 }
 
@@ -143,7 +144,7 @@ internal sealed class PrimaryTakeover(UpgradeInvitation invitation, ILogger logg
                 else
                 {
                     Array.ForEach(fds, Libc.CloseDescriptor);
-                    reason = "it sent a frame that is not part of the upgrade protocol";
+                    reason = "sent a frame that is not part of the upgrade protocol";
                     break;
                 }
             }

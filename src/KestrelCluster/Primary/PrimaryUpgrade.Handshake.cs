@@ -66,7 +66,7 @@ internal sealed partial class PrimaryUpgrade
         {
             if (process.HasExited)
             {
-                throw new IOException($"exited with code {process.ExitCode} before it connected");
+                throw new IOException("exited before it connected");
             }
 
             if (deadline.Elapsed >= _timeout)

@@ -239,7 +239,7 @@ internal sealed partial class PrimaryUpgrade : IDisposable
         {
             if (process.WaitForExit(TimeSpan.FromMilliseconds(500))) // a primary that hung up is on its way out
             {
-                reason += $" (exit code {process.ExitCode})";
+                reason += $" ({WorkerSlot.DescribeExit(process.ExitCode)})";
             }
             else
             {

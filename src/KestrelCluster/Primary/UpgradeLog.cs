@@ -52,7 +52,7 @@ internal static partial class UpgradeLog
     public static partial void TookOver(ILogger logger, int processId, int ownProcessId);
 
     [LoggerMessage(74, LogLevel.Warning,
-        "The previous primary (pid {ProcessId}) went away before it handed over ({Reason}): this process serves alone.",
+        "The previous primary (pid {ProcessId}) went away before it handed over (it {Reason}): this process serves alone.",
         EventName = "PreviousPrimaryGone")]
     public static partial void PreviousPrimaryGone(ILogger logger, int processId, string reason);
 

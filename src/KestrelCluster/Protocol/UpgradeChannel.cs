@@ -1,5 +1,6 @@
 // One end of the upgrade socket between two primaries (UpgradeProtocol): whole frames with their fds, sent and received
 // with a deadline. A handful of frames per upgrade, so plain blocking calls on a thread of the caller's, no pipeline.
+// Exceptions say what the other primary did, to follow its name in a log line ("the new primary (pid 200) hung up …").
 using System.Net.Sockets;
 using KestrelCluster.Interop;
 
@@ -42,12 +43,12 @@ internal sealed class UpgradeChannel(Socket socket) : IDisposable
 
             if (errno != Libc.EAGAIN)
             {
-                throw new IOException($"The other primary is gone (sending failed, errno {errno}).");
+                throw new IOException($"hung up (errno {errno} on send)");
             }
 
             if (!Socket.Poll(Remaining(deadline), SelectMode.SelectWrite))
             {
-                throw new TimeoutException("The other primary takes no more frames.");
+                throw new TimeoutException($"took no frame for {timeout}");
             }
         }
     }
@@ -71,7 +72,7 @@ internal sealed class UpgradeChannel(Socket socket) : IDisposable
                 if (truncated)
                 {
                     Array.ForEach(fds, Libc.CloseDescriptor);
-                    throw new InvalidDataException("A frame from the other primary did not fit (a protocol violation).");
+                    throw new InvalidDataException("sent a frame that did not fit (a protocol violation)");
                 }
 
                 return length == 0 && fdCount == 0 ? null : (_buffer[..length], fds);
@@ -79,12 +80,12 @@ internal sealed class UpgradeChannel(Socket socket) : IDisposable
 
             if (errno != Libc.EAGAIN)
             {
-                throw new IOException($"The other primary is gone (receiving failed, errno {errno}).");
+                throw new IOException($"hung up (errno {errno} on receive)");
             }
 
             if (!Socket.Poll(Remaining(deadline), SelectMode.SelectRead))
             {
-                throw new TimeoutException("The other primary did not answer in time.");
+                throw new TimeoutException("did not answer in time");
             }
         }
     }
