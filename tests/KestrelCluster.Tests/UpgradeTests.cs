@@ -92,7 +92,8 @@ public sealed partial class UpgradeTests : IDisposable
         Assert.All(await ServedByAsync(endpoint), pid => Assert.Contains(pid, workers));
         Assert.Matches(@"^RELOADING=1\nMONOTONIC_USEC=\d+\nSTATUS=Upgrading the primary: new primary pid \d+ starting$",
             notify.Messages.Single(m => m.StartsWith("RELOADING=1", StringComparison.Ordinal)));
-        Assert.Equal("READY=1\nSTATUS=2/2 workers ready", notify.Messages.Last());
+        await Wait.UntilAsync(() => notify.Messages.Last() == "READY=1\nSTATUS=2/2 workers ready", TimeSpan.FromSeconds(10),
+            "READY=1 again after the failed upgrade");
 
         // Fixed: the tool upgrades it, and answers once the new primary has taken over. systemd is told to follow it.
         File.Delete(broken);
@@ -105,9 +106,11 @@ public sealed partial class UpgradeTests : IDisposable
         var newWorkers = ProcFs.ChildrenOf(successor);
         Assert.All(await ServedByAsync(endpoint), pid => Assert.Contains(pid, newWorkers));
 
-        var handover = notify.Messages.SkipWhile(m => !m.StartsWith("MAINPID=", StringComparison.Ordinal)).ToList();
-        Assert.Equal($"MAINPID={successor}\nSTATUS=Handing over to the new primary (pid {successor})", handover[0]);
-        Assert.Contains("READY=1\nSTATUS=2/2 workers ready", handover); // from the new primary, once it is the main process
+        // READY=1 from the new primary, once it is the main process.
+        await Wait.UntilAsync(() => notify.Messages.SkipWhile(m => !m.StartsWith("MAINPID=", StringComparison.Ordinal))
+            .Contains("READY=1\nSTATUS=2/2 workers ready"), TimeSpan.FromSeconds(10), "READY=1 after MAINPID=");
+        Assert.Equal($"MAINPID={successor}\nSTATUS=Handing over to the new primary (pid {successor})",
+            notify.Messages.First(m => m.StartsWith("MAINPID=", StringComparison.Ordinal)));
         Assert.DoesNotContain(notify.Messages, m => m.StartsWith("STOPPING=1", StringComparison.Ordinal)); // the service goes on
     }
 
@@ -166,7 +169,10 @@ public sealed partial class UpgradeTests : IDisposable
 
         TestProcesses.Signal(app.ProcessId, TestProcesses.SIGUSR2);
         var successor = await SuccessorAsync(app);
-        await app.WaitForOutputAsync($"from primary {app.ProcessId}: the same listening socket, never closed.", TimeSpan.FromSeconds(30));
+        // Every socket taken over (its workers starting, so its Kestrel has bound them all), and not yet handed over.
+        await Wait.UntilAsync(() => StartingWorkersPattern().Count(app.Output) == 2, TimeSpan.FromSeconds(30),
+            "the new primary starts its workers");
+        Assert.Equal(2, Regex.Count(app.Output, $"from primary {app.ProcessId}: the same listening socket, never closed."));
         Assert.DoesNotContain("is the primary now", app.Output, StringComparison.Ordinal);
         TestProcesses.Signal(app.ProcessId, TestProcesses.SIGKILL);
 
@@ -253,4 +259,7 @@ public sealed partial class UpgradeTests : IDisposable
 
     [GeneratedRegex(@"Primary upgrade: new primary started \(pid (\d+)\)")]
     private static partial Regex StartedPattern();
+
+    [GeneratedRegex("Starting 2 workers: ")]
+    private static partial Regex StartingWorkersPattern();
 }
