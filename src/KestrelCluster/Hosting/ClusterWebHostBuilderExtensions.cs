@@ -164,6 +164,8 @@ public static class ClusterWebHostBuilderExtensions
         services.AddHostedService<WorkerReadiness>();
         services.AddSingleton<WorkerRequestCounter>();
         services.AddSingleton<IStartupFilter>(sp => sp.GetRequiredService<WorkerRequestCounter>());
+        services.AddSingleton<WorkerDrainNotice>();
+        services.AddSingleton<IStartupFilter>(sp => sp.GetRequiredService<WorkerDrainNotice>());
         services.AddHostedService<WorkerHeartbeatService>();
         services.AddSingleton<IConnectionListenerFactory, WorkerConnectionListenerFactory>();
 

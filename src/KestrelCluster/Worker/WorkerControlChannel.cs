@@ -32,9 +32,12 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
 
     private readonly Messaging.ClusterMessenger _messenger;
 
+    private readonly WorkerDrainNotice _drainNotice;
+
     public WorkerControlChannel(WorkerIdentity identity, IHostApplicationLifetime lifetime, Messaging.ClusterMessenger messenger,
-        ILogger<WorkerControlChannel> logger)
+        WorkerDrainNotice drainNotice, ILogger<WorkerControlChannel> logger)
     {
+        _drainNotice = drainNotice;
         _messenger = messenger;
         messenger.AttachWorker(identity.WorkerId, this);
         Acknowledgements = new WorkerAcknowledgements(TrySend);
@@ -235,8 +238,8 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
                 return StatusQueries.OnReply(frame);
 
             case FrameType.Stop when fds.IsEmpty && frame.Length == 1:
-                WorkerLog.StopRequested(_logger);
-                StopApplication();
+                WorkerLog.StopRequested(_logger, WorkerDrainNotice.Period);
+                _drainNotice.Begin(StopApplication); // keep-alive clients told to reconnect first
                 return true;
 
             default:

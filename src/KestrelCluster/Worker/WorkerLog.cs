@@ -6,8 +6,10 @@ namespace KestrelCluster.Worker;
 
 internal static partial class WorkerLog
 {
-    [LoggerMessage(100, LogLevel.Information, "The primary asked this worker to stop; draining.", EventName = "StopRequested")]
-    public static partial void StopRequested(ILogger logger);
+    [LoggerMessage(100, LogLevel.Information,
+        "The primary asked this worker to stop: HTTP/1.1 responses say Connection: close for {Period}, then it drains.",
+        EventName = "StopRequested")]
+    public static partial void StopRequested(ILogger logger, TimeSpan period);
 
     [LoggerMessage(101, LogLevel.Warning,
         "The primary is gone ({Reason}); this worker stops and exits within {Delay}.",

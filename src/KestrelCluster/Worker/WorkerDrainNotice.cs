@@ -1,0 +1,44 @@
+// Before a worker the primary retires drains, its HTTP/1.1 clients are told to leave: for a moment every response says
+// `Connection: close`, so a busy keep-alive client reconnects between two requests — to a worker that stays, or to the
+// primary that took over — instead of finding its connection closed under a request it has just sent. Kestrel's
+// graceful stop closes idle keep-alive connections at once, and a client that reused one at that instant gets no
+// response (Envoy's drain answers `connection: close` the same way, for the same reason). HTTP/2 needs nothing: at the
+// drain Kestrel sends GOAWAY, and a client retries the streams it names as unprocessed. A middleware put first in the
+// pipeline by a startup filter: the app's own pipeline is untouched.
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+
+namespace KestrelCluster.Worker;
+
+internal sealed class WorkerDrainNotice : IStartupFilter
+{
+    /// <summary>How long responses say `Connection: close` before the drain begins.</summary>
+    public static readonly TimeSpan Period = TimeSpan.FromSeconds(1);
+
+    private volatile bool _closing;
+
+    /// <summary>Whether responses say `Connection: close` now.</summary>
+    public bool IsClosing => _closing;
+
+    /// <summary>Tells HTTP/1.1 clients to reconnect from now on; runs <paramref name="drain"/> one <see cref="Period"/> later.</summary>
+    public void Begin(Action drain)
+    {
+        _closing = true;
+        _ = Task.Delay(Period).ContinueWith(_ => drain(), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+    }
+
+    public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
+    {
+        app.Use((context, nextMiddleware) =>
+        {
+            if (_closing && !HttpProtocol.IsHttp2(context.Request.Protocol) && !HttpProtocol.IsHttp3(context.Request.Protocol))
+            {
+                context.Response.Headers.Connection = "close"; // Kestrel closes the connection once this response is out
+            }
+
+            return nextMiddleware(context);
+        });
+        next(app);
+    };
+}
