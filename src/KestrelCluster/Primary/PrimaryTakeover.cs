@@ -153,6 +153,12 @@ internal sealed class PrimaryTakeover(UpgradeInvitation invitation, ILogger logg
         {
             reason = e.Message;
         }
+#pragma warning disable CA1031 // a thread of its own: an exception would end the process; this channel ends instead
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            reason = $"could not be served (internal error: {e.Message})";
+        }
 
         channel.Dispose();
         if (!tookOverDone)

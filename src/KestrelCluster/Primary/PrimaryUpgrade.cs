@@ -186,7 +186,18 @@ internal sealed partial class PrimaryUpgrade : IDisposable
         {
             listener.WaitForAcceptThreads();
         }
-        channel.Send(UpgradeProtocol.TakeOver(), s_frameTimeout);
+
+        // Past the point of no return: this primary accepts no more whatever happens now. A new primary that went away in
+        // this instant took the sockets with it, as a primary that dies does; this one drains and exits all the same.
+        try
+        {
+            channel.Send(UpgradeProtocol.TakeOver(), s_frameTimeout);
+        }
+        catch (Exception e) when (e is IOException or TimeoutException)
+        {
+            UpgradeLog.SuccessorGoneAtHandover(_logger, processId, e.Message);
+        }
+
         UpgradeLog.HandedOver(_logger, processId, Volatile.Read(ref waiting), _pool.Workers.Count);
     }
 

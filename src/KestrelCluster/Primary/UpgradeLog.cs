@@ -34,6 +34,12 @@ internal static partial class UpgradeLog
         EventName = "HandOverClosed")]
     public static partial void HandOverClosed(ILogger logger, int count, string reason);
 
+    [LoggerMessage(66, LogLevel.Error,
+        "The new primary (pid {ProcessId}) {Reason} as it took over: this primary has stopped accepting and drains its workers; " +
+        "nothing listens on the endpoints until the service is started again.",
+        EventName = "SuccessorGoneAtHandover")]
+    public static partial void SuccessorGoneAtHandover(ILogger logger, int processId, string reason);
+
     [LoggerMessage(70, LogLevel.Information,
         "Taking over {EndPoint} from primary {ProcessId}: the same listening socket, never closed.", EventName = "ListenerTakenOver")]
     public static partial void ListenerTakenOver(ILogger logger, EndPoint endPoint, int processId);
