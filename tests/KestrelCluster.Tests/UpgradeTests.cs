@@ -31,6 +31,7 @@ public sealed partial class UpgradeTests : IDisposable
         var (overflows, drops) = (ProcFs.TcpExtCounter("ListenOverflows"), ProcFs.TcpExtCounter("ListenDrops"));
 
         var load = LoadLoop.Start(endpoint);
+        using var wrk = WrkLoad.Start(endpoint, connections: 8); // keep-alive connections that never retry
         await load.WaitForMoreAsync(50);
         var slow = HttpProbe.NewConnectionRequestAsync(endpoint, "/slow?ms=5000");
         await app.WaitForOutputAsync("Slow request: sleeping 5000 ms.", TimeSpan.FromSeconds(30));
@@ -43,8 +44,12 @@ public sealed partial class UpgradeTests : IDisposable
         await load.WaitForMoreAsync(100);
         var slowAnswer = await slow;
         await load.StopAsync();
+        var wrkSummary = await wrk.StopAsync();
 
         Assert.True(load.Failures.Count == 0, string.Join('\n', load.Failures.Take(10)));
+        Assert.Matches(@"\d+ requests in", wrkSummary);
+        Assert.True(!wrkSummary.Contains("Socket errors", StringComparison.Ordinal) && !wrkSummary.Contains("Non-2xx",
+            StringComparison.Ordinal), "wrk saw failures (its keep-alive connections are told to reconnect before a drain):\n" + wrkSummary);
         Assert.StartsWith("HTTP/1.1 200", slowAnswer, StringComparison.Ordinal);
         Assert.Contains(HttpProbe.ServedBy(slowAnswer), oldWorkers); // in flight in an old worker, which finished it
         Assert.Equal(2, newWorkers.Count);
