@@ -13,7 +13,7 @@ using Microsoft.Extensions.Options;
 
 namespace KestrelCluster.Primary;
 
-internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisposable
+internal sealed partial class ClusterSupervisor : IHostedService, IClusterManager, IDisposable
 {
     private readonly ClusterOptions _options;
     private readonly ClusterContext _context;
@@ -102,20 +102,6 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         return _rotation.ScaleAsync(workers, cancellationToken);
     }
 
-    public Task<int> UpgradePrimaryAsync(CancellationToken cancellationToken = default)
-    {
-        EnsureClustered();
-        return UpgradeThenStopAsync().WaitAsync(cancellationToken);
-    }
-
-    /// <summary>The upgrade, and this primary's stop once the new one took over (whoever asked, and whether they still wait).</summary>
-    private async Task<int> UpgradeThenStopAsync()
-    {
-        var processId = await _upgrade.UpgradeAsync().ConfigureAwait(false);
-        _lifetime.StopApplication(); // drain this primary's workers and exit: the new primary serves
-        return processId;
-    }
-
     public Task StartAsync(CancellationToken cancellationToken)
     {
         if (_context.Role != ClusterRole.Primary)
@@ -144,30 +130,10 @@ internal sealed class ClusterSupervisor : IHostedService, IClusterManager, IDisp
         // and the exits that follow are expected. The host's own handlers still do the stopping.
         if (_notifier is not null)
         {
-            var reports = _reports = new ServiceManagerReports(_notifier, _pool, _slots, _rotation, _context);
-            if (_takeover is not null)
-            {
-                reports.Hold(); // systemd hears from this process once it is the main one
-            }
-
-            _upgrade.Starting += reports.UpgradeStarting;
-            _upgrade.Failed += reports.UpgradeFailed;
-            _upgrade.HandedOver += reports.HandedOver;
+            _reports = new ServiceManagerReports(_notifier, _pool, _slots, _rotation, _context);
         }
 
-        if (_takeover is { } takeover)
-        {
-            _pool.ContinueWorkerIdsAfter(takeover.LastWorkerId);
-
-            // Taking over from a running primary: accept once every slot has a ready worker, not before.
-            _pool.WorkerReady += _ =>
-            {
-                if (_pool.ReadySlotCount() >= _context.WorkerCount)
-                {
-                    takeover.BeginServing(_dispatcher, () => _reports?.Release());
-                }
-            };
-        }
+        WireUpgrade();
 
         foreach (var signal in (ReadOnlySpan<PosixSignal>)[PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGQUIT])
         {
