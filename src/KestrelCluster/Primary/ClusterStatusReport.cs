@@ -91,7 +91,7 @@ internal sealed class ClusterStatusReport
         json.WriteString("scheduling", _scheduling);
         WriteStrings(json, "endpoints", _endpoints());
         json.WriteNumber("workerCount", _context.WorkerCount);
-        json.WriteNumber("readySlots", slots.Count(s => s.Current is { IsReady: true, IsRetiring: false, HasExited: false }));
+        json.WriteNumber("readySlots", slots.Count(s => s.HasServingWorker));
         WriteProcessId(json, "upgradingTo", _upgradingTo() is > 0 and var successor ? successor : null);
         WriteProcessId(json, "upgradedFrom", _upgradedFrom);
         json.WriteNumber("acceptedConnections", _dispatcher.Accepted);

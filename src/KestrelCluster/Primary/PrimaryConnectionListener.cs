@@ -176,13 +176,6 @@ internal sealed partial class PrimaryConnectionListener : IConnectionListener
         return null;
     }
 
-    /// <summary>
-    /// Stops accepting and closes this process's copy of the listening socket (once the last accept thread is out). A
-    /// socket this listener bound stops listening with it; one systemd passed goes on listening in systemd, with the
-    /// connections waiting in its backlog kept for the next start — which a shutdown() would have reset.
-    /// </summary>
-    public void StopAccepting() => StopAccepting(handedOver: false);
-
     /// <summary>Starts the accept threads that <see cref="Bind"/> held back (once; not after a stop).</summary>
     public void StartAccepting()
     {
@@ -206,15 +199,24 @@ internal sealed partial class PrimaryConnectionListener : IConnectionListener
     public SafeSocketHandle ListeningSocket => _listenSocket.SafeHandle;
 
     /// <summary>
-    /// A new primary took this socket over (a primary upgrade): stop accepting as <see cref="StopAccepting()"/> does, but
+    /// A new primary took this socket over (a primary upgrade): stop accepting as <see cref="StopAccepting"/> does, but
     /// leave a Unix domain socket's file, which the new primary listens on.
     /// </summary>
-    public void HandOver() => StopAccepting(handedOver: true);
+    public void HandOver()
+    {
+        _ownsSocketFile = false;
+        StopAccepting();
+    }
 
     /// <summary>Returns once no accept thread runs: every connection this listener accepted has reached the dispatcher.</summary>
     public void WaitForAcceptThreads() => Array.ForEach(_acceptThreads, t => t.Join());
 
-    private void StopAccepting(bool handedOver)
+    /// <summary>
+    /// Stops accepting and closes this process's copy of the listening socket (once the last accept thread is out). A
+    /// socket this listener bound stops listening with it; one systemd passed goes on listening in systemd, with the
+    /// connections waiting in its backlog kept for the next start — which a shutdown() would have reset.
+    /// </summary>
+    public void StopAccepting()
     {
         lock (_startStop)
         {
@@ -229,7 +231,7 @@ internal sealed partial class PrimaryConnectionListener : IConnectionListener
             }
 
             ReleaseSocket();
-            if (!handedOver && _ownsSocketFile && EndPoint is UnixDomainSocketEndPoint unix
+            if (_ownsSocketFile && EndPoint is UnixDomainSocketEndPoint unix
                 && unix.ToString() is { Length: > 0 } path && !path.StartsWith('\0'))
             {
                 // Like Kestrel's sockets transport, leave no socket file behind (a later bind would fail on it).

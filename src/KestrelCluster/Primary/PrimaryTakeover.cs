@@ -94,10 +94,7 @@ internal sealed class PrimaryTakeover(UpgradeInvitation invitation, ILogger logg
             }
             catch (Exception e) when (e is IOException or TimeoutException or SocketException or InvalidOperationException)
             {
-                var reason = e is IOException or TimeoutException ? e.Message : "could not be reached";
-                UpgradeLog.PreviousPrimaryGone(logger, FromProcessId, reason);
-                _byPreviousId.Values.ToList().ForEach(l => l.ClaimSocketFile());
-                tookOver();
+                ServeAlone(e is IOException or TimeoutException ? e.Message : "could not be reached", tookOver);
                 return;
             }
         }
@@ -163,10 +160,16 @@ internal sealed class PrimaryTakeover(UpgradeInvitation invitation, ILogger logg
         channel.Dispose();
         if (!tookOverDone)
         {
-            UpgradeLog.PreviousPrimaryGone(logger, FromProcessId, reason);
-            ClaimSocketFiles();
-            tookOver();
+            ServeAlone(reason, tookOver);
         }
+    }
+
+    /// <summary>The old primary went away before its TakeOver: this one is the primary all the same.</summary>
+    private void ServeAlone(string reason, Action tookOver)
+    {
+        UpgradeLog.PreviousPrimaryGone(logger, FromProcessId, reason);
+        ClaimSocketFiles();
+        tookOver();
     }
 
     private void ClaimSocketFiles()

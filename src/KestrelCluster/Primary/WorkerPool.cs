@@ -213,7 +213,7 @@ internal sealed partial class WorkerPool : IDisposable
     }
 
     /// <summary>How many live slots have a worker that is ready and serving.</summary>
-    public int ReadySlotCount() => LiveSlots().Count(s => s.Current is { IsReady: true, IsRetiring: false, HasExited: false });
+    public int ReadySlotCount() => LiveSlots().Count(s => s.HasServingWorker);
 
     /// <summary>Kills a worker that stopped answering; it is replaced like any worker that dies.</summary>
     public void KillHung(WorkerProcess worker)

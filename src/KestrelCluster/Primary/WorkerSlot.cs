@@ -29,6 +29,9 @@ internal sealed class WorkerSlot(int index)
 
     public volatile WorkerProcess? Current;
 
+    /// <summary>Whether the slot's worker is ready and serving (not retiring, not gone).</summary>
+    public bool HasServingWorker => Current is { IsReady: true, IsRetiring: false, HasExited: false };
+
     public volatile bool Removed;
 
     /// <summary>How the previous worker of this slot ended; null while it has had only one.</summary>
