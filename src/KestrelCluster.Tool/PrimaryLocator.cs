@@ -1,26 +1,26 @@
 // Finds a running primary's admin socket, as dotnet-counters finds a process's diagnostic socket: every primary
 // keeps a private runtime directory named after its pid in the temp directory ($TMPDIR, else /tmp), and its admin
 // socket is admin.sock in there. The tool and the app must agree on TMPDIR.
-using System.Globalization;
+using KestrelCluster.Protocol;
 
 namespace KestrelCluster.Tool;
 
 internal static class PrimaryLocator
 {
-    private const string Prefix = "kestrelcluster-";
-    private const string SocketName = "admin.sock";
+    private const string Prefix = RuntimeDirectories.Prefix;
+    private const string SocketName = RuntimeDirectories.AdminSocketName;
 
-    /// <summary>The running primaries of this user (their pid and admin socket), lowest pid first.</summary>
+    /// <summary>
+    /// The running primaries of this user (their pid and admin socket), lowest pid first: those whose admin socket
+    /// someone listens on. What a killed primary left (its pid gone, or reused by another process) is passed over.
+    /// </summary>
     public static List<(int ProcessId, string SocketPath)> FindAll()
     {
         var found = new List<(int, string)>();
-        foreach (var directory in Directory.EnumerateDirectories(Path.GetTempPath(), Prefix + "*"))
+        foreach (var (pid, directory) in RuntimeDirectories.Enumerate(Path.GetTempPath()))
         {
-            var name = Path.GetFileName(directory).AsSpan(Prefix.Length);
-            var dash = name.IndexOf('-');
             var socket = Path.Combine(directory, SocketName);
-            if (dash > 0 && int.TryParse(name[..dash], NumberStyles.None, CultureInfo.InvariantCulture, out var pid)
-                && Directory.Exists($"/proc/{pid}") && File.Exists(socket))
+            if (RuntimeDirectories.IsListening(socket))
             {
                 found.Add((pid, socket));
             }
@@ -29,7 +29,6 @@ internal static class PrimaryLocator
         found.Sort();
         return found;
     }
-
     /// <summary>The admin socket of <paramref name="processId"/>, or of the only primary running; an error text otherwise.</summary>
     public static (string? SocketPath, string? Error) Find(int? processId)
     {

@@ -142,6 +142,53 @@ public sealed class StatusTests : IDisposable
     }
 
     [Fact]
+    public async Task WhatKilledPrimariesLeft_TheToolPassesOver_AndTheNextPrimaryRemoves()
+    {
+        // A primary killed with SIGKILL cannot remove its runtime directory; its admin.sock stays, with nobody behind it.
+        string killedDirectory;
+        using (var killed = AppProcess.Start(Environment(workers: 1)))
+        {
+            await killed.WaitUntilServingAsync(workers: 1);
+            killedDirectory = Assert.Single(Directory.GetDirectories(_tmp, $"kestrelcluster-{killed.ProcessId}-*"));
+            TestProcesses.Signal(killed.ProcessId, TestProcesses.SIGKILL);
+            Assert.True(await killed.WaitForExitAsync(TimeSpan.FromSeconds(10)), "the primary outlived SIGKILL");
+        }
+
+        // And one as a container's primary leaves it in a shared /tmp: pid 1, which here is another process.
+        var containerDirectory = Directory.CreateDirectory(Path.Combine(_tmp, "kestrelcluster-1-container")).FullName;
+        var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream,
+            System.Net.Sockets.ProtocolType.Unspecified);
+        socket.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(Path.Combine(containerDirectory, "admin.sock")));
+        socket.Listen();
+        // The fd only, as a process that dies closes it: Socket.Dispose (and its finalizer) would delete the file too.
+        socket.SafeHandle.Dispose();
+        GC.SuppressFinalize(socket);
+
+        // Older than a primary between its bind and its listen could be.
+        foreach (var directory in new[] { killedDirectory, containerDirectory })
+        {
+            File.SetLastWriteTimeUtc(Path.Combine(directory, "admin.sock"), DateTime.UtcNow.AddMinutes(-1));
+        }
+
+        var none = await ClusterTool.RunAsync(_tmp, "status");
+        Assert.Equal(1, none.ExitCode);
+        Assert.Contains("No KestrelCluster primary of this user is running", none.Error, StringComparison.Ordinal);
+
+        using var next = AppProcess.Start(Environment(workers: 1));
+        await next.WaitUntilServingAsync(workers: 1);
+        Assert.False(Directory.Exists(killedDirectory), "the killed primary's directory is still there");
+        Assert.False(Directory.Exists(containerDirectory), "the container primary's directory is still there");
+        Assert.Single(Directory.GetDirectories(_tmp, $"kestrelcluster-{next.ProcessId}-*"));
+        Assert.Contains($"Removed 2 runtime directories that primaries no longer running left in {_tmp}", next.Output,
+            StringComparison.Ordinal);
+
+        var status = await ClusterTool.RunAsync(_tmp, "status", "--json");
+        Assert.True(status.ExitCode == 0, status.Error);
+        using var json = JsonDocument.Parse(status.Output);
+        Assert.Equal(next.ProcessId, json.RootElement.GetProperty("primary").GetProperty("pid").GetInt32());
+    }
+
+    [Fact]
     public async Task HealthCheck_ASlotThatCannotStart_IsDegraded_AndWorkersGetTheirResourceAttributes()
     {
         var broken = Path.Combine(_tmp, "broken");

@@ -1,19 +1,20 @@
 // The admin socket `kestrel-cluster` talks to: an AF_UNIX stream socket, admin.sock in the primary's private runtime
 // directory (the directory is 0700, the socket 0600), open to this user and root only (SO_PEERCRED). One command per
-// connection, one line each way: the client sends `status`, `restart`, `scale N` or `stop`; the primary answers with
+// connection, one line each way: the client sends `status`, `restart`, `scale N`, `upgrade` or `stop`; the primary answers with
 // one line of JSON (the status itself, or {"ok":…,"message"|"error":…}) and closes. Scripts may speak it directly.
 using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using KestrelCluster.Interop;
+using KestrelCluster.Protocol;
 using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Primary;
 
 internal sealed class AdminServer : IDisposable
 {
-    public const string SocketName = "admin.sock";
+    public const string SocketName = RuntimeDirectories.AdminSocketName;
     private const int MaxCommandLength = 256;
     private static readonly TimeSpan s_readTimeout = TimeSpan.FromSeconds(5);
 

@@ -28,13 +28,19 @@ internal sealed class ControlServer : IDisposable
 
         // Only this user may even reach the socket; peer credentials and the secret check who connects anyway.
         // Named by pid, as the runtime's diagnostic sockets are: `kestrel-cluster` finds a primary's admin socket here.
+        // What killed primaries left there goes first, so the temp directory does not fill with them.
+        if (RuntimeDirectories.RemoveStale(Path.GetTempPath()) is > 0 and var removed)
+        {
+            PrimaryLog.StaleRuntimeDirectoriesRemoved(logger, removed, Path.GetTempPath());
+        }
+
         _directory = Directory.CreateTempSubdirectory(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"{RuntimeDirectoryPrefix}{Environment.ProcessId}-")).FullName;
+            $"{RuntimeDirectories.Prefix}{Environment.ProcessId}-")).FullName;
         if (!OperatingSystem.IsWindows())
         {
             File.SetUnixFileMode(_directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         }
-        SocketPath = Path.Combine(_directory, "control.sock");
+        SocketPath = Path.Combine(_directory, RuntimeDirectories.ControlSocketName);
 
         _listenSocket = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
         try
@@ -50,9 +56,6 @@ internal sealed class ControlServer : IDisposable
 
         _ = AcceptLoopAsync();
     }
-
-    /// <summary>The prefix of every primary's private runtime directory in the temp directory: kestrelcluster-PID-random.</summary>
-    public const string RuntimeDirectoryPrefix = "kestrelcluster-";
 
     public string SocketPath { get; }
 

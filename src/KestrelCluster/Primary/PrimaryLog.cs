@@ -218,6 +218,11 @@ internal static partial class PrimaryLog
         EventName = "AdminUnavailable")]
     public static partial void AdminUnavailable(ILogger logger, string path, Exception exception);
 
+    [LoggerMessage(51, LogLevel.Information,
+        "Removed {Count} runtime directories that primaries no longer running left in {TempPath} (killed, or their container ended).",
+        EventName = "StaleRuntimeDirectoriesRemoved")]
+    public static partial void StaleRuntimeDirectoriesRemoved(ILogger logger, int count, string tempPath);
+
     [LoggerMessage(44, LogLevel.Information,
         "Started by {Launcher} (pid {ProcessId}): the cluster stops when it exits, so no primary is left serving unseen.",
         EventName = "FollowingLauncher")]
