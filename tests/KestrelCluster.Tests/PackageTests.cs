@@ -1,7 +1,8 @@
 // The newcomer's path, as a test: pack the library into a folder, create an app with `dotnet new web` somewhere
 // else, add the package from that folder, add the one line, run it, and see two worker pids answer. Nothing from the
 // repository's own projects reaches the app but the package. And the tester's path: a fresh `dotnet new xunit` project with
-// the packed KestrelCluster.Testing, whose ClusterWebApplicationFactory replaces a service in the app's workers.
+// the packed KestrelCluster.Testing, whose ClusterWebApplicationFactory replaces a service in the app's workers. And
+// what every package says of itself on NuGet, with symbols whose SourceLink points at the commit they were packed from.
 using KestrelCluster.Tests.TestSupport;
 
 namespace KestrelCluster.Tests;
@@ -145,8 +146,87 @@ public sealed class PackageTests : IDisposable
         Assert.Contains("Passed:     1", output, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task EveryPackage_SaysWhatNuGetShows_AndItsSymbolsLinkToTheSourceAtItsCommit()
+    {
+        // A clone of the repository whose origin is the project's home, packed as CI packs (ContinuousIntegrationBuild):
+        // what a release would publish. The clone has what is committed.
+        var clone = Path.Combine(_root, "clone");
+        var feed = Path.Combine(_root, "feed");
+        await GitAsync(_root, "clone", "--quiet", DotnetCli.RepositoryRoot, clone);
+        await GitAsync(clone, "remote", "set-url", "origin", "https://github.com/kestrelcluster/kestrelcluster.git");
+        var commit = (await GitAsync(clone, "rev-parse", "HEAD")).Trim();
+
+        var suffix = $"test.{DateTime.UtcNow:yyyyMMddHHmmss}";
+        foreach (var project in new[] { "KestrelCluster", "KestrelCluster.Testing", "KestrelCluster.Tool" })
+        {
+            await RunAsync(clone, "pack", Path.Combine(clone, "src", project), "-c", "Release", "-o", feed, $"-p:VersionSuffix={suffix}",
+                "-p:ContinuousIntegrationBuild=true");
+            var version = $"0.4.0-{suffix}";
+            using var package = System.IO.Compression.ZipFile.OpenRead(Path.Combine(feed, $"{project}.{version}.nupkg"));
+            var nuspec = System.Xml.Linq.XDocument.Load(package.GetEntry($"{project}.nuspec")!.Open()).Root!;
+            string? Field(string name) => nuspec.Descendants().FirstOrDefault(e => e.Name.LocalName == name)?.Value;
+            var repository = nuspec.Descendants().Single(e => e.Name.LocalName == "repository");
+
+            Assert.Equal(version, Field("version"));
+            Assert.Equal("MIT", Field("license"));
+            Assert.Equal("PACKAGE.md", Field("readme"));
+            Assert.Contains("KestrelCluster", package.GetEntry("PACKAGE.md") is { } readme
+                ? new StreamReader(readme.Open()).ReadToEnd() : "", StringComparison.Ordinal);
+            Assert.Equal("https://github.com/kestrelcluster/kestrelcluster", Field("projectUrl"));
+            Assert.Equal("https://github.com/kestrelcluster/kestrelcluster.git", repository.Attribute("url")?.Value);
+            Assert.Equal(commit, repository.Attribute("commit")?.Value);
+            Assert.False(string.IsNullOrWhiteSpace(Field("description")), $"{project}: no description");
+            Assert.Contains("CHANGELOG.md", Field("releaseNotes"), StringComparison.Ordinal);
+            Assert.Contains("kestrel", Field("tags"), StringComparison.Ordinal);
+            Assert.Equal("KestrelCluster contributors", Field("authors"));
+
+            // The symbols package: a portable PDB whose source paths are deterministic (/_/) and whose SourceLink maps them
+            // to the files at this commit.
+            using var symbols = System.IO.Compression.ZipFile.OpenRead(Path.Combine(feed, $"{project}.{version}.snupkg"));
+            var pdbEntry = Assert.Single(symbols.Entries, e => e.FullName.EndsWith(".pdb", StringComparison.Ordinal));
+            using var pdb = new MemoryStream();
+            await pdbEntry.Open().CopyToAsync(pdb);
+            pdb.Position = 0;
+            using var provider = System.Reflection.Metadata.MetadataReaderProvider.FromPortablePdbStream(pdb);
+            var reader = provider.GetMetadataReader();
+            var sourceLinkKind = new Guid("CC110556-A091-4D38-9FEC-25AB9A351A6A");
+            var sourceLink = reader.GetCustomDebugInformation(System.Reflection.Metadata.EntityHandle.ModuleDefinition)
+                .Select(reader.GetCustomDebugInformation).Single(i => reader.GetGuid(i.Kind) == sourceLinkKind);
+            Assert.Equal($$$"""{"documents":{"/_/*":"https://raw.githubusercontent.com/kestrelcluster/kestrelcluster/{{{commit}}}/*"}}""",
+                System.Text.Encoding.UTF8.GetString(reader.GetBlobBytes(sourceLink.Value)));
+            Assert.All(reader.Documents.Select(d => reader.GetString(reader.GetDocument(d).Name)),
+                path => Assert.StartsWith("/_/", path, StringComparison.Ordinal));
+        }
+    }
+
     /// <summary>Runs the dotnet CLI with a package folder of the test's own; fails the test with its output if it fails.</summary>
     private Task<string> RunAsync(string workingDirectory, params string[] arguments) => RunAsync(workingDirectory, [], arguments);
+
+    private static async Task<string> GitAsync(string workingDirectory, params string[] arguments)
+    {
+        var startInfo = new System.Diagnostics.ProcessStartInfo("git") { WorkingDirectory = workingDirectory, RedirectStandardOutput = true,
+            RedirectStandardError = true };
+        foreach (var argument in arguments)
+        {
+            startInfo.ArgumentList.Add(argument);
+        }
+
+        using var git = System.Diagnostics.Process.Start(startInfo)!;
+        try
+        {
+            var output = git.StandardOutput.ReadToEndAsync();
+            var error = git.StandardError.ReadToEndAsync();
+            using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+            await git.WaitForExitAsync(deadline.Token);
+            Assert.True(git.ExitCode == 0, $"git {string.Join(' ', arguments)} failed ({git.ExitCode}): {await error}");
+            return await output;
+        }
+        finally
+        {
+            TestProcesses.KillIfAlive(git.Id);
+        }
+    }
 
     private async Task<string> RunAsync(string workingDirectory, Dictionary<string, string> more, params string[] arguments)
     {
