@@ -74,6 +74,11 @@ internal sealed class SlotSupervisor
 #pragma warning restore CA1031
         {
             PrimaryLog.SupervisionFaulted(_logger, worker.Id, slot.Index, e);
+            if (worker.HasExited)
+            {
+                worker.MarkExitLogged(); // as far as it will be: nothing waits for it in vain
+            }
+
             await ResuperviseAsync(slot, worker).ConfigureAwait(false);
         }
     }
@@ -135,9 +140,11 @@ internal sealed class SlotSupervisor
         {
             // Expected: shutdown, a retired worker, or a replacement that failed to start (its restarter reports it).
             PrimaryLog.WorkerExited(_logger, worker.Id, worker.ProcessId, exitCode);
+            worker.MarkExitLogged();
             return;
         }
 
+        worker.MarkExitLogged(); // what RespawnAsync logs is about the replacement
         await RespawnAsync(slot, worker, WorkerSlot.DescribeExit(exitCode)).ConfigureAwait(false);
     }
 

@@ -254,7 +254,8 @@ internal sealed partial class WorkerPool : IDisposable
                 worker.Channel!.TrySendControl(ControlFrames.Stop());
             }
 
-            await Task.WhenAll(workers.Select(w => w.Exited)).WaitAsync(cancellationToken).ConfigureAwait(false);
+            // Each exit logged (after the worker's last lines) before the line that says they all stopped.
+            await Task.WhenAll(workers.Select(w => w.ExitLogged)).WaitAsync(cancellationToken).ConfigureAwait(false);
             PrimaryLog.WorkersStopped(_logger, workers.Count);
         }
         catch (OperationCanceledException)

@@ -9,6 +9,7 @@ internal sealed class WorkerProcess
 {
     private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _exitLogged = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _lastHeartbeatTicks;
     private long _readyAtTicks;
     private WorkerHeartbeat _heartbeat;
@@ -56,6 +57,14 @@ internal sealed class WorkerProcess
     public Task<int> Exited => _exited.Task;
 
     public bool HasExited => _exited.Task.IsCompleted;
+
+    /// <summary>
+    /// Completes once the primary has recorded the exit and logged it, after the last lines the worker wrote: what waits
+    /// for it may log what follows from the exit and keep the console in order.
+    /// </summary>
+    public Task ExitLogged => _exitLogged.Task;
+
+    public void MarkExitLogged() => _exitLogged.TrySetResult();
 
     /// <summary>Completes when the worker reports that its app has started and its endpoints are registered.</summary>
     public Task Ready => _ready.Task;

@@ -238,7 +238,7 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
                 return StatusQueries.OnReply(frame);
 
             case FrameType.Stop when fds.IsEmpty && frame.Length == 1:
-                WorkerLog.StopRequested(_logger, WorkerDrainNotice.Period);
+                WorkerLog.StopRequested(_logger, (long)WorkerDrainNotice.Period.TotalMilliseconds);
                 _drainNotice.Begin(StopApplication); // keep-alive clients told to reconnect first
                 return true;
 

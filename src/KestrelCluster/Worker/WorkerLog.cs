@@ -7,9 +7,9 @@ namespace KestrelCluster.Worker;
 internal static partial class WorkerLog
 {
     [LoggerMessage(100, LogLevel.Information,
-        "The primary asked this worker to stop: HTTP/1.1 responses say Connection: close for {Period}, then it drains.",
+        "The primary asked this worker to stop: HTTP/1.1 responses say Connection: close for {PeriodMs} ms, then it drains.",
         EventName = "StopRequested")]
-    public static partial void StopRequested(ILogger logger, TimeSpan period);
+    public static partial void StopRequested(ILogger logger, long periodMs);
 
     [LoggerMessage(101, LogLevel.Warning,
         "The primary is gone ({Reason}); this worker stops and exits within {Delay}.",
