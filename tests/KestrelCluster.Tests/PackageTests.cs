@@ -205,27 +205,10 @@ public sealed class PackageTests : IDisposable
 
     private static async Task<string> GitAsync(string workingDirectory, params string[] arguments)
     {
-        var startInfo = new System.Diagnostics.ProcessStartInfo("git") { WorkingDirectory = workingDirectory, RedirectStandardOutput = true,
-            RedirectStandardError = true };
-        foreach (var argument in arguments)
-        {
-            startInfo.ArgumentList.Add(argument);
-        }
-
-        using var git = System.Diagnostics.Process.Start(startInfo)!;
-        try
-        {
-            var output = git.StandardOutput.ReadToEndAsync();
-            var error = git.StandardError.ReadToEndAsync();
-            using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(1));
-            await git.WaitForExitAsync(deadline.Token);
-            Assert.True(git.ExitCode == 0, $"git {string.Join(' ', arguments)} failed ({git.ExitCode}): {await error}");
-            return await output;
-        }
-        finally
-        {
-            TestProcesses.KillIfAlive(git.Id);
-        }
+        var (exitCode, output, error) = await DotnetCli.RunProgramAsync("git", workingDirectory, new Dictionary<string, string>(),
+            TimeSpan.FromMinutes(1), arguments);
+        Assert.True(exitCode == 0, $"git {string.Join(' ', arguments)} failed ({exitCode}): {error}");
+        return output;
     }
 
     private async Task<string> RunAsync(string workingDirectory, Dictionary<string, string> more, params string[] arguments)

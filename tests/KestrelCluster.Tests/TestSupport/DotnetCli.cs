@@ -16,10 +16,15 @@ internal static class DotnetCli
     /// Runs <c>dotnet</c> with <paramref name="arguments"/> and waits for it, at most <paramref name="timeout"/>; the
     /// process is ended by id whatever happens. The app configuration a cluster fixture put in this process is not passed on.
     /// </summary>
-    public static async Task<(int ExitCode, string Output, string Error)> RunAsync(string? workingDirectory,
+    public static Task<(int ExitCode, string Output, string Error)> RunAsync(string? workingDirectory,
+        IReadOnlyDictionary<string, string> environment, TimeSpan timeout, params string[] arguments) =>
+        RunProgramAsync(HostPath, workingDirectory, environment, timeout, arguments);
+
+    /// <summary>The same for another program on PATH (git).</summary>
+    public static async Task<(int ExitCode, string Output, string Error)> RunProgramAsync(string program, string? workingDirectory,
         IReadOnlyDictionary<string, string> environment, TimeSpan timeout, params string[] arguments)
     {
-        var startInfo = new ProcessStartInfo(HostPath)
+        var startInfo = new ProcessStartInfo(program)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
