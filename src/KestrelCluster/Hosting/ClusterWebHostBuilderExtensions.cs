@@ -163,9 +163,8 @@ public static class ClusterWebHostBuilderExtensions
         services.AddSingleton<WorkerWarmUp>();
         services.AddHostedService<WorkerReadiness>();
         services.AddSingleton<WorkerRequestCounter>();
-        services.AddSingleton<IStartupFilter>(sp => sp.GetRequiredService<WorkerRequestCounter>());
         services.AddSingleton<WorkerDrainNotice>();
-        services.AddSingleton<IStartupFilter>(sp => sp.GetRequiredService<WorkerDrainNotice>());
+        services.AddSingleton<IStartupFilter, WorkerRequestHook>();
         services.AddHostedService<WorkerHeartbeatService>();
         services.AddSingleton<IConnectionListenerFactory, WorkerConnectionListenerFactory>();
 

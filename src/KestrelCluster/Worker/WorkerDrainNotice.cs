@@ -3,15 +3,13 @@
 // primary that took over — instead of finding its connection closed under a request it has just sent. Kestrel's
 // graceful stop closes idle keep-alive connections at once, and a client that reused one at that instant gets no
 // response (Envoy's drain answers `connection: close` the same way, for the same reason). HTTP/2 needs nothing: at the
-// drain Kestrel sends GOAWAY, and a client retries the streams it names as unprocessed. A middleware put first in the
-// pipeline by a startup filter: the app's own pipeline is untouched.
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
+// drain Kestrel sends GOAWAY, and a client retries the streams it names as unprocessed. WorkerRequestHook calls it for
+// each request.
 using Microsoft.AspNetCore.Http;
 
 namespace KestrelCluster.Worker;
 
-internal sealed class WorkerDrainNotice : IStartupFilter
+internal sealed class WorkerDrainNotice
 {
     /// <summary>How long responses say `Connection: close` before the drain begins.</summary>
     public static readonly TimeSpan Period = TimeSpan.FromSeconds(1);
@@ -28,17 +26,12 @@ internal sealed class WorkerDrainNotice : IStartupFilter
         _ = Task.Delay(Period).ContinueWith(_ => drain(), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
     }
 
-    public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
+    /// <summary>While the notice runs, makes an HTTP/1.x response say `Connection: close`.</summary>
+    public void Apply(HttpContext context)
     {
-        app.Use((context, nextMiddleware) =>
+        if (_closing && !HttpProtocol.IsHttp2(context.Request.Protocol) && !HttpProtocol.IsHttp3(context.Request.Protocol))
         {
-            if (_closing && !HttpProtocol.IsHttp2(context.Request.Protocol) && !HttpProtocol.IsHttp3(context.Request.Protocol))
-            {
-                context.Response.Headers.Connection = "close"; // Kestrel closes the connection once this response is out
-            }
-
-            return nextMiddleware(context);
-        });
-        next(app);
-    };
+            context.Response.Headers.Connection = "close"; // Kestrel closes the connection once this response is out
+        }
+    }
 }

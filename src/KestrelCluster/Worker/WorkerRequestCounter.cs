@@ -1,27 +1,17 @@
-// Counts the requests a worker starts (for MaxRequestsPerWorker), with a middleware put first in the
-// pipeline by a startup filter: the app's own pipeline is untouched.
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-
+// Counts the requests a worker starts (for MaxRequestsPerWorker); WorkerRequestHook calls it for each request.
 namespace KestrelCluster.Worker;
 
-internal sealed class WorkerRequestCounter : IStartupFilter
+internal sealed class WorkerRequestCounter
 {
     private long _count;
 
     public long Count => Interlocked.Read(ref _count);
 
-    public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
+    public void RequestStarted()
     {
-        app.Use((context, nextMiddleware) =>
+        if (!WorkerWarmUp.InProgress)
         {
-            if (!WorkerWarmUp.InProgress)
-            {
-                Interlocked.Increment(ref _count); // the warm-up's requests are not the primary's to count
-            }
-
-            return nextMiddleware(context);
-        });
-        next(app);
-    };
+            Interlocked.Increment(ref _count); // the warm-up's requests are not the primary's to count
+        }
+    }
 }
