@@ -219,7 +219,7 @@ internal static partial class PrimaryLog
     public static partial void AdminUnavailable(ILogger logger, string path, Exception exception);
 
     [LoggerMessage(51, LogLevel.Information,
-        "Removed {Count} runtime directories that primaries no longer running left in {TempPath} (killed, or their container ended).",
+        "Removed what primaries no longer running (killed, or their container ended) left in {TempPath}: {Count} runtime directories.",
         EventName = "StaleRuntimeDirectoriesRemoved")]
     public static partial void StaleRuntimeDirectoriesRemoved(ILogger logger, int count, string tempPath);
 
