@@ -74,12 +74,14 @@ internal static class RuntimeDirectories
     /// <summary>
     /// Whether <paramref name="directory"/> is what a primary that is gone left behind: its admin socket (or, without
     /// one, its control socket) refuses connections and is older than <see cref="StaleAfter"/>, or it has neither and
-    /// is that old itself. A directory this user cannot read is never stale.
+    /// is that old itself. A directory this user cannot list (another user's) is never stale.
     /// </summary>
     public static bool IsStale(string directory, DateTime utcNow)
     {
         try
         {
+            // Another user's directory (mode 0700) cannot be listed: it throws here, and is never stale for us.
+            _ = System.IO.Directory.EnumerateFileSystemEntries(directory).Any();
             var admin = Path.Combine(directory, AdminSocketName);
             var control = Path.Combine(directory, ControlSocketName);
             var (socket, type) = File.Exists(admin) ? (admin, SocketType.Stream)
