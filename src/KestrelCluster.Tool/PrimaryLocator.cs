@@ -29,6 +29,7 @@ internal static class PrimaryLocator
         found.Sort();
         return found;
     }
+
     /// <summary>The admin socket of <paramref name="processId"/>, or of the only primary running; an error text otherwise.</summary>
     public static (string? SocketPath, string? Error) Find(int? processId)
     {
