@@ -101,12 +101,6 @@ internal sealed partial class HandoffDispatcher : IDisposable
     /// <summary>Puts back connections a worker refused or never acknowledged (it went away), then routes them again.</summary>
     public void Redispatch(IEnumerable<AcceptedConnection> connections)
     {
-        if (_successor is { } successor)
-        {
-            successor([.. connections]); // this primary handed over: the new one serves them
-            return;
-        }
-
         var shard = _shards[(uint)Interlocked.Increment(ref _nextRedispatchShard) % (uint)_shards.Length];
         var refused = new List<AcceptedConnection>();
         foreach (var connection in connections)
@@ -117,7 +111,8 @@ internal sealed partial class HandoffDispatcher : IDisposable
             }
             else
             {
-                refused.Add(connection); // stopped: a worker handed it back while draining, and no worker is left to take it
+                // Stopped: a worker handed it back while draining, and no worker is left to take it (the new primary may be).
+                refused.Add(connection);
             }
         }
 

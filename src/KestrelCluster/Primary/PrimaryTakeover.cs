@@ -90,7 +90,7 @@ internal sealed class PrimaryTakeover(UpgradeInvitation invitation, ILogger logg
             try
             {
                 channel = Connected();
-                channel.Send([(byte)FrameType.Ready], s_frameTimeout);
+                channel.Send(ControlFrames.Ready(), s_frameTimeout);
             }
             catch (Exception e) when (e is IOException or TimeoutException or SocketException or InvalidOperationException)
             {

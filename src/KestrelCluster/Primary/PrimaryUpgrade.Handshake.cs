@@ -3,7 +3,6 @@
 using System.Diagnostics;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
 
@@ -96,7 +95,7 @@ internal sealed partial class PrimaryUpgrade
     {
         var hello = channel.Receive(s_frameTimeout) ?? throw new IOException("hung up before its hello");
         var version = UpgradeProtocol.ReadHello(hello.Frame, out var received);
-        if (version != UpgradeProtocol.Version || !CryptographicOperations.FixedTimeEquals(received, secret) || hello.Fds.Length > 0)
+        if (version != UpgradeProtocol.Version || !ControlServer.SecretsEqual(secret, received) || hello.Fds.Length > 0)
         {
             Array.ForEach(hello.Fds, Libc.CloseDescriptor);
             var reason = version is >= 0 and not UpgradeProtocol.Version

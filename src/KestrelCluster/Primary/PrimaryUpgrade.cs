@@ -139,13 +139,7 @@ internal sealed partial class PrimaryUpgrade : IDisposable
     {
         // The command this primary was started with (typed, so a symlink swap is followed), its environment, and its
         // output: the new primary writes where this one does (the journal, the terminal, the container's log).
-        var (fileName, arguments) = _launcher.Command;
-        var startInfo = new ProcessStartInfo(fileName) { UseShellExecute = false, WorkingDirectory = WorkerLauncher.WorkingDirectory };
-        foreach (var argument in arguments)
-        {
-            startInfo.ArgumentList.Add(argument);
-        }
-
+        var startInfo = _launcher.CreateCommandStartInfo();
         foreach (var (name, value) in invitation.ToEnvironment())
         {
             startInfo.Environment[name] = value;

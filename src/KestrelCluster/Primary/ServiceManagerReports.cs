@@ -27,28 +27,8 @@ internal sealed class ServiceManagerReports
         pool.WorkerReady += _ => Notify(() => _stopping || _reloading ? null : StatusChange());
         slots.ExitRecorded += _ => Notify(() => _stopping || _reloading ? null : StatusChange());
         rotation.RestartStarting += generation => Notify(() =>
-        {
-            _reloading = true;
-            return ServiceManagerNotifier.Reloading(string.Create(CultureInfo.InvariantCulture,
-                $"Rolling restart to generation {generation}"));
-        });
-        rotation.RestartEnded += () => Notify(() =>
-        {
-            _reloading = false;
-            if (_stopping)
-            {
-                return null;
-            }
-
-            if (!_ready)
-            {
-                return StatusChange();
-            }
-
-            // Reloading ends with READY=1 (systemd waits for it), and the count as it is now.
-            _lastStatus = Status().Text;
-            return "READY=1\n" + _lastStatus;
-        });
+            StartReloading(string.Create(CultureInfo.InvariantCulture, $"Rolling restart to generation {generation}")));
+        rotation.RestartEnded += () => Notify(EndReloading);
     }
 
     /// <summary>The cluster stops: STOPPING=1, once, and nothing after it.</summary>
@@ -85,19 +65,10 @@ internal sealed class ServiceManagerReports
 
     /// <summary>A primary upgrade begins: systemd shows the service reloading until the new primary says READY=1.</summary>
     public void UpgradeStarting(int processId) => Notify(() =>
-    {
-        _reloading = true;
-        return ServiceManagerNotifier.Reloading(string.Create(CultureInfo.InvariantCulture,
-            $"Upgrading the primary: new primary pid {processId} starting"));
-    });
+        StartReloading(string.Create(CultureInfo.InvariantCulture, $"Upgrading the primary: new primary pid {processId} starting")));
 
     /// <summary>The upgrade failed: this primary is ready again, as it was.</summary>
-    public void UpgradeFailed() => Notify(() =>
-    {
-        _reloading = false;
-        _lastStatus = Status().Text;
-        return "READY=1\n" + _lastStatus;
-    });
+    public void UpgradeFailed() => Notify(EndReloading);
 
     /// <summary>The new primary takes over: it becomes the service's main process, and this one says nothing more.</summary>
     public void HandedOver(int processId) => Notify(() =>
@@ -106,6 +77,31 @@ internal sealed class ServiceManagerReports
         return string.Create(CultureInfo.InvariantCulture,
             $"MAINPID={processId}\nSTATUS=Handing over to the new primary (pid {processId})");
     });
+
+    /// <summary>RELOADING=1 (a rolling restart, a primary upgrade): systemd shows the service reloading until READY=1.</summary>
+    private string StartReloading(string status)
+    {
+        _reloading = true;
+        return ServiceManagerNotifier.Reloading(status);
+    }
+
+    /// <summary>Reloading ends with READY=1 (systemd waits for it) and the count as it is now; nothing once stopping.</summary>
+    private string? EndReloading()
+    {
+        _reloading = false;
+        if (_stopping)
+        {
+            return null;
+        }
+
+        if (!_ready)
+        {
+            return StatusChange();
+        }
+
+        _lastStatus = Status().Text;
+        return "READY=1\n" + _lastStatus;
+    }
 
     /// <summary>READY=1 the first time every slot is ready; afterwards the status when it changed; else nothing.</summary>
     private string? StatusChange()

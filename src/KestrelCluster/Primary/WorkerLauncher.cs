@@ -44,25 +44,31 @@ internal sealed class WorkerLauncher
     /// </summary>
     public TestFactoryReference? TestFactory { get; private set; }
 
-    public ProcessStartInfo CreateStartInfo(WorkerIdentity identity)
+    /// <summary>
+    /// <see cref="Command"/> in <see cref="WorkingDirectory"/>, with this process's environment: how a worker starts, and a
+    /// new primary in an upgrade.
+    /// </summary>
+    public ProcessStartInfo CreateCommandStartInfo()
     {
         var (fileName, arguments) = Command;
-        var startInfo = new ProcessStartInfo(fileName)
-        {
-            UseShellExecute = false,
-            WorkingDirectory = WorkingDirectory,
-
-            // The primary owns the console: it writes the workers' lines whole and attributed (WorkerOutput), and
-            // workers read no terminal (their stdin is an empty pipe), so none of them changes the terminal's modes.
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-        };
-
+        var startInfo = new ProcessStartInfo(fileName) { UseShellExecute = false, WorkingDirectory = WorkingDirectory };
         foreach (var argument in arguments)
         {
             startInfo.ArgumentList.Add(argument);
         }
+
+        return startInfo;
+    }
+
+    public ProcessStartInfo CreateStartInfo(WorkerIdentity identity)
+    {
+        var startInfo = CreateCommandStartInfo();
+
+        // The primary owns the console: it writes the workers' lines whole and attributed (WorkerOutput), and
+        // workers read no terminal (their stdin is an empty pipe), so none of them changes the terminal's modes.
+        startInfo.RedirectStandardOutput = true;
+        startInfo.RedirectStandardError = true;
+        startInfo.RedirectStandardInput = true;
 
         foreach (var (name, value) in identity.ToEnvironment())
         {
