@@ -174,12 +174,13 @@ public sealed class StatusTests : IDisposable
         Assert.Equal(1, none.ExitCode);
         Assert.Contains("No KestrelCluster primary of this user is running", none.Error, StringComparison.Ordinal);
 
+        // The next primary removes them beside its start, and says so in one line.
         using var next = AppProcess.Start(Environment(workers: 1));
         await next.WaitUntilServingAsync(workers: 1);
+        await next.WaitForOutputAsync($"left in {_tmp}/: 2 runtime directories.", TimeSpan.FromSeconds(20));
         Assert.False(Directory.Exists(killedDirectory), "the killed primary's directory is still there");
         Assert.False(Directory.Exists(containerDirectory), "the container primary's directory is still there");
         Assert.Single(Directory.GetDirectories(_tmp, $"kestrelcluster-{next.ProcessId}-*"));
-        Assert.Contains($"left in {_tmp}/: 2 runtime directories.", next.Output, StringComparison.Ordinal);
 
         var status = await ClusterTool.RunAsync(_tmp, "status", "--json");
         Assert.True(status.ExitCode == 0, status.Error);

@@ -28,11 +28,15 @@ internal sealed class ControlServer : IDisposable
 
         // Only this user may even reach the socket; peer credentials and the secret check who connects anyway.
         // Named by pid, as the runtime's diagnostic sockets are: `kestrel-cluster` finds a primary's admin socket here.
-        // What killed primaries left there goes first, so the temp directory does not fill with them.
-        if (RuntimeDirectories.RemoveStale(Path.GetTempPath()) is > 0 and var removed)
+        // What killed primaries left there is removed beside the start, not in its way, so the temp directory does not fill
+        // with them (this directory is too young to be taken for one).
+        _ = Task.Run(() =>
         {
-            PrimaryLog.StaleRuntimeDirectoriesRemoved(logger, removed, Path.GetTempPath());
-        }
+            if (RuntimeDirectories.RemoveStale(Path.GetTempPath()) is > 0 and var removed)
+            {
+                PrimaryLog.StaleRuntimeDirectoriesRemoved(logger, removed, Path.GetTempPath());
+            }
+        });
 
         _directory = Directory.CreateTempSubdirectory(string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"{RuntimeDirectories.Prefix}{Environment.ProcessId}-")).FullName;
