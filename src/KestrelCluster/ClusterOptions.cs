@@ -78,6 +78,15 @@ public sealed class ClusterOptions
     public int MaxHandoffsInFlight { get; set; } = 64;
 
     /// <summary>
+    /// The longest an accepted connection waits in the primary for a worker that can take it (none is ready, or every one
+    /// is at its limit). Past it the primary closes the connection, so a client is never left waiting for good: it sees the
+    /// connection closed and can retry, as after a proxy's connect timeout. A waiting connection whose client has gone is
+    /// closed at once, whatever this says. Checked once a second.
+    /// </summary>
+    /// <remarks>Defaults to 30 seconds.</remarks>
+    public TimeSpan MaxConnectionWait { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
     /// How long a primary upgrade (SIGUSR2, <see cref="IClusterManager.UpgradePrimaryAsync"/>) waits for the new primary to
     /// start and every one of its workers to be ready. Past it the new primary is stopped and this one serves on.
     /// </summary>

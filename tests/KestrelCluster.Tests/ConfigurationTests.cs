@@ -18,6 +18,7 @@ public sealed class ConfigurationTests
     [InlineData("Cluster__WorkerStartTimeout", "-00:00:01", "Cluster:WorkerStartTimeout")]
     [InlineData("Cluster__WarmUpPath", "healthz", "Cluster:WarmUpPath is 'healthz'; it must be a path on this app")]
     [InlineData("Cluster__MaxWarmUpTime", "00:00:00", "Cluster:MaxWarmUpTime")]
+    [InlineData("Cluster__MaxConnectionWait", "00:00:00", "Cluster:MaxConnectionWait")]
     public async Task Options_InvalidValue_StartupFailsNamingTheKey(string variable, string value, string key)
     {
         await using var factory = new ClusterAppFactory(new Dictionary<string, string?> { [variable] = value }, port: 0);

@@ -97,6 +97,22 @@ public sealed class ControlFramesTests
         }
 
         Assert.False(ControlFrames.TryReadHandoff(frame, 2, entries)); // fewer fds than entries
+
+        // A worker at its open-files limit reads every entry, however many fds the kernel installed (MSG_CTRUNC).
+        Assert.True(ControlFrames.TryReadHandoff(frame, entries, out var count));
+        Assert.Equal(3, count);
+        Assert.Equal(102L, entries[2].HandoffId);
+        Assert.False(ControlFrames.TryReadHandoff(frame[..^1], entries, out count)); // not a whole number of entries
+        Assert.False(ControlFrames.TryReadHandoff(frame, entries.AsSpan(0, 2), out count)); // more entries than room
+    }
+
+    [Fact]
+    public void FdLimit_RoundTrips_AndAZeroOrShortFrameIsMalformed()
+    {
+        Assert.True(ControlFrames.TryReadFdLimit(ControlFrames.FdLimit(400), out var limit));
+        Assert.Equal(400, limit);
+        Assert.False(ControlFrames.TryReadFdLimit(ControlFrames.FdLimit(0), out _));
+        Assert.False(ControlFrames.TryReadFdLimit(ControlFrames.FdLimit(400).AsSpan(0, 5), out _));
     }
 
     [Theory]

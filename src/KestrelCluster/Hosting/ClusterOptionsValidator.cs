@@ -51,6 +51,7 @@ internal sealed class ClusterOptionsValidator : IValidateOptions<ClusterOptions>
         Positive(failures, nameof(ClusterOptions.WorkerStopTimeout), options.WorkerStopTimeout);
         Positive(failures, nameof(ClusterOptions.CrashLoopWindow), options.CrashLoopWindow);
         Positive(failures, nameof(ClusterOptions.PrimaryUpgradeTimeout), options.PrimaryUpgradeTimeout);
+        Positive(failures, nameof(ClusterOptions.MaxConnectionWait), options.MaxConnectionWait);
         if (options.MinWorkerUptime < TimeSpan.Zero)
         {
             failures.Add($"{ClusterOptions.SectionName}:{nameof(ClusterOptions.MinWorkerUptime)} is {options.MinWorkerUptime}; it " +

@@ -127,8 +127,12 @@ public static class ClusterWebHostBuilderExtensions
                 .CreateLogger("KestrelCluster.Primary")));
         }
 
-        services.AddSingleton(sp => new HandoffDispatcher(sp.GetRequiredService<IConnectionScheduler>(),
-            sp.GetRequiredService<ILogger<HandoffDispatcher>>(), sp.GetRequiredService<IOptions<ClusterOptions>>().Value.AcceptThreads));
+        services.AddSingleton(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<ClusterOptions>>().Value;
+            return new HandoffDispatcher(sp.GetRequiredService<IConnectionScheduler>(), sp.GetRequiredService<ILogger<HandoffDispatcher>>(),
+                options.AcceptThreads, ConnectionFdBudget.ForThisProcess(options.Workers));
+        });
 
         // A scheduler the app registers itself (before or after this call) wins over the built-in policy.
         services.TryAddSingleton(sp

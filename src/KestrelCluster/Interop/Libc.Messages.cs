@@ -77,9 +77,24 @@ internal static unsafe partial class Libc
     public static int ReceiveMessage(SafeSocketHandle socket, Span<byte> buffer, Span<int> fds,
         out int bytesReceived, out int fdCount, out bool truncated)
     {
+        var errno = ReceiveMessage(socket, buffer, fds, out bytesReceived, out fdCount, out truncated, out var descriptorsLost);
+        truncated |= descriptorsLost;
+        return errno;
+    }
+
+    /// <summary>
+    /// <see cref="ReceiveMessage(SafeSocketHandle, Span{byte}, Span{int}, out int, out int, out bool)"/>, telling apart
+    /// <paramref name="truncated"/> (the message did not fit, or it carried more fds than <paramref name="fds"/> holds: a
+    /// protocol violation) and <paramref name="descriptorsLost"/> (MSG_CTRUNC: the kernel could not install every fd
+    /// sent, and closed the rest; at this process's open-files limit, the fds received are the first ones sent).
+    /// </summary>
+    public static int ReceiveMessage(SafeSocketHandle socket, Span<byte> buffer, Span<int> fds,
+        out int bytesReceived, out int fdCount, out bool truncated, out bool descriptorsLost)
+    {
         bytesReceived = 0;
         fdCount = 0;
         truncated = false;
+        descriptorsLost = false;
 
         var addRef = false;
         try
@@ -106,7 +121,8 @@ internal static unsafe partial class Libc
                 }
 
                 bytesReceived = (int)received;
-                truncated = (msg.Flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
+                truncated = (msg.Flags & MSG_TRUNC) != 0;
+                descriptorsLost = (msg.Flags & MSG_CTRUNC) != 0;
 
                 // Walk the control messages (CMSG_FIRSTHDR / CMSG_NXTHDR) and collect every SCM_RIGHTS fd.
                 var offset = 0;

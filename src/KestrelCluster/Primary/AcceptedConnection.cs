@@ -14,21 +14,30 @@ namespace KestrelCluster.Primary;
 /// holds a reference, and <see cref="Close"/> closes the fd only once the last reference is gone, so the number is
 /// never used after it could be reused.
 /// </summary>
-internal sealed class AcceptedConnection(PrimaryConnectionListener listener, int fd, PeerAddress peer) : ISchedulableConnection
+internal sealed class AcceptedConnection : ISchedulableConnection
 {
     private EndPoint? _remoteEndPoint;
     private int _closed;
     private int _references = 1; // the owner's
 
-    public PrimaryConnectionListener Listener { get; } = listener;
+    /// <summary>Takes ownership of <paramref name="fd"/>; it counts against the primary's fd budget until it is closed.</summary>
+    public AcceptedConnection(PrimaryConnectionListener listener, int fd, PeerAddress peer)
+    {
+        Listener = listener;
+        Fd = fd;
+        Peer = peer;
+        listener.FdBudget.OnOpened();
+    }
 
-    public int Fd { get; } = fd;
+    public PrimaryConnectionListener Listener { get; }
+
+    public int Fd { get; }
 
     /// <summary>When the primary accepted it (Stopwatch timestamp); workers measure the handoff from here.</summary>
     public long AcceptedAt { get; } = Stopwatch.GetTimestamp();
 
     /// <summary>The client's address as accept4 returned it; travels to the worker with the socket.</summary>
-    public PeerAddress Peer { get; } = peer;
+    public PeerAddress Peer { get; }
 
     public EndPoint LocalEndPoint => Listener.EndPoint;
 
@@ -78,6 +87,7 @@ internal sealed class AcceptedConnection(PrimaryConnectionListener listener, int
         if (Interlocked.Decrement(ref _references) == 0)
         {
             Libc.CloseDescriptor(Fd);
+            Listener.FdBudget.OnClosed();
         }
     }
 

@@ -97,6 +97,9 @@ internal sealed class ClusterStatusReport
         json.WriteNumber("acceptedConnections", _dispatcher.Accepted);
         json.WriteNumber("pendingConnections", _dispatcher.WaitingCount);
         json.WriteNumber("redispatchedConnections", _dispatcher.Redispatched);
+        json.WriteNumber("heldConnections", _dispatcher.FdBudget.Held);
+        json.WriteNumber("connectionBudget", _dispatcher.FdBudget.Budget);
+        json.WriteNumber("openFilesLimit", _dispatcher.FdBudget.Limit);
         json.WriteNumber("generation", _pool.Generation);
 
         // A slot with no live worker: between a crash and its replacement, or stopped by the crash-loop breaker.
@@ -105,6 +108,13 @@ internal sealed class ClusterStatusReport
         {
             json.WriteStartObject();
             json.WriteNumber("slot", slot.Index);
+            if (slot.StartError is { } error)
+            {
+                // Why its worker could not be started, and how many times in a row (retried until it succeeds).
+                json.WriteString("startError", error);
+                json.WriteNumber("failedStarts", Volatile.Read(ref slot.FailedStarts));
+            }
+
             WriteExit(json, slot.LastExit);
             json.WriteEndObject();
         }

@@ -35,13 +35,16 @@ internal sealed partial class ClusterSupervisor : IHostedService, IClusterManage
     private readonly Lock _stopLock = new();
     private Task? _stop;
     private int _disposed;
+    private readonly long? _kestrelMaxConnections;
 
     public ClusterSupervisor(IOptions<ClusterOptions> options, ClusterContext context, IHostApplicationLifetime lifetime, IServer server,
         PrimaryListenerTable listeners, HandoffDispatcher dispatcher, WorkerLauncher launcher, Messaging.ClusterMessenger messenger,
             IConnectionScheduler scheduler, System.Diagnostics.Metrics.IMeterFactory meterFactory,
             IOptions<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions> console, ILoggerFactory loggerFactory,
-            PrimaryTakeover? takeover = null)
+            PrimaryTakeover? takeover = null,
+            IOptions<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>? kestrel = null)
     {
+        _kestrelMaxConnections = kestrel?.Value.Limits.MaxConcurrentConnections;
         _options = options.Value;
         _context = context;
         _lifetime = lifetime;
@@ -228,6 +231,8 @@ internal sealed partial class ClusterSupervisor : IHostedService, IClusterManage
             return;
         }
 
+        OpenFilesCheck.Report(_logger, _dispatcher.FdBudget, _context.WorkerCount, _options.MaxHandoffsInFlight,
+            _kestrelMaxConnections);
         _ = StartAllObservedAsync();
         var commands = new AdminCommands(_pool, _rotation, Status, _lifetime, () => UpgradeThenStopAsync());
         _admin = AdminServer.TryOpen(_pool.RuntimeDirectory!, commands.ExecuteAsync, _logger, _pool.Stopping);
@@ -235,6 +240,7 @@ internal sealed partial class ClusterSupervisor : IHostedService, IClusterManage
         // As PID 1 in a container, orphans re-parented to this process are reaped by the .NET runtime's own
         // SIGCHLD handling (tests check it): nothing to add here.
         _ = new WorkerMonitor(_pool, _rotation, _options, _logger).RunAsync(_pool.Stopping);
+        _ = new ConnectionHousekeeping(_dispatcher, _options.MaxConnectionWait, _logger).RunAsync(_pool.Stopping);
 
         _operatorSignals.Register();
     }

@@ -1,4 +1,6 @@
 // One shard of the dispatcher: what one accept thread routes through (see HandoffDispatcher.cs).
+using System.Diagnostics;
+using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
 
 namespace KestrelCluster.Primary;
@@ -130,6 +132,61 @@ internal sealed partial class HandoffDispatcher
                 _room.Set();
                 return waiting;
             }
+        }
+
+        /// <summary>
+        /// Closes the waiting connections whose client has hung up, and those waiting longer than <paramref name="maxWait"/>;
+        /// the rest keep their place in the queue. Returns how many of each it closed.
+        /// </summary>
+        public (int Gone, int Expired) Sweep(TimeSpan maxWait)
+        {
+            List<AcceptedConnection>? gone = null;
+            List<AcceptedConnection>? expired = null;
+            lock (_lock)
+            {
+                if (_waiting.Count == 0)
+                {
+                    return (0, 0);
+                }
+
+                // A connection in the queue is open: it is closed only after it leaves the queue (here, or at the stop).
+                var waiting = _waiting.ToArray();
+                var fds = new int[waiting.Length];
+                var hungUp = new bool[waiting.Length];
+                for (var i = 0; i < waiting.Length; i++)
+                {
+                    fds[i] = waiting[i].Fd;
+                }
+
+                var known = Libc.FindHungUp(fds, hungUp);
+                _waiting.Clear();
+                for (var i = 0; i < waiting.Length; i++)
+                {
+                    var connection = waiting[i];
+                    if (known && hungUp[i])
+                    {
+                        (gone ??= []).Add(connection);
+                    }
+                    else if (Stopwatch.GetElapsedTime(connection.AcceptedAt) > maxWait)
+                    {
+                        (expired ??= []).Add(connection);
+                    }
+                    else
+                    {
+                        _waiting.Enqueue(connection);
+                    }
+                }
+
+                if (!_room.IsSet && _waiting.Count < MaxWaiting / 2)
+                {
+                    _room.Set();
+                }
+            }
+
+            // A client that has gone gets nothing; one that waited in vain is told, if it can be (see WaitedInVain).
+            gone?.ForEach(c => c.Close());
+            expired?.ForEach(WaitedInVain.Close);
+            return (gone?.Count ?? 0, expired?.Count ?? 0);
         }
 
         public void Dispose() => _room.Dispose();

@@ -11,6 +11,10 @@
 // waiting queue and scheduler view, so the threads never wait for one another. The shards share the ready workers
 // (a copy-on-write array) and the workers' outboxes (each with its own lock); room made by an ack is offered to every
 // shard.
+//
+// Whatever waits is bounded twice: by MaxWaiting per shard, and by the primary's fd budget (ConnectionFdBudget), which the
+// accept threads respect before each accept. Sweep, once a second, closes what waits in vain: a connection whose client
+// has gone, and one that has waited longer than ClusterOptions.MaxConnectionWait (no worker could take it).
 using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Primary;
@@ -30,9 +34,11 @@ internal sealed partial class HandoffDispatcher : IDisposable
     private long _accepted;
     private long _redispatched;
 
-    public HandoffDispatcher(IConnectionScheduler scheduler, ILogger<HandoffDispatcher> logger, int shards = 1)
+    public HandoffDispatcher(IConnectionScheduler scheduler, ILogger<HandoffDispatcher> logger, int shards = 1,
+        ConnectionFdBudget? fdBudget = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(shards, 1);
+        FdBudget = fdBudget ?? ConnectionFdBudget.ForThisProcess(workers: 0);
         _scheduler = scheduler;
         _logger = logger;
         _shards = new DispatchShard[shards];
@@ -41,6 +47,9 @@ internal sealed partial class HandoffDispatcher : IDisposable
             _shards[i] = new DispatchShard(this);
         }
     }
+
+    /// <summary>How many accepted connections the primary may hold at once (see <see cref="ConnectionFdBudget"/>).</summary>
+    public ConnectionFdBudget FdBudget { get; }
 
     /// <summary>How many shards route connections: one per accept thread of each listener.</summary>
     public int ShardCount => _shards.Length;
@@ -118,6 +127,28 @@ internal sealed partial class HandoffDispatcher : IDisposable
 
         AfterStop(refused);
         shard.Flush();
+    }
+
+    /// <summary>
+    /// Closes the waiting connections whose client has gone, and those that have waited longer than
+    /// <paramref name="maxWait"/>; logs what it closed. Returns how many it closed.
+    /// </summary>
+    public int Sweep(TimeSpan maxWait)
+    {
+        var (gone, expired) = (0, 0);
+        foreach (var shard in _shards)
+        {
+            var (shardGone, shardExpired) = shard.Sweep(maxWait);
+            gone += shardGone;
+            expired += shardExpired;
+        }
+
+        if (gone > 0 || expired > 0)
+        {
+            ResourceLog.WaitingConnectionsSwept(_logger, gone + expired, gone, expired, (long)maxWait.TotalSeconds);
+        }
+
+        return gone + expired;
     }
 
     public void Dispose()

@@ -1,6 +1,5 @@
 // The accept threads of a PrimaryConnectionListener (see PrimaryConnectionListener.cs): each waits in its own epoll
 // instance on the one listening socket, accepts until the backlog is empty and hands the burst to its dispatcher shard.
-using System.Net.Sockets;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
 using Microsoft.Win32.SafeHandles;
@@ -62,9 +61,24 @@ internal sealed partial class PrimaryConnectionListener
         }
     }
 
+    private static readonly TimeSpan s_budgetWait = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan s_firstAcceptRetry = TimeSpan.FromMilliseconds(50);
+    private static readonly TimeSpan s_maxAcceptRetry = TimeSpan.FromSeconds(1);
+
+    private readonly LogThrottle _budgetLog = new(ResourceLog.Interval);
+    private readonly LogThrottle _acceptErrorLog = new(ResourceLog.Interval);
+
+    private static string DescribeAcceptError(int errno) => errno switch
+    {
+        Libc.EMFILE => "too many open files in this process (EMFILE)",
+        Libc.ENFILE => "too many open files in the system (ENFILE)",
+        _ => $"out of kernel memory (errno {errno})",
+    };
+
     private void AcceptLoop(SafeFileHandle waiter, int shard)
     {
         var burst = new List<AcceptedConnection>(MaxBurst);
+        var outOfDescriptorsDelay = TimeSpan.Zero;
         while (true)
         {
             if (!IsAccepting)
@@ -80,11 +94,27 @@ internal sealed partial class PrimaryConnectionListener
                 _dispatcher.WaitForRoom(shard);
             }
 
+            if (!FdBudget.HasRoom)
+            {
+                // As many connections held as the fd limit allows: what was accepted goes to the workers, and the rest wait
+                // in the kernel's backlog (no fd) until workers take some. Back to the top: a stop ends the wait.
+                DispatchBurst(burst, shard);
+                if (_budgetLog.Count(out var times))
+                {
+                    ResourceLog.AcceptAtFdBudget(_logger, FdBudget.Held, FdBudget.Limit, FdBudget.OtherDescriptors,
+                        FdBudget.Reserve, times);
+                }
+
+                FdBudget.WaitForRoom(s_budgetWait);
+                continue;
+            }
+
             // The socket outlives this thread (_socketUsers): it is never disposed under an accept.
             var fd = PeerAddress.Accept(_listenSocket.SafeHandle, out var peer);
 
             if (fd >= 0)
             {
+                outOfDescriptorsDelay = TimeSpan.Zero;
                 burst.Add(new AcceptedConnection(this, fd, peer));
                 if (burst.Count == MaxBurst)
                 {
@@ -104,11 +134,21 @@ internal sealed partial class PrimaryConnectionListener
                     return;
                 }
             }
-            else if (-fd is Libc.EMFILE or Libc.ENFILE)
+            else if (-fd is Libc.EMFILE or Libc.ENFILE or Libc.ENOBUFS or Libc.ENOMEM)
             {
-                // Out of descriptors: the connection stays in the backlog; try again shortly rather than spin.
-                PrimaryLog.AcceptFailed(_logger, EndPoint, SocketError.TooManyOpenSockets);
-                Thread.Sleep(100);
+                // Out of descriptors (this process's, or the system's) or of kernel memory: the connection stays in the backlog.
+                // Back off rather than spin (as nginx disables accept for a moment), longer while it lasts, and say so
+                // once per interval.
+                outOfDescriptorsDelay = outOfDescriptorsDelay == TimeSpan.Zero ? s_firstAcceptRetry
+                    : TimeSpan.FromTicks(Math.Min(outOfDescriptorsDelay.Ticks * 2, s_maxAcceptRetry.Ticks));
+                if (_acceptErrorLog.Count(out var times))
+                {
+                    ResourceLog.AcceptOutOfDescriptors(_logger, EndPoint, DescribeAcceptError(-fd), times,
+                        (long)outOfDescriptorsDelay.TotalMilliseconds);
+                }
+
+                FdBudget.Measure(); // what else holds fds may have grown: the budget follows
+                Thread.Sleep(outOfDescriptorsDelay);
             }
             else if (-fd == Libc.EINVAL)
             {

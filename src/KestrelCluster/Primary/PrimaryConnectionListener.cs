@@ -67,6 +67,9 @@ internal sealed partial class PrimaryConnectionListener : IConnectionListener
 
     public bool IsAccepting => Volatile.Read(ref _stopped) == 0;
 
+    /// <summary>The primary's fd budget, which every connection accepted here counts against while the primary holds it.</summary>
+    public ConnectionFdBudget FdBudget => _dispatcher.FdBudget;
+
     /// <summary>In shared mode, the listening socket, handed to every worker (its fd); otherwise null.</summary>
     public SafeSocketHandle? SharedListeningSocket { get; private set; }
 

@@ -1,6 +1,5 @@
 // Log messages of the primary (event ids 1-99).
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Primary;
@@ -157,12 +156,6 @@ internal static partial class PrimaryLog
 
         EventName = "RegisterUnmatched")]
     public static partial void RegisterUnmatched(ILogger logger, int workerId, EndPoint endPoint);
-
-    [LoggerMessage(30, LogLevel.Debug,
-        "Accepting on {EndPoint} failed with {Error}; accepting the next connection.",
-
-        EventName = "AcceptFailed")]
-    public static partial void AcceptFailed(ILogger logger, EndPoint endPoint, SocketError error);
 
     [LoggerMessage(31, LogLevel.Warning,
         "{Count} accepted connections are waiting for a worker; pausing accept until workers catch up.",

@@ -38,27 +38,123 @@ internal sealed class SlotSupervisor
 
     /// <summary>
     /// Starts one worker per slot, one after the other, off the caller's thread; stops starting as soon as the
-    /// primary begins to stop (a stop signal during a start of many slow workers ends it at once).
+    /// primary begins to stop (a stop signal during a start of many slow workers ends it at once). A slot whose start
+    /// fails for want of a resource goes on trying in the background (see <see cref="FillAsync"/>).
     /// </summary>
     public Task StartAllAsync(int workers) => Task.Run(() =>
     {
         for (var i = 0; i < workers && !_pool.IsStopping; i++)
         {
-            var slot = _pool.AddSlot();
-            slot.Current = Spawn(slot);
+            _ = FillAsync(_pool.AddSlot()); // the first attempt runs now, any retry in the background
         }
     });
 
-    /// <summary>Starts a worker in <paramref name="slot"/> and watches it; null once the primary is stopping.</summary>
-    public WorkerProcess? Spawn(WorkerSlot slot)
+    /// <summary>
+    /// Fills <paramref name="slot"/>: starts a worker, makes it the slot's worker and watches it. A start that fails for
+    /// want of a resource (EMFILE, ENFILE, EAGAIN, ENOMEM: the fork or its pipes) is retried with backoff until it succeeds or
+    /// the primary stops, and counts for nothing (no crash loop: the app is not at fault); the error shows in the status
+    /// meanwhile. Any other failed start counts as a failed start (backoff, crash-loop breaker). Returns the worker, or
+    /// null once the primary stops, the slot is removed or given up on. The first attempt runs before this returns.
+    /// </summary>
+    public async Task<WorkerProcess?> FillAsync(WorkerSlot slot)
     {
-        var worker = _pool.Spawn(slot);
-        if (worker is not null)
+        var transientFailures = 0;
+        var retryLog = new Protocol.LogThrottle(ResourceLog.Interval);
+        while (!slot.Removed)
         {
+            WorkerProcess? worker;
+            TimeSpan delay;
+            try
+            {
+                worker = _pool.Spawn(slot);
+            }
+            catch (WorkerStartException e)
+            {
+                slot.StartError = e.Reason;
+                Interlocked.Increment(ref slot.FailedStarts);
+                if (e.IsTransient)
+                {
+                    delay = WorkerSlot.SpawnRetryDelay(++transientFailures);
+                    if (retryLog.Count(out _))
+                    {
+                        ResourceLog.SpawnRetrying(_logger, e.WorkerId, slot.Index, e.Reason, (long)delay.TotalMilliseconds,
+                            transientFailures);
+                    }
+                }
+                else
+                {
+                    PrimaryLog.SpawnFailed(_logger, e.WorkerId, slot.Index, e.InnerException ?? e);
+                    if (RecordFailedStart(slot, e.WorkerId, $"could not be started: {e.Reason}", wasReady: false) is not { } backoff)
+                    {
+                        return null;
+                    }
+
+                    delay = backoff;
+                }
+
+                if (!await DelayAsync(delay).ConfigureAwait(false))
+                {
+                    return null;
+                }
+
+                continue;
+            }
+
+            if (worker is null)
+            {
+                return null; // the primary is stopping
+            }
+
+            if (transientFailures > 0)
+            {
+                ResourceLog.SpawnRecovered(_logger, worker.Id, slot.Index, transientFailures);
+            }
+
+            slot.StartError = null;
+            Volatile.Write(ref slot.FailedStarts, 0);
+            slot.Current = worker;
             Watch(slot, worker);
+            return worker;
         }
 
-        return worker;
+        return null;
+    }
+
+    /// <summary>
+    /// Starts a worker beside the slot's current one (a rolling restart's replacement) and watches it; the slot's worker
+    /// stays as it is. Null once the primary stops, or when the start failed (logged; the current worker serves on).
+    /// </summary>
+    public WorkerProcess? SpawnBeside(WorkerSlot slot)
+    {
+        try
+        {
+            if (_pool.Spawn(slot) is not { } worker)
+            {
+                return null;
+            }
+
+            Watch(slot, worker);
+            return worker;
+        }
+        catch (WorkerStartException e)
+        {
+            PrimaryLog.SpawnFailed(_logger, e.WorkerId, slot.Index, e.InnerException ?? e);
+            return null;
+        }
+    }
+
+    /// <summary>Waits <paramref name="delay"/>; false if the primary began to stop meanwhile.</summary>
+    private async Task<bool> DelayAsync(TimeSpan delay)
+    {
+        try
+        {
+            await Task.Delay(delay, _pool.Stopping).ConfigureAwait(false);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
     }
 
     private void Watch(WorkerSlot slot, WorkerProcess worker) => _ = WatchObservedAsync(slot, worker);
@@ -107,7 +203,8 @@ internal sealed class SlotSupervisor
         else if (slot.Current is null || slot.Current == worker)
         {
             _pool.Remove(worker);
-            slot.Current = Spawn(slot);
+            slot.Current = null;
+            await FillAsync(slot).ConfigureAwait(false);
         }
     }
 
@@ -158,43 +255,50 @@ internal sealed class SlotSupervisor
             slot.ResetBackoff();
             delay = TimeSpan.Zero;
         }
+        else if (RecordFailedStart(slot, worker.Id, exitStatus, worker.IsReady) is { } backoff)
+        {
+            delay = backoff;
+        }
         else
         {
-            var failures = slot.RecordFailure(_options.CrashLoopWindow);
-            if (!_pool.AnyWorkerReady && !worker.IsReady && failures.Consecutive >= FirstStartAttempts)
-            {
-                // The app cannot start at all (it throws at startup): looping would hide that. Stop with the error.
-                PrimaryLog.NoWorkerEverStarted(_logger, slot.Index, failures.Consecutive, exitStatus);
-                Environment.ExitCode = 1;
-                _lifetime.StopApplication();
-                return;
-            }
-
-            if (failures.InWindow >= _options.CrashLoopRestarts)
-            {
-                PrimaryLog.CrashLoop(_logger, slot.Index, failures.InWindow, _options.CrashLoopWindow, worker.Id, exitStatus);
-                return;
-            }
-
-            delay = WorkerSlot.Backoff(failures.Consecutive);
+            return;
         }
 
         PrimaryLog.ReplacingWorker(_logger, worker.Id, slot.Index, worker.ProcessId, exitStatus, (long)delay.TotalMilliseconds);
-        if (delay > TimeSpan.Zero)
+        if (delay > TimeSpan.Zero && !await DelayAsync(delay).ConfigureAwait(false))
         {
-            try
-            {
-                await Task.Delay(delay, _pool.Stopping).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
+            return;
         }
 
         if (!slot.Removed && slot.Current is null)
         {
-            slot.Current = Spawn(slot);
+            await FillAsync(slot).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// Counts a worker of <paramref name="slot"/> that failed before it proved it runs; returns the backoff before the next
+    /// start, or null when the primary gives up on the slot (logged): no worker has ever started (the app cannot start,
+    /// and the primary stops with the error), or the crash-loop breaker tripped.
+    /// </summary>
+    private TimeSpan? RecordFailedStart(WorkerSlot slot, int workerId, string exitStatus, bool wasReady)
+    {
+        var failures = slot.RecordFailure(_options.CrashLoopWindow);
+        if (!_pool.AnyWorkerReady && !wasReady && failures.Consecutive >= FirstStartAttempts)
+        {
+            // The app cannot start at all (it throws at startup): looping would hide that. Stop with the error.
+            PrimaryLog.NoWorkerEverStarted(_logger, slot.Index, failures.Consecutive, exitStatus);
+            Environment.ExitCode = 1;
+            _lifetime.StopApplication();
+            return null;
+        }
+
+        if (failures.InWindow >= _options.CrashLoopRestarts)
+        {
+            PrimaryLog.CrashLoop(_logger, slot.Index, failures.InWindow, _options.CrashLoopWindow, workerId, exitStatus);
+            return null;
+        }
+
+        return WorkerSlot.Backoff(failures.Consecutive);
     }
 }

@@ -64,6 +64,10 @@ internal sealed class WorkerFrameReader(WorkerChannel channel, Socket socket, Pr
                 channel.AnswerStatusQuery(queryId);
                 return true;
 
+            case FrameType.FdLimit when ControlFrames.TryReadFdLimit(frame, out _):
+                channel.OnFdLimit();
+                return true;
+
             case FrameType.Ready when frame.Length == 1:
                 return channel.OnReady();
 

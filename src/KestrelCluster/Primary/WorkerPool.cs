@@ -131,7 +131,10 @@ internal sealed partial class WorkerPool : IDisposable
         _stopping.Cancel();
     }
 
-    /// <summary>Starts a worker in <paramref name="slot"/>; null once the pool is stopping.</summary>
+    /// <summary>
+    /// Starts a worker in <paramref name="slot"/>; null once the pool is stopping. Throws <see cref="WorkerStartException"/>
+    /// when the process could not be started (logged by the caller, which decides whether to try again).
+    /// </summary>
     public WorkerProcess? Spawn(WorkerSlot slot)
     {
         lock (_spawnLock)
@@ -162,8 +165,17 @@ internal sealed partial class WorkerPool : IDisposable
             }
             catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)
             {
-                PrimaryLog.SpawnFailed(_logger, id, slot.Index, e);
                 worker.MarkFailedToStart();
+                lock (_lock)
+                {
+                    _workers.Remove(id);
+                }
+
+                // No process ever had this id (and no other start ran since: _spawnLock): the next attempt takes it again.
+                Interlocked.CompareExchange(ref _nextWorkerId, id - 1, id);
+                slot.StartCount--;
+
+                throw new WorkerStartException($"Worker {id} (slot {slot.Index}) could not be started.", e) { WorkerId = id };
             }
 
             return worker;

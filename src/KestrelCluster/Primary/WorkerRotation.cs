@@ -59,12 +59,11 @@ internal sealed class WorkerRotation : IDisposable
                 {
                     // An empty slot (crash loop, or between respawns): a restart gives it a fresh start.
                     slot.ResetFailures();
-                    if (_supervisor.Spawn(slot) is not { } fresh)
+                    if (await _supervisor.FillAsync(slot).ConfigureAwait(false) is not { } fresh)
                     {
                         return; // the primary is stopping
                     }
 
-                    slot.Current = fresh;
                     await Task.WhenAny(fresh.Ready, fresh.Exited).WaitAsync(_pool.Stopping).ConfigureAwait(false);
                 }
             }
@@ -93,9 +92,8 @@ internal sealed class WorkerRotation : IDisposable
             {
                 var slot = _pool.AddSlot();
                 slot.ResetFailures();
-                if (_supervisor.Spawn(slot) is { } fresh)
+                if (await _supervisor.FillAsync(slot).ConfigureAwait(false) is { } fresh)
                 {
-                    slot.Current = fresh;
                     waits.Add(Task.WhenAny(fresh.Ready, fresh.Exited));
                 }
             }
@@ -156,9 +154,14 @@ internal sealed class WorkerRotation : IDisposable
 
     private async Task<bool> ReplaceAsync(WorkerSlot slot, WorkerProcess old, string reason, WorkerExitReason kind)
     {
-        if (_supervisor.Spawn(slot) is not { } fresh)
+        if (_supervisor.SpawnBeside(slot) is not { } fresh)
         {
-            return false; // the primary is stopping: the old worker stops with the rest
+            if (!_pool.IsStopping)
+            {
+                PrimaryLog.ReplacementFailed(_logger, old.Id, slot.Index, reason);
+            }
+
+            return false; // not started (logged), or the primary is stopping: the old worker serves on, or stops with the rest
         }
 
         await Task.WhenAny(fresh.Ready, fresh.Exited).ConfigureAwait(false);

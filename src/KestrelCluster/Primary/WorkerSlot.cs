@@ -22,6 +22,12 @@ internal sealed class WorkerSlot(int index)
         _ => $"exit code {exitCode}",
     };
 
+    private static readonly TimeSpan s_maxSpawnRetry = TimeSpan.FromSeconds(5);
+
+    /// <summary>A start refused for want of a resource: 100 ms after the first, doubling, at most 5 s.</summary>
+    public static TimeSpan SpawnRetryDelay(int failures) =>
+        TimeSpan.FromTicks(Math.Min(s_maxSpawnRetry.Ticks, s_firstBackoff.Ticks << Math.Clamp(failures - 1, 0, 20)));
+
     private readonly Queue<DateTimeOffset> _recentFailures = new();
     private int _consecutiveFailures;
 
@@ -36,6 +42,12 @@ internal sealed class WorkerSlot(int index)
 
     /// <summary>How the previous worker of this slot ended; null while it has had only one.</summary>
     public volatile WorkerExit? LastExit;
+
+    /// <summary>Why the last start in this slot failed, while the slot waits to try again; null once a worker started.</summary>
+    public volatile string? StartError;
+
+    /// <summary>Starts refused in a row for want of a resource (see SlotSupervisor.FillAsync); 0 once a worker started.</summary>
+    public int FailedStarts;
 
     /// <summary>Workers started in this slot so far (the first is 0: it shows as "restarts").</summary>
     public int StartCount;

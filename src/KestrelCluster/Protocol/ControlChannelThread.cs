@@ -11,7 +11,7 @@ internal static class ControlChannelThread
 {
     /// <summary>
     /// Runs <paramref name="readLoop"/> on a new background thread; the task completes when it returns. The loop must
-    /// not throw (an exception on a thread of its own would end the process): <see cref="ReadMessages"/> does not.
+    /// not throw (an exception on a thread of its own would end the process): ReadMessages does not.
     /// </summary>
     public static Task Start(string name, Action readLoop)
     {
@@ -39,10 +39,21 @@ internal static class ControlChannelThread
     /// The read loop of either end: waits in poll() until <paramref name="socket"/> is readable, then receives every
     /// queued message (and its fds) into <paramref name="buffer"/> and <paramref name="fds"/> and passes each to
     /// <paramref name="onMessage"/> (length, fd count, truncated), which returns null to go on or the reason to stop
-    /// (a protocol violation; it closes whatever fds it holds). Returns why the loop ended; never throws.
+    /// (a protocol violation; it closes whatever fds it holds). Returns why the loop ended; never throws. Fds the kernel
+    /// could not install (MSG_CTRUNC) count as truncation here.
     /// </summary>
     public static string ReadMessages(Socket socket, byte[] buffer, int[] fds, string peerClosedReason, Func<int, int, bool,
-        string?> onMessage)
+        string?> onMessage) =>
+        ReadMessages(socket, buffer, fds, peerClosedReason, (length, fdCount, truncated, descriptorsLost) =>
+            onMessage(length, fdCount, truncated || descriptorsLost));
+
+    /// <summary>
+    /// <see cref="ReadMessages(Socket, byte[], int[], string, Func{int, int, bool, string?})"/> for a reader that copes
+    /// with fds lost on the way (MSG_CTRUNC at its open-files limit): <paramref name="onMessage"/> gets length, fd count,
+    /// truncated (a protocol violation) and descriptors lost.
+    /// </summary>
+    public static string ReadMessages(Socket socket, byte[] buffer, int[] fds, string peerClosedReason,
+        Func<int, int, bool, bool, string?> onMessage)
     {
         try
         {
@@ -52,7 +63,8 @@ internal static class ControlChannelThread
                 socket.Poll(-1, SelectMode.SelectRead);
                 while (true)
                 {
-                    var errno = Libc.ReceiveMessage(socket.SafeHandle, buffer, fds, out var length, out var fdCount, out var truncated);
+                    var errno = Libc.ReceiveMessage(socket.SafeHandle, buffer, fds, out var length, out var fdCount, out var truncated,
+                        out var descriptorsLost);
                     if (errno == Libc.EAGAIN)
                     {
                         break;
@@ -63,12 +75,12 @@ internal static class ControlChannelThread
                         return $"receiving failed (errno {errno})";
                     }
 
-                    if (length == 0 && fdCount == 0 && !truncated)
+                    if (length == 0 && fdCount == 0 && !truncated && !descriptorsLost)
                     {
                         return peerClosedReason;
                     }
 
-                    if (onMessage(length, fdCount, truncated) is { } violation)
+                    if (onMessage(length, fdCount, truncated, descriptorsLost) is { } violation)
                     {
                         return violation;
                     }

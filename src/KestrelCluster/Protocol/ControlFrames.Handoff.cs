@@ -105,14 +105,23 @@ internal static partial class ControlFrames
     }
 
     /// <summary>Reads the entries of a handoff frame; their count must equal the fds received.</summary>
-    public static bool TryReadHandoff(ReadOnlySpan<byte> frame, int fdCount, Span<HandoffEntry> entries)
+    public static bool TryReadHandoff(ReadOnlySpan<byte> frame, int fdCount, Span<HandoffEntry> entries) =>
+        fdCount > 0 && TryReadHandoff(frame, entries, out var count) && count == fdCount;
+
+    /// <summary>
+    /// Reads every entry of a handoff frame, however many fds arrived with it (fewer than entries when the receiver is at
+    /// its open-files limit: the kernel installs the first fds and drops the rest).
+    /// </summary>
+    public static bool TryReadHandoff(ReadOnlySpan<byte> frame, Span<HandoffEntry> entries, out int count)
     {
-        if (fdCount == 0 || frame.Length != 1 + (fdCount * HandoffEntryLength) || entries.Length < fdCount)
+        count = (frame.Length - 1) / HandoffEntryLength;
+        if (count == 0 || frame.Length != HandoffLength(count) || count > entries.Length)
         {
+            count = 0;
             return false;
         }
 
-        for (var i = 0; i < fdCount; i++)
+        for (var i = 0; i < count; i++)
         {
             var fields = frame.Slice(1 + (i * HandoffEntryLength), HandoffEntryLength);
             var peer = fields[HandoffPeerOffset..];
@@ -129,5 +138,29 @@ internal static partial class ControlFrames
         }
 
         return true;
+    }
+
+    /// <summary>Length of an <see cref="FrameType.FdLimit"/> frame.</summary>
+    public const int FdLimitLength = 1 + sizeof(long);
+
+    /// <summary>An <see cref="FrameType.FdLimit"/> frame: the worker is at its open-files limit of <paramref name="limit"/>.</summary>
+    public static byte[] FdLimit(long limit)
+    {
+        var frame = new byte[FdLimitLength];
+        frame[0] = (byte)FrameType.FdLimit;
+        BinaryPrimitives.WriteInt64LittleEndian(frame.AsSpan(1), limit);
+        return frame;
+    }
+
+    public static bool TryReadFdLimit(ReadOnlySpan<byte> frame, out long limit)
+    {
+        limit = 0;
+        if (frame.Length != FdLimitLength || frame[0] != (byte)FrameType.FdLimit)
+        {
+            return false;
+        }
+
+        limit = BinaryPrimitives.ReadInt64LittleEndian(frame[1..]);
+        return limit > 0;
     }
 }

@@ -10,9 +10,16 @@ internal static class ControlProtocol
 {
     /// <summary>
     /// This build's control protocol. 0 is the unversioned protocol of KestrelCluster 0.4.0-preview.1 and before (a
-    /// 37-byte Hello, no <see cref="VersionVariable"/>).
+    /// 37-byte Hello, no <see cref="VersionVariable"/>); 2 added the FdLimit frame.
     /// </summary>
-    public const int Version = 1;
+    public const int Version = 2;
+
+    /// <summary>
+    /// Fds a worker keeps free beside its connections: it refuses a handed-off socket whose fd number is this close to its
+    /// open-files limit (fds are allocated lowest first, so fd n means n fds are open below it), and the runtime, the app
+    /// and Kestrel keep room for what they open themselves. The primary reckons with it when it checks the limit.
+    /// </summary>
+    public const int WorkerFdReserve = 64;
 
     /// <summary>
     /// The exit code of a worker that does not start because its primary speaks another protocol (EX_CONFIG, from

@@ -50,6 +50,12 @@ internal enum FrameType : byte
     /// <summary>Primary → worker: the answer to <see cref="StatusQuery"/>, UTF-8 JSON in one or more parts, the last one marked.</summary>
     StatusReply = 13,
 
+    /// <summary>
+    /// Worker → primary: it is at its open-files limit (the limit follows): the connections it could not take it refused
+    /// (the primary routes them on), and it wants none until it has closed some.
+    /// </summary>
+    FdLimit = 14,
+
     /// <summary>New primary → old (the upgrade socket, Protocol/UpgradeProtocol.cs): upgrade protocol version and secret.</summary>
     UpgradeHello = 20,
 

@@ -26,6 +26,10 @@ internal sealed class WorkerAcknowledgements : IDisposable
     private int _closeReportScheduled;
     private TimeSpan _closeReportDelay = CloseReportDelay;
     private int _closesRodeOnAcks;
+    private int _openConnections;
+
+    /// <summary>Handed-off connections this worker took and has not closed yet (each one an fd).</summary>
+    public int OpenConnections => Volatile.Read(ref _openConnections);
 
     /// <param name="send">Sends a frame to the primary without blocking (the channel's writer).</param>
     public WorkerAcknowledgements(Func<ReadOnlySpan<byte>, bool> send)
@@ -42,6 +46,11 @@ internal sealed class WorkerAcknowledgements : IDisposable
     /// </summary>
     public void Acknowledge(long handoffId, bool accepted)
     {
+        if (accepted)
+        {
+            Interlocked.Increment(ref _openConnections);
+        }
+
         lock (_ackLock)
         {
             _pendingAcks.Add((handoffId, accepted));
@@ -65,6 +74,7 @@ internal sealed class WorkerAcknowledgements : IDisposable
     /// </summary>
     public void OnConnectionClosed()
     {
+        Interlocked.Decrement(ref _openConnections);
         Interlocked.Increment(ref _closedSinceReport);
         if (Interlocked.Exchange(ref _closeReportScheduled, 1) == 0)
         {

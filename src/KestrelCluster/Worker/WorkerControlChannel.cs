@@ -34,6 +34,15 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
 
     private readonly WorkerDrainNotice _drainNotice;
 
+    // The open-files limit (it can be changed from outside: prlimit), the lowest fd number too close to it (see
+    // ControlProtocol.WorkerFdReserve), and the fds open besides connections; see ReadFdLimit.
+    private long _fdLimit = Libc.OpenFilesLimit.Soft;
+    private long _fdCeiling = Math.Max(Libc.OpenFilesLimit.Soft - ControlProtocol.WorkerFdReserve, 1);
+    private long _fdLimitReadAt = Environment.TickCount64;
+    private int _otherFds = Libc.CountOpenDescriptors();
+    private readonly LogThrottle _fdLimitLog = new(TimeSpan.FromSeconds(10));
+    private bool _fdLimitReported; // an FdLimit frame went out for the Handoff frame being read (the reader thread's)
+
     public WorkerControlChannel(WorkerIdentity identity, IHostApplicationLifetime lifetime, Messaging.ClusterMessenger messenger,
         WorkerDrainNotice drainNotice, ILogger<WorkerControlChannel> logger)
     {
@@ -181,10 +190,14 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
         var fds = new int[ControlFrames.MaxFdsPerMessage];
         var entries = new HandoffEntry[ControlFrames.MaxFdsPerMessage];
         var reason = ControlChannelThread.ReadMessages(socket, buffer, fds, "the primary closed the control channel", (length,
-            fdCount, truncated) =>
+            fdCount, truncated, descriptorsLost) =>
         {
-            if (truncated || length == 0 || length > ControlFrames.MaxFrameLength
-                || !Handle(buffer.AsSpan(0, length), fds.AsSpan(0, fdCount), entries))
+            if (!truncated && length is > 0 and <= ControlFrames.MaxFrameLength
+                && Handle(buffer.AsSpan(0, length), fds.AsSpan(0, fdCount), entries, descriptorsLost))
+            {
+                return null;
+            }
+
             {
                 foreach (var fd in fds.AsSpan(0, fdCount))
                 {
@@ -193,20 +206,31 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
 
                 return $"the primary sent a malformed frame (type {buffer[0]}, {length} bytes, {fdCount} fds)";
             }
-
-            return null;
         });
         OnPrimaryGone(reason);
     }
 
-    private bool Handle(ReadOnlySpan<byte> frame, ReadOnlySpan<int> fds, Span<HandoffEntry> entries)
+    /// <summary>
+    /// Handles one frame; false if it is malformed. <paramref name="descriptorsLost"/>: the kernel could not install every
+    /// fd sent with it (this worker is at its open-files limit), which only a Handoff or a Registered frame survives.
+    /// </summary>
+    private bool Handle(ReadOnlySpan<byte> frame, ReadOnlySpan<int> fds, Span<HandoffEntry> entries, bool descriptorsLost)
     {
         switch ((FrameType)frame[0])
         {
-            case FrameType.Handoff when ControlFrames.TryReadHandoff(frame, fds.Length, entries):
+            case FrameType.Handoff when ControlFrames.TryReadHandoff(frame, entries, out var count)
+                && (fds.Length == count || (descriptorsLost && fds.Length < count)):
+                _fdLimitReported = false;
+                ReadFdLimit(descriptorsLost);
                 for (var i = 0; i < fds.Length; i++)
                 {
-                    if (!_listeners.TryGetValue(entries[i].ListenerId, out var listener) || !listener.TryEnqueue(fds[i], entries[i]))
+                    if (InFdReserve(fds[i], pending: i))
+                    {
+                        // Too close to the open-files limit: keep the reserve for the runtime, the app and Kestrel.
+                        Libc.CloseDescriptor(fds[i]);
+                        RefuseAtFdLimit(entries[i].HandoffId);
+                    }
+                    else if (!_listeners.TryGetValue(entries[i].ListenerId, out var listener) || !listener.TryEnqueue(fds[i], entries[i]))
                     {
                         // Not ours (any more): close our copy only; the primary still holds the connection and re-routes it.
                         Libc.CloseDescriptor(fds[i]);
@@ -214,9 +238,22 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
                     }
                 }
 
+                // The kernel installed the first fds and dropped the rest (MSG_CTRUNC): refused, the primary routes them on.
+                for (var i = fds.Length; i < count; i++)
+                {
+                    RefuseAtFdLimit(entries[i].HandoffId);
+                }
+
                 return true;
 
-            case FrameType.Registered when fds.Length <= 1 && ControlFrames.TryReadRegistered(frame, out var requestId,
+            case FrameType.Registered when descriptorsLost && fds.IsEmpty && ControlFrames.TryReadRegistered(frame, out var lostId,
+                out _, out _):
+                // Shared mode's listening socket did not arrive: this worker cannot serve the endpoint.
+                _registrations.GetValueOrDefault(lostId)?.TrySetResult((-1, $"the listening socket could not be received: this " +
+                    $"worker is at its open-files limit ({_fdLimit})", -1));
+                return true;
+
+            case FrameType.Registered when fds.Length <= 1 && !descriptorsLost && ControlFrames.TryReadRegistered(frame, out var requestId,
                 out var listenerId, out var text):
                 var sharedFd = fds.IsEmpty ? -1 : fds[0];
                 if (!_registrations.TryGetValue(requestId, out var reply) || !reply.TrySetResult((listenerId, text, sharedFd)))
@@ -229,21 +266,66 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
 
                 return true;
 
-            case FrameType.Message when fds.IsEmpty && ControlFrames.TryReadMessage(frame, out var broadcast, out var from,
-                out var payload):
+            case FrameType.Message when fds.IsEmpty && !descriptorsLost && ControlFrames.TryReadMessage(frame, out var broadcast,
+                out var from, out var payload):
                 _messenger.OnFrame(from, broadcast, payload.ToArray());
                 return true;
 
-            case FrameType.StatusReply when fds.IsEmpty:
+            case FrameType.StatusReply when fds.IsEmpty && !descriptorsLost:
                 return StatusQueries.OnReply(frame);
 
-            case FrameType.Stop when fds.IsEmpty && frame.Length == 1:
+            case FrameType.Stop when fds.IsEmpty && !descriptorsLost && frame.Length == 1:
                 WorkerLog.StopRequested(_logger, (long)WorkerDrainNotice.Period.TotalMilliseconds);
                 _drainNotice.Begin(StopApplication); // keep-alive clients told to reconnect first
                 return true;
 
             default:
                 return false;
+        }
+    }
+
+    /// <summary>
+    /// Whether taking <paramref name="fd"/> (with <paramref name="pending"/> more taken from the same frame) would eat into
+    /// the fds this worker keeps free (see <see cref="ReadFdLimit"/>).
+    /// </summary>
+    private bool InFdReserve(int fd, int pending) =>
+        fd >= _fdCeiling || Acknowledgements.OpenConnections + _otherFds + pending >= _fdLimit - ControlProtocol.WorkerFdReserve;
+
+    /// <summary>
+    /// The open-files limit and the fd ceiling, read at every Handoff frame, and the fds open besides connections, counted
+    /// again when a second has passed or fds were lost. Both checks keep the reserve: the count (connections and everything
+    /// else) and the fd number (fds are allocated lowest first, so fd n means n fds below it are open, whatever the count
+    /// last said).
+    /// </summary>
+    private void ReadFdLimit(bool now)
+    {
+        // One getrlimit per Handoff frame (a fraction of the recvmsg that brought it); the count of /proc/self/fd once a second.
+        _fdLimit = Libc.OpenFilesLimit.Soft;
+        _fdCeiling = Math.Max(_fdLimit - ControlProtocol.WorkerFdReserve, 1);
+        if (now || Environment.TickCount64 - _fdLimitReadAt >= 1000)
+        {
+            _fdLimitReadAt = Environment.TickCount64;
+            _otherFds = Math.Max(0, Libc.CountOpenDescriptors() - Acknowledgements.OpenConnections);
+        }
+    }
+
+    /// <summary>
+    /// Refuses a handed-off connection for want of an fd: the primary routes it to another worker and, told once per burst
+    /// (an FdLimit frame, before the refusal), offers this worker nothing until it has closed some of its connections.
+    /// Logged once per interval.
+    /// </summary>
+    private void RefuseAtFdLimit(long handoffId)
+    {
+        if (!_fdLimitReported)
+        {
+            _fdLimitReported = true;
+            TrySend(ControlFrames.FdLimit(_fdLimit));
+        }
+
+        Acknowledgements.Acknowledge(handoffId, accepted: false);
+        if (_fdLimitLog.Count(out var refused))
+        {
+            WorkerLog.AtOpenFilesLimit(_logger, _identity.WorkerId, _fdLimit, ControlProtocol.WorkerFdReserve, refused);
         }
     }
 

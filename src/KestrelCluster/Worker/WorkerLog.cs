@@ -57,4 +57,11 @@ internal static partial class WorkerLog
         "Worker {WorkerId} could not warm up ({Reason}); it serves cold: its first requests compile the request path.",
         EventName = "WarmUpSkipped")]
     public static partial void WarmUpSkipped(ILogger logger, int workerId, string reason, Exception? exception = null);
+
+    [LoggerMessage(109, LogLevel.Warning,
+        "Worker {WorkerId} is at its open-files limit ({Limit}, {Reserve} kept free): it refused {Refused} handed-off " +
+        "connections since the last report, which the primary routes to other workers, and it takes new ones again once " +
+        "it has closed some. It keeps serving the connections it has.",
+        EventName = "AtOpenFilesLimit")]
+    public static partial void AtOpenFilesLimit(ILogger logger, int workerId, long limit, int reserve, int refused);
 }

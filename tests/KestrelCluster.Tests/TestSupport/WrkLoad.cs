@@ -24,6 +24,27 @@ internal sealed class WrkLoad : IDisposable
         return new WrkLoad(Process.Start(startInfo)!);
     }
 
+    /// <summary>
+    /// Runs wrk for <paramref name="duration"/> with <paramref name="connections"/> keep-alive connections over
+    /// <paramref name="threads"/> threads, and returns its summary; killed by id if it overruns.
+    /// </summary>
+    public static async Task<string> RunAsync(IPEndPoint endpoint, int connections, int threads, TimeSpan duration)
+    {
+        Assert.True(File.Exists("/usr/bin/wrk"), "wrk is missing: tests/install-test-tools.sh installs it");
+        var startInfo = new ProcessStartInfo("/usr/bin/wrk") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var argument in new[] { $"-t{threads}", $"-c{connections}", $"-d{(int)duration.TotalSeconds}s", "--timeout", "5s",
+            $"http://{endpoint}/" })
+        {
+            startInfo.ArgumentList.Add(argument);
+        }
+
+        using var wrk = new WrkLoad(Process.Start(startInfo)!);
+        var output = wrk._process.StandardOutput.ReadToEndAsync();
+        var error = wrk._process.StandardError.ReadToEndAsync();
+        await wrk._process.WaitForExitAsync().WaitAsync(duration + TimeSpan.FromSeconds(30));
+        return await output + await error;
+    }
+
     /// <summary>Stops it and returns its summary (requests, and the error lines wrk prints only when there were errors).</summary>
     public async Task<string> StopAsync()
     {
