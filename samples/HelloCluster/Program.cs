@@ -31,6 +31,14 @@ app.MapGet("/", (IClusterContext cluster, HttpContext http) =>
 
 // A per-worker cache, cleared in every worker at once by a cluster broadcast: GET /cache, POST /cache/clear.
 var cache = new WorkerCache();
+
+// Startup work the app serves from (filling a cache, loading a lookup table or a model) belongs where requests are
+// served: the primary runs this file only to learn the endpoints, then accepts connections and supervises. (The app's
+// own hosted services already start in the workers only.)
+if (!app.IsClusterPrimary())
+{
+    _ = cache.Value;
+}
 app.Services.GetRequiredService<IClusterMessenger>().Subscribe(message =>
 {
     if (message.GetString() == "cache:clear")

@@ -29,6 +29,23 @@ internal static class Snippets
         #region run-once
         builder.Services.AddPrimaryHostedService<NightlyCleanup>();   // the primary only: once across the cluster
         builder.Services.AddSlotHostedService<CacheWarmer>(0);        // the worker in slot 0 only (its replacement runs it again)
+        builder.Services.AddHostedServiceEverywhere<MetricsBridge>(); // every process, the primary too (rare)
+        #endregion
+    }
+
+    public static async Task StartupGuard(WebApplicationBuilder builder)
+    {
+        #region startup-guard
+        if (!builder.IsClusterPrimary())
+        {
+            builder.Services.AddSingleton(LookupTable.Load("countries.csv"));   // built in each worker, not in the primary
+        }
+
+        var app = builder.Build();
+        if (!app.IsClusterPrimary())
+        {
+            await app.Services.GetRequiredService<ProductCache>().FillAsync();
+        }
         #endregion
     }
 
@@ -130,4 +147,19 @@ internal sealed class NightlyCleanup : BackgroundService
 internal sealed class CacheWarmer : BackgroundService
 {
     protected override Task ExecuteAsync(CancellationToken stoppingToken) => Task.CompletedTask;
+}
+
+internal sealed class MetricsBridge : BackgroundService
+{
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => Task.CompletedTask;
+}
+
+internal sealed class LookupTable
+{
+    public static LookupTable Load(string path) => new();
+}
+
+internal sealed class ProductCache
+{
+    public Task FillAsync() => Task.CompletedTask;
 }

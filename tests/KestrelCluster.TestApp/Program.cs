@@ -17,6 +17,11 @@
 // GET /warm-ups: how many requests with the header KestrelCluster-Warm-Up this process has served (Cluster:WarmUpPath).
 // GET /starve?ms=3000: every thread of the serving worker's pool blocks that long (sync-over-async gone wrong) and the
 //                      pool may add none: shows the primary's starvation warning.
+//   TestApp__StartupStateMb=500     the app's own hosted service (AddHostedService) holds this many MiB it built at start;
+//                                    with TestApp:RecordFile it appends "app-service <role> <pid>" there when it starts
+//   TestApp__MeterProbe=true         a hosted service in every process (AddHostedServiceEverywhere) listens to the
+//                                    KestrelCluster meter and appends "meter <role> <pid> kestrelcluster.workers=<n>" to
+//                                    TestApp:RecordFile once it has read it
 // `--stranger <control socket> <frame in hex>`: no app at all — a child process of the primary that connects to its
 //   control socket and sends one frame, as a buggy or hostile child would; prints "hung up" once the primary drops it.
 namespace KestrelCluster.TestApp;
@@ -38,6 +43,12 @@ public sealed class Program
         var builder = WebApplication.CreateBuilder(args);
         builder.WebHost.UseClusterTransport();
         builder.Services.AddHostedService<WorkerStartup>();
+        builder.Services.AddHostedService<StartupState>();
+        if (builder.Configuration.GetValue("TestApp:MeterProbe", false))
+        {
+            builder.Services.AddHostedServiceEverywhere<MeterProbe>();
+        }
+
         builder.Services.AddPrimaryHostedService<RecordStart>();
         builder.Services.AddSlotHostedService<RecordSlotZeroStart>(slotIndex: 0);
         builder.Services.AddHealthChecks().AddClusterHealthCheck();

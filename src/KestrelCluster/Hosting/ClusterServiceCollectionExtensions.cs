@@ -1,5 +1,6 @@
-// Hosted services that run once across the cluster: in the primary only, or in one worker slot only.
-// Hosted services added with AddHostedService run in every process (the primary and each worker).
+// Where a hosted service runs. Added with AddHostedService, the app's own run in each worker (the primary is a
+// supervisor: see PrimaryHostedServices); these say otherwise: in the primary only, in one worker slot only, or in every
+// process, the primary included.
 using System.Diagnostics.CodeAnalysis;
 using KestrelCluster;
 using KestrelCluster.Hosting;
@@ -44,5 +45,21 @@ public static class ClusterServiceCollectionExtensions
         ArgumentOutOfRangeException.ThrowIfNegative(slotIndex);
         return services.AddHostedService(sp => new ClusterScopedHostedService<THostedService>(sp,
             context => context.Role == ClusterRole.Standalone || (context.Role == ClusterRole.Worker && context.SlotIndex == slotIndex)));
+    }
+
+    /// <summary>
+    /// Adds a hosted service that runs in every process: the primary and each worker (the app's own hosted services added
+    /// with <c>AddHostedService</c> run in the workers only). For the rare service the primary needs too, such as one that
+    /// exports what every process measures.
+    /// </summary>
+    /// <typeparam name="THostedService">The hosted service.</typeparam>
+    /// <param name="services">The services.</param>
+    /// <returns>The services.</returns>
+    public static IServiceCollection AddHostedServiceEverywhere<
+        [DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicConstructors)] THostedService>(this IServiceCollection services)
+        where THostedService : class, IHostedService
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        return services.AddHostedService(sp => new ClusterScopedHostedService<THostedService>(sp, static _ => true));
     }
 }

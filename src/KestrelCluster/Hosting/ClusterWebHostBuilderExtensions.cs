@@ -120,6 +120,7 @@ public static class ClusterWebHostBuilderExtensions
     private static void AddPrimary(IServiceCollection services)
     {
         services.AddSingleton(sp => ClusterContext.ForPrimary(sp.GetRequiredService<IOptions<ClusterOptions>>()));
+        PrimaryHostedServices.Register(services); // the app's own hosted services run in the workers only
         services.AddSingleton<PrimaryListenerTable>();
         if (UpgradeInvitation.Current is { } invitation)
         {
