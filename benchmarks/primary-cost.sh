@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What the primary costs, and whether the app's startup state reaches it:  benchmarks/primary-cost.sh [--smoke] [--out DIR]
-# Starts each app with 2 workers (the sample; the test app holding 600 MiB built by its own hosted service at start),
+# Starts each app with 2 workers (the sample; the test app holding 600 MiB built by its own hosted service at start, which
+# the primary does not start; the same service added with AddHostedServiceEverywhere, as every hosted service ran before),
 # and reads the resident memory and CPU of the primary and of each worker from /proc: idle (after 5 s), then over 10 s of
 # keep-alive load (wrk -c32) and 10 s of new connections (wrk -c32, Connection: close). Writes a Markdown table to
 # benchmarks/results/<date>-primary-cost.md. Traffic goes to loopback only; every process it starts is stopped by pid.
@@ -52,8 +53,10 @@ measure() {
 run() {
   local label=$1 dll=$2; shift 2
   local log; log=$(mktemp)
-  env "$@" Cluster__Workers=2 Kestrel__Endpoints__Http__Url=http://127.0.0.1:0 Kestrel__Endpoints__H2c__Url=http://127.0.0.1:0 \
-    dotnet "$dll" >"$log" 2>&1 &
+  # From the app's folder, as it is deployed: its appsettings.json (log levels) is read from there.
+  (cd "$(dirname "$dll")" && exec env "$@" Cluster__Workers=2 Kestrel__Endpoints__Http__Url=http://127.0.0.1:0 \
+    Kestrel__Endpoints__H2c__Url=http://127.0.0.1:0 Kestrel__Endpoints__H2c__Protocols=Http1AndHttp2 \
+    dotnet "$dll" >"$log" 2>&1) &
   local primary=$!
   pids+=("$primary")
   for _ in $(seq 120); do
@@ -79,7 +82,15 @@ file="$out/$(date +%Y%m%d-%H%M)-primary-cost$suffix.md"
   echo "| App | Phase | Primary RSS | Primary CPU % | Workers' RSS | Workers' CPU % |"
   echo "|---|---|---:|---:|---|---:|"
   run "sample" "$root/samples/HelloCluster/bin/Release/net10.0/HelloCluster.dll"
+  # The test app logs every request at Information unless told otherwise; the sample, like most deployed apps, logs
+  # Microsoft.AspNetCore at Warning. Each worker's console lines pass through the primary (attributed), so per-request
+  # logging costs the primary CPU: measured here once each way.
   run "600 MiB startup state" "$root/tests/KestrelCluster.TestApp/bin/Release/net10.0/KestrelCluster.TestApp.dll" \
+    TestApp__StartupStateMb=600 Logging__LogLevel__Microsoft.AspNetCore=Warning
+  run "600 MiB in every process (AddHostedServiceEverywhere)" \
+    "$root/tests/KestrelCluster.TestApp/bin/Release/net10.0/KestrelCluster.TestApp.dll" \
+    TestApp__StartupStateMb=600 TestApp__StartupStateEverywhere=true Logging__LogLevel__Microsoft.AspNetCore=Warning
+  run "600 MiB, a log line per request" "$root/tests/KestrelCluster.TestApp/bin/Release/net10.0/KestrelCluster.TestApp.dll" \
     TestApp__StartupStateMb=600
 } | tee "$file"
 echo "written: $file" >&2

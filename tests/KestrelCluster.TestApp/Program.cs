@@ -18,7 +18,8 @@
 // GET /starve?ms=3000: every thread of the serving worker's pool blocks that long (sync-over-async gone wrong) and the
 //                      pool may add none: shows the primary's starvation warning.
 //   TestApp__StartupStateMb=500     the app's own hosted service (AddHostedService) holds this many MiB it built at start;
-//                                    with TestApp:RecordFile it appends "app-service <role> <pid>" there when it starts
+//                                    with TestApp:RecordFile it appends "app-service <role> <pid>" there when it starts;
+//   TestApp__StartupStateEverywhere=true  that service is added with AddHostedServiceEverywhere: the primary too
 //   TestApp__MeterProbe=true         a hosted service in every process (AddHostedServiceEverywhere) listens to the
 //                                    KestrelCluster meter and appends "meter <role> <pid> kestrelcluster.workers=<n>" to
 //                                    TestApp:RecordFile once it has read it
@@ -43,7 +44,14 @@ public sealed class Program
         var builder = WebApplication.CreateBuilder(args);
         builder.WebHost.UseClusterTransport();
         builder.Services.AddHostedService<WorkerStartup>();
-        builder.Services.AddHostedService<StartupState>();
+        if (builder.Configuration.GetValue("TestApp:StartupStateEverywhere", false))
+        {
+            builder.Services.AddHostedServiceEverywhere<StartupState>(); // what every hosted service did before 0.4.0-preview.3
+        }
+        else
+        {
+            builder.Services.AddHostedService<StartupState>();
+        }
         if (builder.Configuration.GetValue("TestApp:MeterProbe", false))
         {
             builder.Services.AddHostedServiceEverywhere<MeterProbe>();
