@@ -22,6 +22,7 @@ public sealed class LayeringTests
         ["Microsoft.AspNetCore.Hosting"] = 5, // UseClusterTransport, where ASP.NET Core puts Use* extensions
         ["Microsoft.Extensions.DependencyInjection"] = 5, // Add* extensions, likewise
         ["Microsoft.AspNetCore.Builder"] = 5, // Map* extensions (MapClusterStatus), likewise
+        ["Microsoft.Extensions.Hosting"] = 5, // IsClusterPrimary on the host builder and the host, likewise
         ["Microsoft.Extensions.Configuration.Binder.SourceGeneration"] = 5, // the binder generated for ClusterOptionsBinder
     };
 

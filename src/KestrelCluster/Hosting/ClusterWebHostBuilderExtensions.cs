@@ -8,6 +8,7 @@ using KestrelCluster.Messaging;
 using KestrelCluster.Primary;
 using KestrelCluster.Worker;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
@@ -104,6 +105,10 @@ public static class ClusterWebHostBuilderExtensions
             if (worker is null)
             {
                 AddPrimary(services);
+                if (WillBePrimary(section, configureOptions))
+                {
+                    PrimaryHostedServices.Register(services); // the app's own hosted services run in the workers only
+                }
             }
             else
             {
@@ -117,10 +122,30 @@ public static class ClusterWebHostBuilderExtensions
         });
     }
 
+    /// <summary>
+    /// Whether this process will be a primary (not a standalone one), from the options as they stand now: not clustered,
+    /// the host's own handling of hosted services is left alone. Invalid options count as a primary; validation at start
+    /// reports them.
+    /// </summary>
+    private static bool WillBePrimary(IConfigurationSection section, Action<ClusterOptions> configureOptions)
+    {
+        var options = new ClusterOptions();
+        try
+        {
+            ClusterOptionsBinder.Bind(section, options);
+            configureOptions(options);
+        }
+        catch (InvalidOperationException)
+        {
+            return true;
+        }
+
+        return ClusterContext.ForPrimary(Options.Create(options)).Role == ClusterRole.Primary;
+    }
+
     private static void AddPrimary(IServiceCollection services)
     {
         services.AddSingleton(sp => ClusterContext.ForPrimary(sp.GetRequiredService<IOptions<ClusterOptions>>()));
-        PrimaryHostedServices.Register(services); // the app's own hosted services run in the workers only
         services.AddSingleton<PrimaryListenerTable>();
         if (UpgradeInvitation.Current is { } invitation)
         {
