@@ -29,7 +29,15 @@ internal static class StatusTable
             .Append(CultureInfo.InvariantCulture, $"{primary.GetProperty("scheduling")}, generation {primary.GetProperty("generation")}; ")
             .Append(CultureInfo.InvariantCulture, $"connections accepted {primary.GetProperty("acceptedConnections")}, ")
             .Append(CultureInfo.InvariantCulture, $"waiting {primary.GetProperty("pendingConnections")}, ")
-            .Append(CultureInfo.InvariantCulture, $"re-routed {primary.GetProperty("redispatchedConnections")}").AppendLine().AppendLine();
+            .Append(CultureInfo.InvariantCulture, $"re-routed {primary.GetProperty("redispatchedConnections")}");
+        if (primary.TryGetProperty("heldConnections", out var held) && primary.TryGetProperty("connectionBudget", out var budget)
+            && primary.TryGetProperty("openFilesLimit", out var limit))
+        {
+            // Absent from primaries before 0.4.0-preview.3.
+            text.Append(CultureInfo.InvariantCulture, $"; held {held} of {budget} (open-files limit {limit})");
+        }
+
+        text.AppendLine().AppendLine();
 
         var rows = new List<string[]> { s_headers };
         foreach (var worker in status.GetProperty("workers").EnumerateArray())
@@ -46,7 +54,9 @@ internal static class StatusTable
         foreach (var slot in primary.GetProperty("emptySlots").EnumerateArray())
         {
             rows.Add(["-", Number(slot, "slot"), "-", "empty", "", "", "", "", "", "", "", "", "", "", "", "",
-                Exit(slot.GetProperty("lastExit"), now)]);
+                slot.TryGetProperty("startError", out var error)
+                    ? $"start refused {slot.GetProperty("failedStarts")}x, retrying: {error.GetString()}"
+                    : Exit(slot.GetProperty("lastExit"), now)]);
         }
 
         var widths = Enumerable.Range(0, s_headers.Length).Select(c => rows.Max(r => r[c].Length)).ToArray();

@@ -79,6 +79,7 @@ public sealed class StatusTests : IDisposable
         Assert.True(table.ExitCode == 0, table.Error);
         Assert.Contains($"Primary pid {sample.ProcessId}, cluster, running", table.Output, StringComparison.Ordinal);
         Assert.Contains($"worker {victimId} SIGKILL (crash)", table.Output, StringComparison.Ordinal);
+        Assert.Matches(@"; held \d+ of \d+ \(open-files limit \d+\)", table.Output); // the primary's fd budget
         foreach (var pid in Pids(status))
         {
             Assert.Contains($"  {pid}  ", table.Output, StringComparison.Ordinal);

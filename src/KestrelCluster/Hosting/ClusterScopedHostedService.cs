@@ -27,16 +27,5 @@ internal sealed class ClusterScopedHostedService<
 
     public Task StopAsync(CancellationToken cancellationToken) => _inner?.StopAsync(cancellationToken) ?? Task.CompletedTask;
 
-    public async ValueTask DisposeAsync()
-    {
-        switch (_inner)
-        {
-            case IAsyncDisposable asyncDisposable:
-                await asyncDisposable.DisposeAsync().ConfigureAwait(false);
-                break;
-            case IDisposable disposable:
-                disposable.Dispose();
-                break;
-        }
-    }
+    public ValueTask DisposeAsync() => Disposal.DisposeAsync(_inner);
 }

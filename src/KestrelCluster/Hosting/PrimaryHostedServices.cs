@@ -81,15 +81,7 @@ internal sealed class PrimaryHostedServices : IEnumerable<IHostedService>, IAsyn
     {
         for (var i = _created.Count - 1; i >= 0; i--)
         {
-            switch (_created[i])
-            {
-                case IAsyncDisposable asyncDisposable:
-                    await asyncDisposable.DisposeAsync().ConfigureAwait(false);
-                    break;
-                case IDisposable disposable:
-                    disposable.Dispose();
-                    break;
-            }
+            await Disposal.DisposeAsync(_created[i]).ConfigureAwait(false);
         }
     }
 
