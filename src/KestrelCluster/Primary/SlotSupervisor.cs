@@ -41,13 +41,41 @@ internal sealed class SlotSupervisor
     /// primary begins to stop (a stop signal during a start of many slow workers ends it at once). A slot whose start
     /// fails for want of a resource goes on trying in the background (see <see cref="FillAsync"/>).
     /// </summary>
-    public Task StartAllAsync(int workers) => Task.Run(() =>
+    public Task StartAllAsync(int workers) => Task.Run(async () =>
     {
         for (var i = 0; i < workers && !_pool.IsStopping; i++)
         {
-            _ = FillAsync(_pool.AddSlot()); // the first attempt runs now, any retry in the background
+            var slot = _pool.AddSlot();
+            var fill = FillAsync(slot); // the first attempt runs now
+            if (fill.IsCompleted)
+            {
+                await fill.ConfigureAwait(false); // a fault in the first attempt ends the start here: the caller says why
+            }
+            else
+            {
+                _ = RetryObservedAsync(slot, fill); // retrying in the background
+            }
         }
     });
+
+    /// <summary>Waits for a slot's retried start; a fault in it is logged and the slot filled again a second later.</summary>
+    private async Task RetryObservedAsync(WorkerSlot slot, Task<WorkerProcess?> fill)
+    {
+        try
+        {
+            await fill.ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // whatever went wrong, the slot must be supervised again, and the fault logged
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            PrimaryLog.SupervisionFaulted(_logger, _pool.LastWorkerId, slot.Index, e);
+            if (await DelayAsync(s_faultRetryDelay).ConfigureAwait(false) && !slot.Removed && slot.Current is null)
+            {
+                _ = RetryObservedAsync(slot, FillAsync(slot));
+            }
+        }
+    }
 
     /// <summary>
     /// Fills <paramref name="slot"/>: starts a worker, makes it the slot's worker and watches it. A start that fails for
