@@ -28,12 +28,28 @@ public static class ClusterHostExtensions
             return false;
         }
 
-        // The options as UseClusterTransport configures them: the Cluster section, then its delegate.
+        return WillBePrimary(builder.Services);
+    }
+
+    /// <summary>
+    /// Whether the options registered in <paramref name="services"/> so far (UseClusterTransport's: the Cluster section,
+    /// then its delegate) make this process a primary rather than a standalone one. Options that do not bind count as a
+    /// primary: validation at start reports them.
+    /// </summary>
+    internal static bool WillBePrimary(IServiceCollection services)
+    {
         var options = new ClusterOptions();
-        foreach (var configure in builder.Services.Where(d => d.ServiceType == typeof(IConfigureOptions<ClusterOptions>))
-            .Select(d => d.ImplementationInstance).OfType<IConfigureOptions<ClusterOptions>>())
+        try
         {
-            configure.Configure(options);
+            foreach (var configure in services.Where(d => d.ServiceType == typeof(IConfigureOptions<ClusterOptions>))
+                .Select(d => d.ImplementationInstance).OfType<IConfigureOptions<ClusterOptions>>())
+            {
+                configure.Configure(options);
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            return true;
         }
 
         return ClusterContext.ForPrimary(Options.Options.Create(options)).Role == ClusterRole.Primary;

@@ -8,7 +8,6 @@ using KestrelCluster.Messaging;
 using KestrelCluster.Primary;
 using KestrelCluster.Worker;
 using Microsoft.AspNetCore.Connections;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
@@ -105,7 +104,7 @@ public static class ClusterWebHostBuilderExtensions
             if (worker is null)
             {
                 AddPrimary(services);
-                if (WillBePrimary(section, configureOptions))
+                if (ClusterHostExtensions.WillBePrimary(services))
                 {
                     PrimaryHostedServices.Register(services); // the app's own hosted services run in the workers only
                 }
@@ -120,27 +119,6 @@ public static class ClusterWebHostBuilderExtensions
             services.AddSingleton<IClusterMessenger>(sp => sp.GetRequiredService<ClusterMessenger>());
             services.AddSingleton<IMultiplexedConnectionListenerFactory, QuicRefusal>();
         });
-    }
-
-    /// <summary>
-    /// Whether this process will be a primary (not a standalone one), from the options as they stand now: not clustered,
-    /// the host's own handling of hosted services is left alone. Invalid options count as a primary; validation at start
-    /// reports them.
-    /// </summary>
-    private static bool WillBePrimary(IConfigurationSection section, Action<ClusterOptions> configureOptions)
-    {
-        var options = new ClusterOptions();
-        try
-        {
-            ClusterOptionsBinder.Bind(section, options);
-            configureOptions(options);
-        }
-        catch (InvalidOperationException)
-        {
-            return true;
-        }
-
-        return ClusterContext.ForPrimary(Options.Create(options)).Role == ClusterRole.Primary;
     }
 
     private static void AddPrimary(IServiceCollection services)

@@ -31,6 +31,6 @@ internal sealed class WorkerStartException : Exception
 
     /// <summary>What went wrong, in a few words ("Too many open files").</summary>
     public string Reason => InnerException is Win32Exception win32
-        ? $"{win32.Message.Split(". ").Last().TrimEnd('.')} (errno {win32.NativeErrorCode})"
+        ? $"{System.Runtime.InteropServices.Marshal.GetPInvokeErrorMessage(win32.NativeErrorCode)} (errno {win32.NativeErrorCode})"
         : InnerException?.Message ?? Message;
 }

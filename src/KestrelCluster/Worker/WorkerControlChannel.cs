@@ -1,6 +1,7 @@
 // The worker's end of the control channel: proves who it is, registers the endpoints Kestrel binds, receives
 // accepted sockets (SCM_RIGHTS) and routes them to the listener they belong to, and acknowledges each one.
-// When the channel closes the primary is gone, and the worker shuts itself down: no orphans.
+// When the channel closes the primary is gone, and the worker shuts itself down: no orphans. At its open-files limit it
+// refuses what it cannot take (WorkerControlChannel.FdLimit.cs).
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
@@ -11,7 +12,7 @@ using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Worker;
 
-internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
+internal sealed partial class WorkerControlChannel : Messaging.IMessageLink, IDisposable
 {
     /// <summary>How long a worker whose primary died may drain before it exits anyway.</summary>
     internal static readonly TimeSpan OrphanExitDelay = TimeSpan.FromSeconds(1);
@@ -34,15 +35,6 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
 
     private readonly WorkerDrainNotice _drainNotice;
 
-    // The open-files limit (it can be changed from outside: prlimit), the lowest fd number too close to it (see
-    // ControlProtocol.WorkerFdReserve), and the fds open besides connections; see ReadFdLimit.
-    private long _fdLimit = Libc.OpenFilesLimit.Soft;
-    private long _fdCeiling = Math.Max(Libc.OpenFilesLimit.Soft - ControlProtocol.WorkerFdReserve, 1);
-    private long _fdLimitReadAt = Environment.TickCount64;
-    private int _otherFds = Libc.CountOpenDescriptors();
-    private readonly LogThrottle _fdLimitLog = new(TimeSpan.FromSeconds(10));
-    private bool _fdLimitReported; // an FdLimit frame went out for the Handoff frame being read (the reader thread's)
-
     public WorkerControlChannel(WorkerIdentity identity, IHostApplicationLifetime lifetime, Messaging.ClusterMessenger messenger,
         WorkerDrainNotice drainNotice, ILogger<WorkerControlChannel> logger)
     {
@@ -54,6 +46,7 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
         _identity = identity;
         _lifetime = lifetime;
         _logger = logger;
+        ReadFdLimit(now: true);
     }
 
     /// <summary>Acks and closed-connection counts for the primary, sent through this channel.</summary>
@@ -198,14 +191,12 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
                 return null;
             }
 
+            foreach (var fd in fds.AsSpan(0, fdCount))
             {
-                foreach (var fd in fds.AsSpan(0, fdCount))
-                {
-                    Libc.CloseDescriptor(fd);
-                }
-
-                return $"the primary sent a malformed frame (type {buffer[0]}, {length} bytes, {fdCount} fds)";
+                Libc.CloseDescriptor(fd);
             }
+
+            return $"the primary sent a malformed frame (type {buffer[0]}, {length} bytes, {fdCount} fds)";
         });
         OnPrimaryGone(reason);
     }
@@ -281,51 +272,6 @@ internal sealed class WorkerControlChannel : Messaging.IMessageLink, IDisposable
 
             default:
                 return false;
-        }
-    }
-
-    /// <summary>
-    /// Whether taking <paramref name="fd"/> (with <paramref name="pending"/> more taken from the same frame) would eat into
-    /// the fds this worker keeps free (see <see cref="ReadFdLimit"/>).
-    /// </summary>
-    private bool InFdReserve(int fd, int pending) =>
-        fd >= _fdCeiling || Acknowledgements.OpenConnections + _otherFds + pending >= _fdLimit - ControlProtocol.WorkerFdReserve;
-
-    /// <summary>
-    /// The open-files limit and the fd ceiling, read at every Handoff frame, and the fds open besides connections, counted
-    /// again when a second has passed or fds were lost. Both checks keep the reserve: the count (connections and everything
-    /// else) and the fd number (fds are allocated lowest first, so fd n means n fds below it are open, whatever the count
-    /// last said).
-    /// </summary>
-    private void ReadFdLimit(bool now)
-    {
-        // One getrlimit per Handoff frame (a fraction of the recvmsg that brought it); the count of /proc/self/fd once a second.
-        _fdLimit = Libc.OpenFilesLimit.Soft;
-        _fdCeiling = Math.Max(_fdLimit - ControlProtocol.WorkerFdReserve, 1);
-        if (now || Environment.TickCount64 - _fdLimitReadAt >= 1000)
-        {
-            _fdLimitReadAt = Environment.TickCount64;
-            _otherFds = Math.Max(0, Libc.CountOpenDescriptors() - Acknowledgements.OpenConnections);
-        }
-    }
-
-    /// <summary>
-    /// Refuses a handed-off connection for want of an fd: the primary routes it to another worker and, told once per burst
-    /// (an FdLimit frame, before the refusal), offers this worker nothing until it has closed some of its connections.
-    /// Logged once per interval.
-    /// </summary>
-    private void RefuseAtFdLimit(long handoffId)
-    {
-        if (!_fdLimitReported)
-        {
-            _fdLimitReported = true;
-            TrySend(ControlFrames.FdLimit(_fdLimit));
-        }
-
-        Acknowledgements.Acknowledge(handoffId, accepted: false);
-        if (_fdLimitLog.Count(out var refused))
-        {
-            WorkerLog.AtOpenFilesLimit(_logger, _identity.WorkerId, _fdLimit, ControlProtocol.WorkerFdReserve, refused);
         }
     }
 
