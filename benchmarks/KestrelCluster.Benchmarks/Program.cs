@@ -15,12 +15,17 @@
 //                     isolated and pinned measure --setups if given, else their own default set (IsolatedMode.cs); h2: h2load,
 //                     h2c and HTTP/2 over TLS, warm, plain and cluster-2 (H2Mode.cs); rolling: a SIGHUP under load, cluster-2
 //                     and cluster-2-warm unless --setups (RollingMode.cs); primary: the primary's capacity per core, with sink
-//                     workers, 1 and 2 accept threads, and plain Kestrel accepting and closing as the reference (PrimaryMode.cs)
+//                     workers, 1 and 2 accept threads, and plain Kestrel accepting and closing as the reference (PrimaryMode.cs);
+//                     faults: the fault lab, what a cluster buys (Faults/FaultsMode.cs), into results/<time>-faults/
+//   --scenarios a,b   faults: only these scenarios (poison, leak, deploy, starvation, gc)
+//   --rate N          faults: the open-loop rate, requests per second; default 2000
+//   --fault-duration S faults: seconds measured per run; default 20 (the leak scenario runs 1.5× as long)
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using KestrelCluster.Benchmarks;
+using KestrelCluster.Benchmarks.Faults;
 
 if (args is ["--connect-load", var loadPort, var loadSeconds, var loadConcurrency])
 {
@@ -88,6 +93,21 @@ if (options.Modes.Contains("primary"))
 if (options.Modes.Contains("h2"))
 {
     modeTables.Add(await H2Mode.RunAsync(options, options.BenchApp));
+}
+
+if (options.Modes.Contains("faults"))
+{
+    var folder = Path.Combine(options.Output, $"{DateTime.UtcNow:yyyyMMdd-HHmm}-faults{(options.Smoke ? "-smoke" : "")}");
+    var faults = await FaultsMode.RunAsync(options, new LabPaths(options.FaultApp, options.NodeFaults, options.Pm2), folder);
+    await File.WriteAllTextAsync(Path.Combine(folder, "README.md"), Header(options) + faults);
+    Console.WriteLine();
+    Console.WriteLine(faults);
+    Console.WriteLine($"Written to {folder}");
+    modeTables.Add($"Mode: **faults**: see [{Path.GetFileName(folder)}]({Path.GetFileName(folder)}/README.md).\n");
+    if (options.Modes.SetEquals(["faults"]))
+    {
+        return;
+    }
 }
 
 if (!options.Modes.Contains("warm"))
@@ -402,6 +422,21 @@ internal sealed class HarnessOptions
 
     public string? Variant { get; private set; }
 
+    public string FaultApp { get; private set; } = "";
+
+    public string? NodeFaults { get; private set; }
+
+    public string? Pm2 { get; private set; }
+
+    public HashSet<string>? FaultScenarios { get; private set; }
+
+    public int FaultsRate { get; private set; } = 2000;
+
+    public TimeSpan FaultsDuration { get; private set; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>Rounds of the fault lab: 1 unless --rounds says otherwise (a round of every scenario takes ~10 minutes).</summary>
+    public int FaultsRounds { get; private set; } = 1;
+
     public static HarnessOptions Parse(string[] args)
     {
         var options = new HarnessOptions();
@@ -409,7 +444,13 @@ internal sealed class HarnessOptions
         {
             switch (args[i])
             {
-                case "--rounds": options.Rounds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--rounds": options.Rounds = options.FaultsRounds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--faultapp": options.FaultApp = args[++i]; break;
+                case "--node-faults": options.NodeFaults = args[++i]; break;
+                case "--pm2": options.Pm2 = args[++i]; break;
+                case "--scenarios": options.FaultScenarios = [.. args[++i].Split(',')]; break;
+                case "--rate": options.FaultsRate = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--fault-duration": options.FaultsDuration = TimeSpan.FromSeconds(int.Parse(args[++i], CultureInfo.InvariantCulture)); break;
                 case "--duration": options.Duration = TimeSpan.FromSeconds(int.Parse(args[++i], CultureInfo.InvariantCulture)); break;
                 case "--connections": options.Connections = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--threads": options.Threads = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
@@ -427,9 +468,19 @@ internal sealed class HarnessOptions
             }
         }
 
-        if (options.Modes.Except(["warm", "isolated", "pinned", "h2", "rolling", "primary"]).FirstOrDefault() is { } unknown)
+        if (options.Modes.Except(["warm", "isolated", "pinned", "h2", "rolling", "primary", "faults"]).FirstOrDefault() is { } unknown)
         {
-            throw new ArgumentException($"--modes: unknown mode {unknown}; the modes are warm, isolated, pinned, h2, rolling and primary.");
+            throw new ArgumentException($"--modes: unknown mode {unknown}; the modes are warm, isolated, pinned, h2, rolling, primary and faults.");
+        }
+
+        if (options.FaultScenarios?.Except(KestrelCluster.Benchmarks.Faults.FaultScenarios.All.Select(s => s.Name)).FirstOrDefault() is { } scenario)
+        {
+            throw new ArgumentException($"--scenarios: unknown scenario {scenario}; the scenarios are {string.Join(", ", KestrelCluster.Benchmarks.Faults.FaultScenarios.All.Select(s => s.Name))}.");
+        }
+
+        if (options.Modes.Contains("faults") && !File.Exists(options.FaultApp))
+        {
+            throw new ArgumentException($"--faultapp {options.FaultApp}: no such file. Run benchmarks/run.sh.");
         }
 
         if (!File.Exists(options.BenchApp))

@@ -91,7 +91,7 @@ internal sealed class Server : IAsyncDisposable
         return server;
     }
 
-    private static bool IsAppConfiguration(string name) =>
+    internal static bool IsAppConfiguration(string name) =>
         name.StartsWith("Kestrel__", StringComparison.OrdinalIgnoreCase) || name.StartsWith("Cluster__", StringComparison.OrdinalIgnoreCase)
         || name.StartsWith("Logging__", StringComparison.OrdinalIgnoreCase) || name.StartsWith("ASPNETCORE_", StringComparison.OrdinalIgnoreCase)
         || name.StartsWith("DOTNET_URLS", StringComparison.OrdinalIgnoreCase);
