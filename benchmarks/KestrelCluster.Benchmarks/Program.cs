@@ -20,6 +20,8 @@
 //   --scenarios a,b   faults: only these scenarios (poison, leak, deploy, starvation, gc)
 //   --rate N          faults: the open-loop rate, requests per second; default 2000
 //   --fault-duration S faults: seconds measured per run; default 20 (the leak scenario runs 1.5× as long)
+//   --faultapp-baseline DLL  faults: adds, for each cluster setup, "<setup>-before" running another build's FaultApp.dll
+//                     (a git worktree of main, say): a product change measured before and after in one run
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -98,7 +100,7 @@ if (options.Modes.Contains("h2"))
 if (options.Modes.Contains("faults"))
 {
     var folder = Path.Combine(options.Output, $"{DateTime.UtcNow:yyyyMMdd-HHmm}-faults{(options.Smoke ? "-smoke" : "")}");
-    var faults = await FaultsMode.RunAsync(options, new LabPaths(options.FaultApp, options.NodeFaults, options.Pm2), folder);
+    var faults = await FaultsMode.RunAsync(options, new LabPaths(options.FaultApp, options.NodeFaults, options.Pm2, options.FaultAppBaseline), folder);
     await File.WriteAllTextAsync(Path.Combine(folder, "README.md"), Header(options) + faults);
     Console.WriteLine();
     Console.WriteLine(faults);
@@ -428,6 +430,8 @@ internal sealed class HarnessOptions
 
     public string? Pm2 { get; private set; }
 
+    public string? FaultAppBaseline { get; private set; }
+
     public HashSet<string>? FaultScenarios { get; private set; }
 
     public int FaultsRate { get; private set; } = 2000;
@@ -448,6 +452,7 @@ internal sealed class HarnessOptions
                 case "--faultapp": options.FaultApp = args[++i]; break;
                 case "--node-faults": options.NodeFaults = args[++i]; break;
                 case "--pm2": options.Pm2 = args[++i]; break;
+                case "--faultapp-baseline": options.FaultAppBaseline = Path.GetFullPath(args[++i]); break;
                 case "--scenarios": options.FaultScenarios = [.. args[++i].Split(',')]; break;
                 case "--rate": options.FaultsRate = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--fault-duration": options.FaultsDuration = TimeSpan.FromSeconds(int.Parse(args[++i], CultureInfo.InvariantCulture)); break;

@@ -124,6 +124,11 @@ public sealed class Program
             return $"worker {cluster.WorkerId} (pid {Environment.ProcessId}) sent it\n";
         });
 
+        app.MapGet("/sleep", async (int ms) =>
+        {
+            await Task.Delay(ms); // a slow answer that holds no thread (a long warm-up, say)
+            return $"slept {ms} ms (pid {Environment.ProcessId})\n";
+        });
         app.MapGet("/starve", (int ms) =>
         {
             // The fault this app injects: every pool thread blocked for ms, and no new thread to take over (the limit

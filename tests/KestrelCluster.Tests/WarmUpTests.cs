@@ -88,6 +88,30 @@ public sealed partial class WarmUpTests
         Assert.DoesNotContain("fail:", app.Output, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task WarmUp_EndsAtOnce_WhenAConnectionWaitsAndNoWorkerIsReady()
+    {
+        // A warm-up that would take 10 s at least (400 requests of 100 ms, 4 at a time): long enough to be cut.
+        var environment = AppProcess.FreePortEnvironment(workers: 1);
+        environment["Cluster__WarmUpPath"] = "/sleep?ms=100";
+        environment["Cluster__MaxWarmUpTime"] = "00:01:00";
+        environment["Cluster__WorkerStartTimeout"] = "00:02:00";
+        environment["Logging__LogLevel__KestrelCluster"] = "Information";
+        using var app = AppProcess.Start(AppProcess.TestApp, environment);
+        var endpoint = await app.WaitUntilServingAsync(workers: 0); // listening; its worker not ready yet
+
+        // A client arrives while the only worker warms up: the primary tells it to stop warming, and it answers.
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var answer = await HttpProbe.NewConnectionRequestAsync(endpoint, "/", cancellationToken: timeout.Token);
+        Assert.Contains("200 OK", answer, StringComparison.Ordinal);
+        await Wait.UntilAsync(() => app.Output.Contains("Worker 1 ended its warm-up after", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(10), "the worker logs that its warm-up ended early");
+        Assert.Contains("Connections are waiting and no worker is ready: worker(s) 1 end their warm-up now and serve.", app.Output,
+            StringComparison.Ordinal);
+        Assert.DoesNotContain("Worker 1 warmed up:", app.Output, StringComparison.Ordinal); // the full warm-up never ran to its end
+        Assert.Contains("Worker 1 is ready", app.Output, StringComparison.Ordinal);
+    }
+
     [GeneratedRegex(@"Worker (\d+) warmed up: (\d+) requests to /greet \(HTTP/1\.1\)")]
     private static partial Regex WarmedUpLine();
 

@@ -28,7 +28,10 @@ internal static class FaultsMode
         text.AppendLine();
         foreach (var scenario in FaultScenarios.All.Where(s => options.FaultScenarios is null || options.FaultScenarios.Contains(s.Name)))
         {
-            var setups = scenario.Setups.Where(s => Available(s, paths) && (!options.Smoke || s.Kind is LabKind.Plain or LabKind.Cluster))
+            var setups = scenario.Setups.Where(s => Available(s, paths) && (!options.Smoke || s.Name is "plain" or "cluster-2" or "cluster-2-usr2"))
+                .SelectMany(s => paths.FaultAppBaseline is not null && s.Kind == LabKind.Cluster
+                    ? [s, s with { Name = $"{s.Name}-before", Description = $"{s.Description} (before)", Baseline = true, Color = "#8c564b" }]
+                    : new[] { s })
                 .SelectMany(s => options.Variant is { } variant && s.Kind == LabKind.Cluster
                     ? [s, s with { Name = $"{s.Name}+{variant}", Description = $"{s.Description}, {variant}", Variant = variant, Color = "#9467bd" }]
                     : new[] { s })

@@ -22,10 +22,13 @@ internal enum LabKind
 internal sealed record LabSetup(string Name, string Description, LabKind Kind, string Color, int DeploySignal = 1)
 {
     public string? Variant { get; init; }
+
+    /// <summary>Runs the baseline build's FaultApp (--faultapp-baseline): an A/B of a product change in one run.</summary>
+    public bool Baseline { get; init; }
 }
 
-/// <summary>Where the lab's apps are.</summary>
-internal sealed record LabPaths(string FaultApp, string? NodeScript, string? Pm2);
+/// <summary>Where the lab's apps are; FaultAppBaseline: another build's FaultApp.dll, for setups "…-before".</summary>
+internal sealed record LabPaths(string FaultApp, string? NodeScript, string? Pm2, string? FaultAppBaseline = null);
 
 /// <summary>What a scenario asks of a setup: app settings (environment), cluster options, PM2 options.</summary>
 internal sealed record LabConfiguration(IReadOnlyDictionary<string, string> Environment, IReadOnlyList<string> ClusterArguments, IReadOnlyList<string> Pm2Arguments);
@@ -68,7 +71,8 @@ internal sealed partial class LabTarget : IAsyncDisposable
                     target._supervisor = Task.Run(target.SuperviseAsync);
                     break;
                 case LabKind.Cluster:
-                    target._process = target.Launch("dotnet", [paths.FaultApp, "--urls", target.Url, "--Cluster:Workers=2", .. configuration.ClusterArguments]);
+                    target._process = target.Launch("dotnet", [setup.Baseline ? paths.FaultAppBaseline! : paths.FaultApp, "--urls", target.Url,
+                        "--Cluster:Workers=2", .. configuration.ClusterArguments]);
                     break;
                 case LabKind.NodeCluster:
                     target._process = target.Launch("node", [paths.NodeScript!, port.ToString(CultureInfo.InvariantCulture), "2"]);

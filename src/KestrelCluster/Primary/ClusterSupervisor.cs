@@ -57,6 +57,7 @@ internal sealed partial class ClusterSupervisor : IHostedService, IClusterManage
             (worker, socket) => new WorkerChannel(worker, socket, dispatcher, listeners, _options.MaxHandoffsInFlight,
                 channelLogger, messenger, () => Status!.Write()), loggerFactory,
             console.Value.FormatterName);
+        dispatcher.NoWorkerReady = _pool.EndWarmUps;
         var scheduling = scheduler.GetType().Assembly == typeof(ClusterOptions).Assembly
             ? _options.Scheduling.ToString()
             : scheduler.GetType().FullName ?? scheduler.GetType().Name;

@@ -66,7 +66,17 @@ internal sealed partial class HandoffDispatcher : IDisposable
     public void Dispatch(List<AcceptedConnection> connections, int shard = 0)
     {
         _shards[shard].Dispatch(connections);
+        if (_ready.Length == 0)
+        {
+            NoWorkerReady?.Invoke();
+        }
     }
+
+    /// <summary>
+    /// Called when connections arrive (or still wait, at each <see cref="Sweep"/>) and no worker is ready: the workers
+    /// warming up are told to stop (WorkerPool.EndWarmUps), so that a warm-up never leaves the cluster with nobody serving.
+    /// </summary>
+    public Action? NoWorkerReady { get; set; }
 
     /// <summary>Blocks an accept thread while its shard's waiting queue is full (the kernel's backlog holds the rest).</summary>
     public void WaitForRoom(int shard = 0) => _shards[shard].WaitForRoom();
@@ -127,6 +137,10 @@ internal sealed partial class HandoffDispatcher : IDisposable
 
         AfterStop(refused);
         shard.Flush();
+        if (_ready.Length == 0)
+        {
+            NoWorkerReady?.Invoke();
+        }
     }
 
     /// <summary>
@@ -135,6 +149,11 @@ internal sealed partial class HandoffDispatcher : IDisposable
     /// </summary>
     public int Sweep(TimeSpan maxWait)
     {
+        if (_ready.Length == 0 && WaitingCount > 0)
+        {
+            NoWorkerReady?.Invoke();
+        }
+
         var (gone, expired) = (0, 0);
         foreach (var shard in _shards)
         {

@@ -236,6 +236,11 @@ internal static partial class PrimaryLog
         EventName = "HotReloadNotInWorkers")]
     public static partial void HotReloadNotInWorkers(ILogger logger, int processId);
 
+    [LoggerMessage(52, LogLevel.Information,
+        "Connections are waiting and no worker is ready: worker(s) {WorkerIds} end their warm-up now and serve.",
+        EventName = "WarmUpsEnded")]
+    public static partial void WarmUpsEnded(ILogger logger, string workerIds);
+
     [LoggerMessage(48, LogLevel.Warning,
         "This app is hosted by {Host} (WebApplicationFactory?): workers run the app's own Main with its configuration (appsettings, " +
         "environment, command line). What the host added to this primary only — ConfigureWebHost's ConfigureServices and " +

@@ -18,6 +18,7 @@ internal sealed class WorkerChannel : Messaging.IMessageLink, IDisposable
     /// </summary>
     public static readonly TimeSpan FirstRequestGrace = TimeSpan.FromSeconds(1);
 
+    private int _warmUpEnded; // 1 once told to end its warm-up
     private readonly Socket _socket;
     private readonly HandoffDispatcher _dispatcher;
     private readonly PrimaryListenerTable _listeners;
@@ -207,6 +208,13 @@ internal sealed class WorkerChannel : Messaging.IMessageLink, IDisposable
             _dispatcher.Flush(); // room again after its open-files limit: what waits goes to it
         }
     }
+
+    /// <summary>
+    /// Tells the worker, once, to end its warm-up and report ready (FrameType.EndWarmUp); false if it is ready already,
+    /// retiring, gone, or was told before.
+    /// </summary>
+    public bool TryEndWarmUp() =>
+        !_ready && !_isClosed && !_draining && Interlocked.Exchange(ref _warmUpEnded, 1) == 0 && TrySendControl(ControlFrames.EndWarmUp());
 
     /// <summary>The worker's app has started: it takes connections from now on, unless it is already being retired.</summary>
     public bool OnReady()

@@ -7,6 +7,39 @@ internal sealed partial class WorkerPool
     /// <summary>Raised when a worker reports that it is ready (after the pool has marked it so).</summary>
     public event Action<WorkerProcess>? WorkerReady;
 
+    private long _warmUpsEndedAt = long.MinValue / 2;
+
+    /// <summary>
+    /// Connections wait and no worker is ready: every worker still warming up (Cluster:WarmUpPath) is told to end its warm-up
+    /// and serve (each once). Without it, a warm-up under load (seconds) could outlast every ready worker — a request that
+    /// crashes workers, arriving every few seconds, kept a 2-worker cluster dark 80 % of the time in the fault lab.
+    /// </summary>
+    public void EndWarmUps()
+    {
+        // Called for every accepted batch while nobody is ready: look at the workers at most every 20 ms (the dispatcher's
+        // sweep calls it once a second as well, so a worker that connects in between is told then at the latest).
+        var now = Environment.TickCount64;
+        if (now - Volatile.Read(ref _warmUpsEndedAt) < 20)
+        {
+            return;
+        }
+
+        Volatile.Write(ref _warmUpsEndedAt, now);
+        List<int>? told = null;
+        foreach (var worker in Workers)
+        {
+            if (worker.Channel?.TryEndWarmUp() == true)
+            {
+                (told ??= []).Add(worker.Id);
+            }
+        }
+
+        if (told is not null)
+        {
+            PrimaryLog.WarmUpsEnded(_logger, string.Join(", ", told));
+        }
+    }
+
     private WorkerProcess? FindWorker(int id)
     {
         lock (_lock)

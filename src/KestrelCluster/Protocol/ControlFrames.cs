@@ -74,6 +74,8 @@ internal static partial class ControlFrames
 
     public static byte[] Stop() => [(byte)FrameType.Stop];
 
+    public static byte[] EndWarmUp() => [(byte)FrameType.EndWarmUp];
+
     public static byte[] Unregister(int listenerId)
     {
         var frame = new byte[1 + sizeof(int)];

@@ -10,9 +10,9 @@ internal static class ControlProtocol
 {
     /// <summary>
     /// This build's control protocol. 0 is the unversioned protocol of KestrelCluster 0.4.0-preview.1 and before (a
-    /// 37-byte Hello, no <see cref="VersionVariable"/>); 2 added the FdLimit frame.
+    /// 37-byte Hello, no <see cref="VersionVariable"/>); 2 added the FdLimit frame, 3 the EndWarmUp frame.
     /// </summary>
-    public const int Version = 2;
+    public const int Version = 3;
 
     /// <summary>
     /// Fds a worker keeps free beside its connections: it refuses a handed-off socket whose fd number is this close to its

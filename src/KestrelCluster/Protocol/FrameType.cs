@@ -56,6 +56,12 @@ internal enum FrameType : byte
     /// </summary>
     FdLimit = 14,
 
+    /// <summary>
+    /// Primary → worker: connections are waiting and no worker is ready to take them: end the warm-up now (or skip it) and
+    /// report ready. A warm-up makes a worker fast; it must never leave the cluster with nobody serving.
+    /// </summary>
+    EndWarmUp = 15,
+
     /// <summary>New primary → old (the upgrade socket, Protocol/UpgradeProtocol.cs): upgrade protocol version and secret.</summary>
     UpgradeHello = 20,
 

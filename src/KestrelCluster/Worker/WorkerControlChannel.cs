@@ -14,6 +14,8 @@ namespace KestrelCluster.Worker;
 
 internal sealed partial class WorkerControlChannel : Messaging.IMessageLink, IDisposable
 {
+    private readonly CancellationTokenSource _warmUpNotWanted = new();
+
     /// <summary>How long a worker whose primary died may drain before it exits anyway.</summary>
     internal static readonly TimeSpan OrphanExitDelay = TimeSpan.FromSeconds(1);
 
@@ -122,6 +124,9 @@ internal sealed partial class WorkerControlChannel : Messaging.IMessageLink, IDi
         TrySend(frame);
     }
 
+    /// <summary>Cancelled when the primary says connections wait and no worker is ready: the warm-up ends (FrameType.EndWarmUp).</summary>
+    public CancellationToken WarmUpNotWanted => _warmUpNotWanted.Token;
+
     public void Dispose()
     {
         _closed = true;
@@ -134,6 +139,7 @@ internal sealed partial class WorkerControlChannel : Messaging.IMessageLink, IDi
         }
 
         _connectLock.Dispose();
+        _warmUpNotWanted.Dispose();
     }
 
     private async Task EnsureConnectedAsync(CancellationToken cancellationToken)
@@ -264,6 +270,10 @@ internal sealed partial class WorkerControlChannel : Messaging.IMessageLink, IDi
 
             case FrameType.StatusReply when fds.IsEmpty && !descriptorsLost:
                 return StatusQueries.OnReply(frame);
+
+            case FrameType.EndWarmUp when fds.IsEmpty && !descriptorsLost && frame.Length == 1:
+                _ = _warmUpNotWanted.CancelAsync(); // the warm-up's loops end on the thread pool, not on this reader
+                return true;
 
             case FrameType.Stop when fds.IsEmpty && !descriptorsLost && frame.Length == 1:
                 WorkerLog.StopRequested(_logger, (long)WorkerDrainNotice.Period.TotalMilliseconds);

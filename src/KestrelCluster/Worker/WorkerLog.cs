@@ -53,6 +53,12 @@ internal static partial class WorkerLog
     public static partial void WarmedUp(ILogger logger, int workerId, long requests, string path, string protocol, long milliseconds,
         long methods);
 
+    [LoggerMessage(110, LogLevel.Information,
+        "Worker {WorkerId} ended its warm-up after {Milliseconds} ms ({Requests} requests): connections were waiting and no " +
+        "worker was ready to take them. It serves now; its first requests compile what the warm-up did not.",
+        EventName = "WarmUpEnded")]
+    public static partial void WarmUpEnded(ILogger logger, int workerId, long milliseconds, long requests);
+
     [LoggerMessage(108, LogLevel.Warning,
         "Worker {WorkerId} could not warm up ({Reason}); it serves cold: its first requests compile the request path.",
         EventName = "WarmUpSkipped")]

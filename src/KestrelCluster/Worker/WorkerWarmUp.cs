@@ -101,7 +101,7 @@ internal sealed class WorkerWarmUp(WorkerControlChannel channel, WorkerIdentity 
 
         var started = Stopwatch.StartNew();
         var methodsBefore = System.Runtime.JitInfo.GetCompiledMethodCount();
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, channel.WarmUpNotWanted);
         deadline.CancelAfter(options.Value.MaxWarmUpTime);
         using var loopback = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         loopback.Bind(new IPEndPoint(IPAddress.Loopback, 0));
@@ -172,8 +172,19 @@ internal sealed class WorkerWarmUp(WorkerControlChannel channel, WorkerIdentity 
             }
 
             InProgress = false;
+            if (channel.WarmUpNotWanted.IsCancellationRequested)
+            {
+                WorkerLog.WarmUpEnded(logger, identity.WorkerId, started.ElapsedMilliseconds, requests);
+                return;
+            }
+
             WorkerLog.WarmedUp(logger, identity.WorkerId, requests, path, found.Name, started.ElapsedMilliseconds,
                 System.Runtime.JitInfo.GetCompiledMethodCount() - methodsBefore);
+        }
+        catch (OperationCanceledException) when (channel.WarmUpNotWanted.IsCancellationRequested
+            && !cancellationToken.IsCancellationRequested)
+        {
+            WorkerLog.WarmUpEnded(logger, identity.WorkerId, started.ElapsedMilliseconds, requests: 0); // before it found the protocol
         }
         catch (Exception e) when (e is HttpRequestException or IOException or SocketException or OperationCanceledException)
         {
