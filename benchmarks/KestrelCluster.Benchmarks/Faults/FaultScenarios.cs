@@ -63,11 +63,11 @@ internal static class FaultScenarios
         new("starvation", "Thread-pool starvation",
             $"from 10 % of the run, {Blockers} clients of an endpoint that blocks its thread for 50 ms (sync over async: " +
             "`Task.Delay(50).Wait()`; Node: `Atomics.wait`, its event loop held); the figures are for the other requests",
-            FaultAction.Blockers, [0.1], null, 1, [Plain, Cluster, ClusterWarm, Node, Pm2], (_, _) => s_nothing),
+            FaultAction.Blockers, [0.1], null, 1, [Plain, Cluster, Node, Pm2], (_, _) => s_nothing),
         new("gc", "A large live heap",
             "1 GiB of live 1 KiB objects across the setup (one process 1 GiB, two workers 512 MiB each) and 64 KiB of garbage per " +
             "request, 8 of the live objects replaced per request (so the old generation is collected too)",
-            FaultAction.None, [], null, 1, [Plain, Cluster, ClusterWarm, Node, Pm2],
+            FaultAction.None, [], null, 1, [Plain, Cluster, Node, Pm2],
             (setup, smoke) => new(new Dictionary<string, string>
             {
                 ["FaultApp__LiveHeapMb"] = $"{(smoke ? 64 : 1024) / (setup.Kind == LabKind.Plain ? 1 : 2)}",
