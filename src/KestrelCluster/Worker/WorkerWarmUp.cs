@@ -184,6 +184,7 @@ internal sealed class WorkerWarmUp(WorkerControlChannel channel, WorkerIdentity 
         catch (OperationCanceledException) when (channel.WarmUpNotWanted.IsCancellationRequested
             && !cancellationToken.IsCancellationRequested)
         {
+            (InProgress, Probing) = (false, false); // or the filter would swallow the line
             WorkerLog.WarmUpEnded(logger, identity.WorkerId, started.ElapsedMilliseconds, requests: 0); // before it found the protocol
         }
         catch (Exception e) when (e is HttpRequestException or IOException or SocketException or OperationCanceledException)
