@@ -7,7 +7,7 @@ var builder = WebApplication.CreateBuilder(args);
 builder.WebHost.UseClusterTransport();
 
 // Run as a systemd service (Type=notify, journald's log format) and take systemd's activated sockets, with
-// clustering on: the primary accepts on them and hands connections to the workers (README: systemd).
+// clustering on: the primary accepts on them and hands connections to the workers (docs/deploying.md: systemd).
 builder.Services.AddSystemd();
 builder.WebHost.ConfigureKestrel(kestrel => kestrel.UseSystemd());
 

@@ -65,8 +65,8 @@ public sealed class ClusterOptions
     /// </summary>
     /// <remarks>
     /// Defaults to one per 4 CPUs (<see cref="Environment.ProcessorCount"/> / 4, at least 1): one accept thread hands
-    /// off about as many new connections as four cores of Kestrel can accept and close (measured: see the README's
-    /// Performance section), and an idle one only waits. At most <see cref="MaxAcceptThreads"/>.
+    /// off about as many new connections as four cores of Kestrel can accept and close (measured: see docs/performance.md,
+    /// Primary capacity), and an idle one only waits. At most <see cref="MaxAcceptThreads"/>.
     /// </remarks>
     public int AcceptThreads { get; set; } = Math.Max(1, Environment.ProcessorCount / 4);
 

@@ -1,6 +1,6 @@
 // The cluster as the primary sees it, as JSON: what MapClusterStatus returns (through a worker's status query)
 // and what `kestrel-cluster status` prints. Written with Utf8JsonWriter: no reflection, and nothing per request
-// beyond the bytes themselves. The shape is documented in the README (Operations → Status).
+// beyond the bytes themselves. The shape is documented in docs/operating.md (Status).
 using System.Diagnostics;
 using System.Reflection;
 using System.Text.Json;
