@@ -6,7 +6,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
 using KestrelCluster.Interop;
-using KestrelCluster.Primary;
+using KestrelCluster.Primary.Connections;
 using KestrelCluster.Protocol;
 using KestrelCluster.Scheduling;
 using Microsoft.AspNetCore.Connections;
@@ -189,9 +189,9 @@ internal static class HandoffBenchmark
             _listener = PrimaryConnectionListener.Bind(_table.NextId(), new IPEndPoint(IPAddress.Loopback, 0), 512, _dispatcher, _table, NullLogger.Instance);
             _table.Add(_listener);
             var endPoint = _listener.EndPoint;
-            _channel = new WorkerChannel(new WorkerProcess(1, 0, 0, 0, new byte[ControlFrames.SecretLength], 0), sender, _dispatcher, _table, 256, NullLogger.Instance);
+            _channel = new WorkerChannel(1, 0, sender, _dispatcher, _table, 256, NullLogger.Instance);
             _ = _channel.RunAsync();
-            _factory = new SocketConnectionContextFactory(KestrelCluster.Worker.WorkerSocketOptions.Create(new SocketTransportOptions(), workerCount: 2, NullLogger.Instance), NullLogger.Instance);
+            _factory = new SocketConnectionContextFactory(KestrelCluster.Worker.Connections.WorkerSocketOptions.Create(new SocketTransportOptions(), workerCount: 2, NullLogger.Instance), NullLogger.Instance);
 
             // The worker registers for the listener and reports ready, as a real one does.
             _receiver.Send(ControlFrames.Register(1, endPoint));
@@ -233,7 +233,7 @@ internal static class HandoffBenchmark
             {
                 await foreach (var (fd, entry, receivedAt) in _queue.Reader.ReadAllAsync())
                 {
-                    var socket = KestrelCluster.Worker.HandedOffSocket.Create(new SafeSocketHandle(fd, ownsHandle: true), entry.Peer, endPoint);
+                    var socket = KestrelCluster.Worker.Connections.HandedOffSocket.Create(new SafeSocketHandle(fd, ownsHandle: true), entry.Peer, endPoint);
                     var connection = _factory.Create(socket);
                     _created.Writer.TryWrite((entry.AcceptedAt, receivedAt, Stopwatch.GetTimestamp()));
                     _receiver.Send(ControlFrames.Acks([(entry.HandoffId, true)])); // as a worker does, once Kestrel has the connection

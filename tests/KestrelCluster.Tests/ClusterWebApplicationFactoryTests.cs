@@ -3,8 +3,9 @@
 // ConfigureServices and ConfigureLogging — and disposing it stops each worker gracefully. What cannot cross (a
 // WithWebHostBuilder delegate, constructor state) is said, not dropped.
 using KestrelCluster.Primary;
-using KestrelCluster.Testing;
+using KestrelCluster.Primary.Supervision;
 using KestrelCluster.TestApp;
+using KestrelCluster.Testing;
 using KestrelCluster.Tests.TestSupport;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.TestHost;

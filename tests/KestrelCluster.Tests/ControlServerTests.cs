@@ -1,5 +1,5 @@
 // The primary's check of a worker's hello secret: equal only when every byte is.
-using KestrelCluster.Primary;
+using KestrelCluster.Primary.Supervision;
 using KestrelCluster.Protocol;
 
 namespace KestrelCluster.Tests;

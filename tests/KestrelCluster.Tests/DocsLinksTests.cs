@@ -1,5 +1,6 @@
-// The pages link each other and the repository's files: every relative link of the README, CONTRIBUTING.md, docs/ and
-// benchmarks/README.md reaches a file that exists, and every #anchor a heading of the page it names (GitHub's anchors).
+// The pages link each other and the repository's files: every relative link of the README, CONTRIBUTING.md, docs/,
+// benchmarks/README.md and the rooms' READMEs under src/ reaches a file that exists, and every #anchor a heading of the
+// page it names (GitHub's anchors).
 using System.Text.RegularExpressions;
 using KestrelCluster.Tests.TestSupport;
 
@@ -13,6 +14,7 @@ public sealed partial class DocsLinksTests
         var repository = DotnetCli.RepositoryRoot;
         var pages = Directory.GetFiles(Path.Combine(repository, "docs"), "*.md")
             .Concat(new[] { "README.md", "CONTRIBUTING.md", Path.Combine("benchmarks", "README.md") }.Select(p => Path.Combine(repository, p)))
+            .Concat(RoomsTests.RoomReadmes())
             .ToList();
         var broken = new List<string>();
         var links = 0;

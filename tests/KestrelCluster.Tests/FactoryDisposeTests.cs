@@ -12,7 +12,7 @@ public sealed class FactoryDisposeTests
     public async Task DisposingTheFactory_StopsEveryWorkerGracefully()
     {
         var factory = new ClusterAppFactory(ClusterFixture.Environment(certificatePath: null));
-        IReadOnlyList<KestrelCluster.Primary.WorkerProcess> workers;
+        IReadOnlyList<KestrelCluster.Primary.Supervision.WorkerProcess> workers;
         try
         {
             await factory.StartAsync(workers: 2);

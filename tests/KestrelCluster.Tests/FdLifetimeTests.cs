@@ -4,7 +4,7 @@
 using System.Net;
 using System.Net.Sockets;
 using KestrelCluster.Interop;
-using KestrelCluster.Primary;
+using KestrelCluster.Primary.Connections;
 using KestrelCluster.Protocol;
 using Microsoft.Extensions.Logging.Abstractions;
 

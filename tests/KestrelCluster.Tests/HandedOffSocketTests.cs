@@ -5,7 +5,7 @@ using System.Net.Sockets;
 using System.Reflection;
 using System.Runtime.InteropServices;
 using KestrelCluster.Protocol;
-using KestrelCluster.Worker;
+using KestrelCluster.Worker.Connections;
 
 namespace KestrelCluster.Tests;
 

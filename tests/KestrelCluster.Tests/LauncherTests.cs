@@ -1,6 +1,6 @@
 // How the primary treats what started it: under `dotnet watch` the app runs in one process (hot reload cannot reach
 // workers) unless told otherwise, and a primary started by `dotnet run` does not outlive it.
-using KestrelCluster.Primary;
+using KestrelCluster.Primary.Supervision;
 using KestrelCluster.Tests.TestSupport;
 
 namespace KestrelCluster.Tests;

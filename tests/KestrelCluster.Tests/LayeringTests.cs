@@ -1,6 +1,9 @@
-// The library's layers, checked over the built assembly: Hosting → Primary / Worker → Messaging / Scheduling →
-// the public contracts → Protocol → Interop, nothing upward and nothing sideways between siblings. Every type, field, signature and
-// method body (each member its IL names) is read; a reference that breaks the order fails the test by name.
+// The library's layers and rooms, checked over the built assembly: Hosting → Primary / Worker → Messaging / Scheduling →
+// the public contracts → Protocol → Interop, nothing upward and nothing sideways between siblings. Inside the primary and
+// the worker, the rooms (sub-namespaces, one per folder) are ordered too: the primary's connection path and launching
+// use nothing of supervision, supervision nothing of operations, operations nothing of the upgrade, and only the root
+// (ClusterSupervisor, the listener factory) composes them all. Every type, field, signature and method body (each
+// member its IL names) is read; a reference that breaks the order fails the test by name. docs/architecture.md draws it.
 using System.Reflection;
 using System.Reflection.Emit;
 
@@ -8,26 +11,43 @@ namespace KestrelCluster.Tests;
 
 public sealed class LayeringTests
 {
-    /// <summary>Namespace → layer. Siblings share a layer and may not reference each other.</summary>
-    private static readonly Dictionary<string, int> s_layers = new(StringComparer.Ordinal)
+    /// <summary>
+    /// Namespace → its place: the layer; within a layer the side (siblings: different sides, which never reference each
+    /// other); within a side the step (a room uses only rooms of lower steps, and rooms of one step are siblings).
+    /// </summary>
+    private static readonly Dictionary<string, Place> s_places = new(StringComparer.Ordinal)
     {
-        ["KestrelCluster.Interop"] = 0,
-        ["KestrelCluster.Protocol"] = 1,
-        ["KestrelCluster"] = 2, // the public contracts (options, interfaces, their small data types)
-        ["KestrelCluster.Messaging"] = 3,
-        ["KestrelCluster.Scheduling"] = 3,
-        ["KestrelCluster.Primary"] = 4,
-        ["KestrelCluster.Worker"] = 4,
-        ["KestrelCluster.Hosting"] = 5,
-        ["Microsoft.AspNetCore.Hosting"] = 5, // UseClusterTransport, where ASP.NET Core puts Use* extensions
-        ["Microsoft.Extensions.DependencyInjection"] = 5, // Add* extensions, likewise
-        ["Microsoft.AspNetCore.Builder"] = 5, // Map* extensions (MapClusterStatus), likewise
-        ["Microsoft.Extensions.Hosting"] = 5, // IsClusterPrimary on the host builder and the host, likewise
-        ["Microsoft.Extensions.Configuration.Binder.SourceGeneration"] = 5, // the binder generated for ClusterOptionsBinder
+        ["KestrelCluster.Interop"] = new(0),
+        ["KestrelCluster.Protocol"] = new(1),
+        ["KestrelCluster"] = new(2), // the public contracts (options, interfaces, their small data types)
+        ["KestrelCluster.Messaging"] = new(3, "Messaging"),
+        ["KestrelCluster.Scheduling"] = new(3, "Scheduling"),
+        ["KestrelCluster.Primary.Connections"] = new(4, "Primary", 0), // the hot path: accept, dispatch, the workers' channels
+        ["KestrelCluster.Primary.Launching"] = new(4, "Primary", 0), // a worker process: its command line, spawn, output
+        ["KestrelCluster.Primary.Supervision"] = new(4, "Primary", 1), // the pool, slots, rotation, monitor, signals
+        ["KestrelCluster.Primary.Operations"] = new(4, "Primary", 2), // status, admin socket, metrics, systemd
+        ["KestrelCluster.Primary.Upgrade"] = new(4, "Primary", 3), // the primary's own upgrade, both sides
+        ["KestrelCluster.Primary"] = new(4, "Primary", 4), // ClusterSupervisor and the listener factory: composes the rooms
+        ["KestrelCluster.Worker.Connections"] = new(4, "Worker", 0), // the control channel and the handed-off sockets
+        ["KestrelCluster.Worker.Lifecycle"] = new(4, "Worker", 1), // readiness, heartbeats, warm-up, the test-factory hook
+        ["KestrelCluster.Hosting"] = new(Composition),
+        ["Microsoft.AspNetCore.Hosting"] = new(Composition), // UseClusterTransport, where ASP.NET Core puts Use* extensions
+        ["Microsoft.Extensions.DependencyInjection"] = new(Composition), // Add* extensions, likewise
+        ["Microsoft.AspNetCore.Builder"] = new(Composition), // Map* extensions (MapClusterStatus), likewise
+        ["Microsoft.Extensions.Hosting"] = new(Composition), // IsClusterPrimary on the host builder and the host, likewise
+        ["Microsoft.Extensions.Configuration.Binder.SourceGeneration"] = new(Composition), // the binder generated for ClusterOptionsBinder
     };
 
     /// <summary>The composition layer: its namespaces (ours and the conventional ones) are one layer and use each other.</summary>
     private const int Composition = 5;
+
+    private sealed record Place(int Layer, string Side = "", int Step = 0);
+
+    /// <summary>Whether code in <paramref name="from"/> may use <paramref name="to"/>.</summary>
+    private static bool MayUse(Place from, Place to) =>
+        to.Layer < from.Layer
+        || (to.Layer == from.Layer && from.Layer == Composition)
+        || (to.Layer == from.Layer && to.Side == from.Side && to.Step < from.Step);
 
     private static readonly Dictionary<short, OpCode> s_opCodes = typeof(OpCodes).GetFields(BindingFlags.Public | BindingFlags.Static)
         .Select(f => (OpCode)f.GetValue(null)!).ToDictionary(o => o.Value);
@@ -39,14 +59,14 @@ public sealed class LayeringTests
         var violations = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var type in assembly.GetTypes())
         {
-            if (LayerOf(type) is not { } from)
+            if (PlaceOf(type) is not { } from)
             {
                 continue; // compiler-generated helpers with no namespace
             }
 
             foreach (var used in ReferencedTypes(type).Where(t => t.Assembly == assembly).Distinct())
             {
-                if (LayerOf(used) is { } to && used.Namespace != type.Namespace && (to > from || (to == from && from != Composition)))
+                if (PlaceOf(used) is { } to && used.Namespace != type.Namespace && !MayUse(from, to))
                 {
                     violations.Add($"{type.Namespace} → {used.Namespace}: {Outermost(type).Name} uses {Outermost(used).Name}");
                 }
@@ -63,10 +83,10 @@ public sealed class LayeringTests
             .Where(n => !n.StartsWith("System", StringComparison.Ordinal) && !n.StartsWith("Microsoft.CodeAnalysis", StringComparison.Ordinal))
             .Distinct();
 
-        Assert.All(namespaces, n => Assert.True(s_layers.ContainsKey(n), $"{n} has no layer"));
+        Assert.All(namespaces, n => Assert.True(s_places.ContainsKey(n), $"{n} has no layer"));
     }
 
-    private static int? LayerOf(Type type) => type.Namespace is { } ns && s_layers.TryGetValue(ns, out var layer) ? layer : null;
+    private static Place? PlaceOf(Type type) => type.Namespace is { } ns && s_places.TryGetValue(ns, out var place) ? place : null;
 
     private static Type Outermost(Type type) => type.DeclaringType is { } outer ? Outermost(outer) : type;
 

@@ -2,9 +2,10 @@
 // workers' OpenTelemetry resource attributes, and the heartbeat's new fields.
 using System.Text.Json;
 using KestrelCluster.Hosting;
-using KestrelCluster.Primary;
+using KestrelCluster.Primary.Launching;
+using KestrelCluster.Primary.Operations;
 using KestrelCluster.Protocol;
-using KestrelCluster.Worker;
+using KestrelCluster.Worker.Connections;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 
 namespace KestrelCluster.Tests;

@@ -3,7 +3,10 @@
 using System.ComponentModel;
 using System.Text;
 using KestrelCluster.Interop;
-using KestrelCluster.Primary;
+using KestrelCluster.Primary.Connections;
+using KestrelCluster.Primary.Launching;
+using KestrelCluster.Primary.Supervision;
+using KestrelCluster.Primary.Operations;
 
 namespace KestrelCluster.Tests;
 

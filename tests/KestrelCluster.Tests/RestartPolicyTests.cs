@@ -1,7 +1,7 @@
 // What a worker's death costs its slot: a worker that ran and served is replaced at once, however often it is
 // killed; only deaths before a worker proved it runs feed the backoff and the crash-loop breaker; and a fault in
 // the supervision itself is logged and the slot supervised again.
-using KestrelCluster.Primary;
+using KestrelCluster.Primary.Supervision;
 using KestrelCluster.Tests.TestSupport;
 
 namespace KestrelCluster.Tests;

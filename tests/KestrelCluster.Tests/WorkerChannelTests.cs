@@ -3,7 +3,7 @@
 using System.Net;
 using System.Net.Sockets;
 using KestrelCluster.Interop;
-using KestrelCluster.Primary;
+using KestrelCluster.Primary.Connections;
 using KestrelCluster.Protocol;
 using KestrelCluster.Tests.TestSupport;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -234,7 +234,7 @@ public sealed class WorkerChannelTests : IAsyncDisposable
         var worker = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
         await worker.ConnectAsync(_controlListener.LocalEndPoint!);
         var server = await _controlListener.AcceptAsync();
-        var channel = new WorkerChannel(new WorkerProcess(id, id - 1, 0, 0, new byte[ControlFrames.SecretLength], 0), server, _dispatcher, _table, 8, NullLogger.Instance);
+        var channel = new WorkerChannel(id, id - 1, server, _dispatcher, _table, 8, NullLogger.Instance);
         _ = channel.RunAsync();
 
         await worker.SendAsync(ControlFrames.Register(1, _listener.EndPoint));

@@ -1,6 +1,6 @@
 // What a worker process starts with besides the app's own configuration: thread pools that do not spin, because
 // several workers share the cores — unless the app chose a value itself.
-using KestrelCluster.Primary;
+using KestrelCluster.Primary.Launching;
 using KestrelCluster.Tests.TestSupport;
 
 namespace KestrelCluster.Tests;

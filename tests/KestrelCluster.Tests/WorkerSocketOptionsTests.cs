@@ -2,7 +2,7 @@
 // array pool the public constructor would give) and the worker's share of the IO queues.
 using System.Net;
 using System.Net.Sockets;
-using KestrelCluster.Worker;
+using KestrelCluster.Worker.Connections;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;

@@ -2,7 +2,8 @@
 // on workers, and only the primary sees the whole cluster), the primary writes it itself, and a process that runs
 // no workers describes itself in the same shape.
 using KestrelCluster.Primary;
-using KestrelCluster.Worker;
+using KestrelCluster.Primary.Operations;
+using KestrelCluster.Worker.Connections;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.DependencyInjection;

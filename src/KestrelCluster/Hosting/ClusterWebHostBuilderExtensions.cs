@@ -2,11 +2,16 @@
 // decided by the environment the primary gives its workers.
 using KestrelCluster;
 using KestrelCluster.Hosting;
-using KestrelCluster.Protocol;
 using KestrelCluster.Interop;
 using KestrelCluster.Messaging;
 using KestrelCluster.Primary;
-using KestrelCluster.Worker;
+using KestrelCluster.Primary.Connections;
+using KestrelCluster.Primary.Launching;
+using KestrelCluster.Primary.Operations;
+using KestrelCluster.Primary.Upgrade;
+using KestrelCluster.Protocol;
+using KestrelCluster.Worker.Connections;
+using KestrelCluster.Worker.Lifecycle;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -134,8 +139,9 @@ public static class ClusterWebHostBuilderExtensions
         services.AddSingleton(sp =>
         {
             var options = sp.GetRequiredService<IOptions<ClusterOptions>>().Value;
-            return new HandoffDispatcher(sp.GetRequiredService<IConnectionScheduler>(), sp.GetRequiredService<ILogger<HandoffDispatcher>>(),
-                options.AcceptThreads, ConnectionFdBudget.ForThisProcess(options.Workers));
+            var logger = sp.GetRequiredService<ILoggerFactory>().CreateLogger("KestrelCluster.Primary.HandoffDispatcher");
+            return new HandoffDispatcher(sp.GetRequiredService<IConnectionScheduler>(), logger, options.AcceptThreads,
+                ConnectionFdBudget.ForThisProcess(options.Workers));
         });
 
         // A scheduler the app registers itself (before or after this call) wins over the built-in policy.

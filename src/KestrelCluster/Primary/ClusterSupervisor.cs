@@ -5,6 +5,11 @@
 // marks the cluster as stopping the moment it arrives: Ctrl+C reaches every worker of the process group too, and
 // a worker that exits then is not a crash to replace.
 using System.Runtime.InteropServices;
+using KestrelCluster.Primary.Connections;
+using KestrelCluster.Primary.Launching;
+using KestrelCluster.Primary.Operations;
+using KestrelCluster.Primary.Supervision;
+using KestrelCluster.Primary.Upgrade;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.Hosting;
@@ -54,10 +59,13 @@ internal sealed partial class ClusterSupervisor : IHostedService, IClusterManage
         _logger = loggerFactory.CreateLogger("KestrelCluster.Primary");
         var channelLogger = loggerFactory.CreateLogger("KestrelCluster.Primary.WorkerChannel");
         _pool = new WorkerPool(_options, launcher,
-            (worker, socket) => new WorkerChannel(worker, socket, dispatcher, listeners, _options.MaxHandoffsInFlight,
+            (worker, socket) => new WorkerChannel(worker.Id, worker.Slot, socket, dispatcher, listeners, _options.MaxHandoffsInFlight,
                 channelLogger, messenger, () => Status!.Write()), loggerFactory,
             console.Value.FormatterName);
-        dispatcher.NoWorkerReady = _pool.EndWarmUps;
+        if (_options.WarmUpPath is not null)
+        {
+            dispatcher.NoWorkerReady = _pool.EndWarmUps;
+        }
         var scheduling = scheduler.GetType().Assembly == typeof(ClusterOptions).Assembly
             ? _options.Scheduling.ToString()
             : scheduler.GetType().FullName ?? scheduler.GetType().Name;

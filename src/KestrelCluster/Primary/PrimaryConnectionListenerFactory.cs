@@ -4,6 +4,8 @@
 // and Kestrel's own sockets transport serves as usual.
 using System.Net;
 using System.Net.Sockets;
+using KestrelCluster.Primary.Connections;
+using KestrelCluster.Primary.Upgrade;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;

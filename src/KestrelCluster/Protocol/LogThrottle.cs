@@ -7,6 +7,9 @@ namespace KestrelCluster.Protocol;
 
 internal sealed class LogThrottle(TimeSpan interval)
 {
+    /// <summary>How often a condition that persists (out of fds, at the budget, a start retried) is logged again.</summary>
+    public static readonly TimeSpan RepeatInterval = TimeSpan.FromSeconds(10);
+
     private readonly Lock _lock = new();
     private long _loggedAt;
     private int _count;

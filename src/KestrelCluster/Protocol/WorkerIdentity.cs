@@ -9,7 +9,7 @@ internal sealed record WorkerIdentity(int WorkerId, int SlotIndex, int WorkerCou
 {
     /// <summary>
     /// Under a test host: the test's ClusterWebApplicationFactory, as "assembly path|type name", whose ConfigureWebHost each
-    /// worker runs too (KestrelCluster.Testing; Worker/TestFactoryHook).
+    /// worker runs too (KestrelCluster.Testing; Worker/Lifecycle/TestFactoryHook).
     /// </summary>
     public const string TestFactoryVariable = "KESTRELCLUSTER_TEST_FACTORY";
 

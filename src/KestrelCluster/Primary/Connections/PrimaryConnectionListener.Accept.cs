@@ -1,0 +1,170 @@
+// The accept threads of a PrimaryConnectionListener (see PrimaryConnectionListener.cs): each waits in its own epoll
+// instance on the one listening socket, accepts until the backlog is empty and hands the burst to its dispatcher shard.
+using KestrelCluster.Interop;
+using KestrelCluster.Protocol;
+using Microsoft.Win32.SafeHandles;
+
+namespace KestrelCluster.Primary.Connections;
+
+internal sealed partial class PrimaryConnectionListener
+{
+    /// <summary>
+    /// <paramref name="count"/> threads, each waiting in its own epoll instance on the one socket; thread i routes through
+    /// dispatcher shard i (modulo the shards: the dispatcher has one per accept thread of a listener).
+    /// </summary>
+    private void StartAcceptThreads(int count)
+    {
+        _listenSocket.Blocking = false; // accept4 reports EAGAIN when the backlog is empty: the end of a burst
+        var waiters = new List<SafeFileHandle>();
+        try
+        {
+            _stopEvent = Libc.CreateStopEvent();
+            for (var i = 0; i < count; i++)
+            {
+                waiters.Add(Libc.CreateAcceptWaiter(_listenSocket.SafeHandle, _stopEvent));
+            }
+        }
+        catch
+        {
+            waiters.ForEach(w => w.Dispose());
+            _stopEvent?.Dispose();
+            _listenSocket.Dispose();
+            throw;
+        }
+
+        _acceptThreads = new Thread[count];
+        _socketUsers += count;
+        for (var i = 0; i < count; i++)
+        {
+            var (waiter, shard) = (waiters[i], i % _dispatcher.ShardCount);
+            _acceptThreads[i] = new Thread(() =>
+            {
+                try
+                {
+                    AcceptLoop(waiter, shard);
+                }
+                finally
+                {
+                    waiter.Dispose();
+                    ReleaseSocket();
+                }
+            })
+            {
+                IsBackground = true,
+                Name = count == 1 ? $"KC accept {EndPoint}" : $"KC accept {i} {EndPoint}",
+            };
+        }
+
+        foreach (var thread in _acceptThreads)
+        {
+            thread.Start();
+        }
+    }
+
+    private static readonly TimeSpan s_budgetWait = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan s_firstAcceptRetry = TimeSpan.FromMilliseconds(50);
+    private static readonly TimeSpan s_maxAcceptRetry = TimeSpan.FromSeconds(1);
+
+    private readonly LogThrottle _budgetLog = new(LogThrottle.RepeatInterval);
+    private readonly LogThrottle _acceptErrorLog = new(LogThrottle.RepeatInterval);
+
+    private static string DescribeAcceptError(int errno) => errno switch
+    {
+        Libc.EMFILE => "too many open files in this process (EMFILE)",
+        Libc.ENFILE => "too many open files in the system (ENFILE)",
+        _ => $"out of kernel memory (errno {errno})",
+    };
+
+    private void AcceptLoop(SafeFileHandle waiter, int shard)
+    {
+        var burst = new List<AcceptedConnection>(MaxBurst);
+        var outOfDescriptorsDelay = TimeSpan.Zero;
+        while (true)
+        {
+            if (!IsAccepting)
+            {
+                // Stopped (the stop event woke us, or it came mid-burst): what was accepted still goes to a worker, and
+                // the backlog stays for whoever else holds the socket.
+                DispatchBurst(burst, shard);
+                return;
+            }
+
+            if (burst.Count == 0)
+            {
+                _dispatcher.WaitForRoom(shard);
+            }
+
+            if (!FdBudget.HasRoom)
+            {
+                // As many connections held as the fd limit allows: what was accepted goes to the workers, and the rest wait
+                // in the kernel's backlog (no fd) until workers take some. Back to the top: a stop ends the wait.
+                DispatchBurst(burst, shard);
+                if (_budgetLog.Count(out var times))
+                {
+                    ResourceLog.AcceptAtFdBudget(_logger, FdBudget.Held, FdBudget.Limit, FdBudget.OtherDescriptors,
+                        FdBudget.Reserve, times);
+                }
+
+                FdBudget.WaitForRoom(s_budgetWait);
+                continue;
+            }
+
+            // The socket outlives this thread (_socketUsers): it is never disposed under an accept.
+            var fd = PeerAddress.Accept(_listenSocket.SafeHandle, out var peer);
+
+            if (fd >= 0)
+            {
+                outOfDescriptorsDelay = TimeSpan.Zero;
+                burst.Add(new AcceptedConnection(this, fd, peer));
+                if (burst.Count == MaxBurst)
+                {
+                    DispatchBurst(burst, shard);
+                }
+
+                continue;
+            }
+
+            // Whatever ended the burst, what was accepted goes to the workers first.
+            DispatchBurst(burst, shard);
+            if (-fd == Libc.EAGAIN)
+            {
+                if (Libc.WaitReadable(waiter) is not 0 and var errno) // readable: a connection, or the stop event
+                {
+                    ConnectionLog.AcceptThreadFailed(_logger, EndPoint, errno);
+                    return;
+                }
+            }
+            else if (-fd is Libc.EMFILE or Libc.ENFILE or Libc.ENOBUFS or Libc.ENOMEM)
+            {
+                // Out of descriptors (this process's, or the system's) or of kernel memory: the connection stays in the backlog.
+                // Back off rather than spin (as nginx disables accept for a moment), longer while it lasts, and say so
+                // once per interval.
+                outOfDescriptorsDelay = outOfDescriptorsDelay == TimeSpan.Zero ? s_firstAcceptRetry
+                    : TimeSpan.FromTicks(Math.Min(outOfDescriptorsDelay.Ticks * 2, s_maxAcceptRetry.Ticks));
+                if (_acceptErrorLog.Count(out var times))
+                {
+                    ResourceLog.AcceptOutOfDescriptors(_logger, EndPoint, DescribeAcceptError(-fd), times,
+                        (long)outOfDescriptorsDelay.TotalMilliseconds);
+                }
+
+                FdBudget.Measure(); // what else holds fds may have grown: the budget follows
+                Thread.Sleep(outOfDescriptorsDelay);
+            }
+            else if (-fd == Libc.EINVAL)
+            {
+                return;
+            }
+
+            // ECONNABORTED and the like: the connection was reset while it waited in the backlog; nothing was lost.
+        }
+    }
+
+    private void DispatchBurst(List<AcceptedConnection> burst, int shard)
+    {
+        if (burst.Count > 0)
+        {
+            _dispatcher.Dispatch(burst, shard);
+            burst.Clear();
+        }
+    }
+}
