@@ -18,10 +18,10 @@ internal sealed record IsolatedRun(WrkResult Cold, double ColdCpu, WrkResult Kee
 internal static class IsolatedMode
 {
     /// <summary>Setups measured when --setups does not name them: the reference, the architecture alone, the default cluster, Node.</summary>
-    public static readonly string[] DefaultSetups = ["plain", "cluster-1", "cluster-2", "node-2"];
+    public static readonly string[] DefaultSetups = ["plain", "one-process", "cluster-1", "cluster-2", "cluster-2-reuseport", "node-2"];
 
     /// <summary>Setups of the pinned mode: plain and one worker (the architecture's overhead), and two workers on the one core.</summary>
-    public static readonly string[] PinnedSetups = ["plain", "cluster-1", "cluster-2"];
+    public static readonly string[] PinnedSetups = ["plain", "one-process", "cluster-1", "cluster-2", "cluster-2-reuseport"];
 
     public static async Task<string> RunAsync(HarnessOptions options, IReadOnlyList<Setup> setups, bool pinned)
     {

@@ -261,6 +261,7 @@ static IEnumerable<Setup> Setups(HarnessOptions options)
         OptIn = true,
         Environment = new Dictionary<string, string> { ["DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"] = "0" },
     };
+    yield return new Setup("one-process", "the same app in one process (Cluster:Workers=0)", port => Bench(port, "--Cluster:Workers=0"), 0);
     yield return new Setup("cluster-1", "KestrelCluster, 1 worker, round-robin", port => Bench(port, "--Cluster:Workers=1"), 1);
     yield return new Setup("cluster-2", "KestrelCluster, 2 workers, round-robin", port => Bench(port, "--Cluster:Workers=2"), 2);
     yield return new Setup("cluster-2-lc", "KestrelCluster, 2 workers, least-connections", port => Bench(port, "--Cluster:Workers=2", "--Cluster:Scheduling=LeastConnections"), 2);
@@ -285,6 +286,8 @@ static IEnumerable<Setup> Setups(HarnessOptions options)
     }
 
     yield return new Setup("cluster-2-shared", "KestrelCluster, 2 workers, shared listener (kernel balances)", port => Bench(port, "--Cluster:Workers=2", "--Cluster:Scheduling=Shared"), 2);
+    yield return new Setup("cluster-2-reuseport", "KestrelCluster, 2 workers, a socket per worker (ReusePort)",
+        port => Bench(port, "--Cluster:Workers=2", "--Cluster:Scheduling=ReusePort"), 2);
     if (options.NodeScript is not null)
     {
         yield return new Setup("node-2", "Node.js cluster, 2 workers, SCHED_RR", port => ("node", [options.NodeScript, port.ToString(CultureInfo.InvariantCulture), "2"]), 2);

@@ -21,4 +21,12 @@ public enum SchedulingPolicy
     /// kernel balances. Highest connection rate, uneven spread, and no per-connection routing by the primary.
     /// </summary>
     Shared,
+
+    /// <summary>
+    /// nginx's reuseport: the primary binds one SO_REUSEPORT listening socket per worker slot and each worker accepts on its
+    /// slot's; the kernel spreads new connections by a hash of the client's address and port. One process's CPU per new
+    /// connection; while a slot has no ready worker the primary accepts on its socket and hands the connections on, so
+    /// nothing queued there is lost. TCP endpoints only (others are scheduled round-robin).
+    /// </summary>
+    ReusePort,
 }

@@ -36,7 +36,7 @@ public sealed class AcceptThreadsTests
         var victim = app.Workers()[0];
 
         // A stopped worker reads nothing: the connections routed to it wait in its socket, unacknowledged.
-        TestProcesses.Signal(victim, TestProcesses.SIGSTOP);
+        await TestProcesses.StopAsync(victim);
         Task<string>[] requests;
         try
         {

@@ -46,7 +46,7 @@ public sealed class ConfigurationTests
     }
 
     [Theory]
-    [InlineData("Cluster__Scheduling", "Sticky", "Cluster:Scheduling is 'Sticky'; allowed values: RoundRobin, LeastConnections, ClientIpHash, Shared")]
+    [InlineData("Cluster__Scheduling", "Sticky", "Cluster:Scheduling is 'Sticky'; allowed values: RoundRobin, LeastConnections, ClientIpHash, Shared, ReusePort")]
     [InlineData("Cluster__Wrokers", "4", "'Wrokers'")]
     public async Task Options_UnknownValueOrKey_StartupFailsNamingItAndWhatIsAllowed(string variable, string value, string expected)
     {

@@ -17,7 +17,7 @@ public sealed class FaultTests(ClusterFixture cluster)
         var endpoint = HttpProbe.EndPointOf(cluster.HttpAddress);
 
         // A stopped worker reads nothing: connections handed to it queue in its socket, unacknowledged.
-        TestProcesses.Signal(victim.ProcessId, TestProcesses.SIGSTOP);
+        await TestProcesses.StopAsync(victim.ProcessId);
         Task<string>[] requests;
         try
         {

@@ -139,7 +139,7 @@ public sealed class ResourceExhaustionTests
         // Stopped workers read nothing: each holds its one handoff in flight, and every other connection waits in the primary.
         foreach (var worker in workers)
         {
-            TestProcesses.Signal(worker, TestProcesses.SIGSTOP);
+            await TestProcesses.StopAsync(worker);
         }
 
         try

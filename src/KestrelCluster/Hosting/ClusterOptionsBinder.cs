@@ -34,6 +34,6 @@ internal static class ClusterOptionsBinder
     {
         SchedulingPolicy.LeastConnections => new LeastConnectionsScheduler(),
         SchedulingPolicy.ClientIpHash => new ClientIpHashScheduler(),
-        _ => new RoundRobinScheduler(), // Shared: the primary schedules nothing
+        _ => new RoundRobinScheduler(), // Shared: the primary schedules nothing; ReusePort: what the primary accepts itself
     };
 }

@@ -33,6 +33,7 @@ internal static unsafe partial class Libc
     private const int SOL_SOCKET = 1;
     private const int SCM_RIGHTS = 1;
     private const int SO_PEERCRED = 17;
+    private const int SO_REUSEPORT = 15;
     private const int MSG_TRUNC = 0x20;
     private const int MSG_CTRUNC = 0x08;
     private const int MSG_DONTWAIT = 0x40;
@@ -149,6 +150,12 @@ internal static unsafe partial class Libc
 
     /// <summary>The effective user id of this process.</summary>
     public static uint EffectiveUserId => geteuid();
+
+    /// <summary>
+    /// SO_REUSEPORT, before bind: sockets of this user bound to the same address with it form a group the kernel spreads new
+    /// connections over (Scheduling=ReusePort).
+    /// </summary>
+    public static void SetReusePort(Socket socket) => socket.SetRawSocketOption(SOL_SOCKET, SO_REUSEPORT, BitConverter.GetBytes(1));
 
     /// <summary>The process, user and group of the peer of a connected Unix domain socket (SO_PEERCRED).</summary>
     public static PeerCredentials GetPeerCredentials(Socket socket)

@@ -20,6 +20,7 @@ internal sealed class PrimaryConnectionListenerFactory : IConnectionListenerFact
     private readonly HandoffDispatcher _dispatcher;
     private readonly SocketTransportOptions _socketOptions;
     private readonly bool _shared;
+    private readonly int _reusePortSlots; // Scheduling=ReusePort: the workers configured (slots added later get their socket then)
     private readonly int _acceptThreads;
     private readonly ILogger _logger;
     private readonly PrimaryTakeover? _takeover;
@@ -30,6 +31,7 @@ internal sealed class PrimaryConnectionListenerFactory : IConnectionListenerFact
     {
         _takeover = takeover;
         _shared = clusterOptions.Value.Scheduling == SchedulingPolicy.Shared;
+        _reusePortSlots = clusterOptions.Value.Scheduling == SchedulingPolicy.ReusePort ? Math.Max(1, clusterOptions.Value.Workers) : 0;
         _acceptThreads = clusterOptions.Value.AcceptThreads;
         _context = context;
         _table = table;
@@ -68,10 +70,15 @@ internal sealed class PrimaryConnectionListenerFactory : IConnectionListenerFact
                 $"takes over from (pid {_takeover.FromProcessId}), which does not listen on it.");
         }
 
+        if (_reusePortSlots > 0 && (endpoint is not IPEndPoint || taken is not null))
+        {
+            PrimaryLog.EndpointNotReusePort(_logger, endpoint);
+        }
+
         var listener = PrimaryConnectionListener.Bind(_table.NextId(), endpoint, _socketOptions.Backlog, _dispatcher, _table,
             _logger, _shared,
             _socketOptions.NoDelay, _socketOptions.CreateBoundListenSocket, _acceptThreads,
-            takenOver: taken?.Socket, startAccepting: _takeover is null);
+            takenOver: taken?.Socket, startAccepting: _takeover is null, reusePortSlots: _reusePortSlots);
         _takeover?.Hold(listener, taken?.PreviousId);
         _table.Add(listener);
         return ValueTask.FromResult<IConnectionListener>(listener);

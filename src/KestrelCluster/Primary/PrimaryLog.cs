@@ -1,5 +1,5 @@
 // Log messages of the primary as a whole: the platform, the configuration and the endpoints it serves itself. Each room logs
-// its own (ConnectionLog, SupervisionLog, OperationsLog, UpgradeLog, ResourceLog); the primary's event ids are 1-99.
+// its own (ConnectionLog, SupervisionLog, OperationsLog, UpgradeLog); the primary's event ids are 1-99.
 using System.Net;
 using Microsoft.Extensions.Logging;
 
@@ -41,4 +41,10 @@ internal static partial class PrimaryLog
 
         EventName = "EndpointServedByPrimary")]
     public static partial void EndpointServedByPrimary(ILogger logger, EndPoint endPoint, string type);
+
+    [LoggerMessage(54, LogLevel.Warning,
+        "Endpoint {EndPoint} cannot have a socket per worker (Scheduling=ReusePort takes TCP endpoints the primary binds; not a Unix " +
+            "domain socket nor one systemd passed): the primary accepts on it and hands its connections to the workers in turn.",
+        EventName = "EndpointNotReusePort")]
+    public static partial void EndpointNotReusePort(ILogger logger, EndPoint endPoint);
 }

@@ -12,6 +12,21 @@ internal static class ProcFs
         return stat is not null && stat.Value.State != 'Z' && stat.Value.State != 'X';
     }
 
+    /// <summary>Whether every thread of <paramref name="pid"/> is stopped (SIGSTOP is delivered asynchronously, thread by thread).</summary>
+    public static bool IsStopped(int pid)
+    {
+        try
+        {
+            return Directory.EnumerateDirectories($"/proc/{pid}/task")
+                .All(task => ReadStat(int.Parse(Path.GetFileName(task), CultureInfo.InvariantCulture), $"/proc/{pid}/task/{Path.GetFileName(task)}/stat")
+                    is { State: 'T' or 't' });
+        }
+        catch (DirectoryNotFoundException)
+        {
+            return false;
+        }
+    }
+
     public static IReadOnlyList<int> ChildrenOf(int pid) =>
         [.. Directory.EnumerateDirectories("/proc")
             .Select(d => int.TryParse(Path.GetFileName(d), out var p) ? p : -1)
@@ -97,6 +112,25 @@ internal static class ProcFs
         return result;
     }
 
+    /// <summary>How many connections wait in the accept queue of the listening TCP socket <paramref name="inode"/> (0 if none or gone).</summary>
+    public static int AcceptQueue(long inode)
+    {
+        foreach (var table in new[] { "/proc/net/tcp", "/proc/net/tcp6" })
+        {
+            foreach (var line in File.ReadLines(table).Skip(1))
+            {
+                var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (fields[3] == "0A" && long.Parse(fields[9], CultureInfo.InvariantCulture) == inode)
+                {
+                    // tx_queue:rx_queue; for a listening socket rx_queue is its accept queue's length.
+                    return int.Parse(fields[4][(fields[4].IndexOf(':') + 1)..], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+                }
+            }
+        }
+
+        return 0;
+    }
+
     /// <summary>The server side of an established TCP connection: its inode and the bytes received but not yet read.</summary>
     public static (long Inode, long UnreadBytes)? EstablishedTcpSocket(int localPort, int remotePort)
     {
@@ -118,11 +152,11 @@ internal static class ProcFs
         static int PortOf(string address) => int.Parse(address[(address.IndexOf(':') + 1)..], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
     }
 
-    private static (char State, int ParentId)? ReadStat(int pid)
+    private static (char State, int ParentId)? ReadStat(int pid, string? path = null)
     {
         try
         {
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var stat = File.ReadAllText(path ?? $"/proc/{pid}/stat");
             var afterName = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
             return (afterName[0][0], int.Parse(afterName[1], CultureInfo.InvariantCulture));
         }

@@ -52,6 +52,16 @@ internal static class TestProcesses
         }
     }
 
+    /// <summary>
+    /// SIGSTOP, then waits until every thread of <paramref name="pid"/> has stopped: kill() returns before the signal is
+    /// delivered, and a thread still running could take one more connection.
+    /// </summary>
+    public static async Task StopAsync(int pid)
+    {
+        Signal(pid, SIGSTOP);
+        await Wait.UntilAsync(() => ProcFs.IsStopped(pid), TimeSpan.FromSeconds(10), $"process {pid} is stopped");
+    }
+
     public const int SIGHUP = 1;
     public const int SIGINT = 2;
     public const int SIGKILL = 9;

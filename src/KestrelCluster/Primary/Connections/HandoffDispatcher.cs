@@ -164,7 +164,7 @@ internal sealed partial class HandoffDispatcher : IDisposable
 
         if (gone > 0 || expired > 0)
         {
-            ResourceLog.WaitingConnectionsSwept(_logger, gone + expired, gone, expired, (long)maxWait.TotalSeconds);
+            ConnectionLog.WaitingConnectionsSwept(_logger, gone + expired, gone, expired, (long)maxWait.TotalSeconds);
         }
 
         return gone + expired;

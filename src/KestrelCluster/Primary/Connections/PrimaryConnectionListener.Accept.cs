@@ -1,7 +1,12 @@
 // The accept threads of a PrimaryConnectionListener (see PrimaryConnectionListener.cs): each waits in its own epoll
 // instance on the one listening socket, accepts until the backlog is empty and hands the burst to its dispatcher shard.
+// In Scheduling=ReusePort the listener has a socket per worker slot instead (ReusePortGroup), and the same loop runs on the
+// socket of each slot no worker serves.
+using System.Net;
+using System.Net.Sockets;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
+using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
 
 namespace KestrelCluster.Primary.Connections;
@@ -41,7 +46,7 @@ internal sealed partial class PrimaryConnectionListener
             {
                 try
                 {
-                    AcceptLoop(waiter, shard);
+                    AcceptLoop(_listenSocket.SafeHandle, waiter, shard);
                 }
                 finally
                 {
@@ -61,6 +66,30 @@ internal sealed partial class PrimaryConnectionListener
         }
     }
 
+    /// <summary>Whether this listener has a socket per worker slot (Scheduling=ReusePort).</summary>
+    public bool IsReusePort => _reusePort is not null;
+
+    /// <summary>
+    /// The listening socket a worker of <paramref name="slot"/> accepts on itself: its slot's (ReusePort), the one socket
+    /// (Shared), or null (the worker gets handed-off connections).
+    /// </summary>
+    public SafeSocketHandle? SocketForWorker(int slot) => _reusePort is { } group ? group.SocketFor(slot) : SharedListeningSocket;
+
+    /// <summary>A ready worker of <paramref name="slot"/> accepts on its slot's socket, or no longer does (ReusePort only).</summary>
+    public void OnWorkerServing(int slot, bool serving) => _reusePort?.OnWorkerServing(slot, serving);
+
+    private static PrimaryConnectionListener BindReusePort(int id, IPEndPoint endpoint, int slots, int backlog,
+        HandoffDispatcher dispatcher, PrimaryListenerTable table, ILogger logger, bool noDelay)
+    {
+        var group = new ReusePortGroup(ReusePortGroup.Reserve(endpoint), slots, backlog, noDelay);
+        var listener = new PrimaryConnectionListener(id, endpoint, group.FirstSocket, dispatcher, table, logger)
+        {
+            _reusePort = group,
+        };
+        group.Start(listener);
+        return listener;
+    }
+
     private static readonly TimeSpan s_budgetWait = TimeSpan.FromMilliseconds(250);
     private static readonly TimeSpan s_firstAcceptRetry = TimeSpan.FromMilliseconds(50);
     private static readonly TimeSpan s_maxAcceptRetry = TimeSpan.FromSeconds(1);
@@ -75,13 +104,17 @@ internal sealed partial class PrimaryConnectionListener
         _ => $"out of kernel memory (errno {errno})",
     };
 
-    private void AcceptLoop(SafeFileHandle waiter, int shard)
+    /// <summary>
+    /// Accepts on <paramref name="socket"/> until this listener stops (or <paramref name="keepAccepting"/> says no more: a
+    /// reuseport slot whose worker serves it again), handing each burst to dispatcher shard <paramref name="shard"/>.
+    /// </summary>
+    internal void AcceptLoop(SafeSocketHandle socket, SafeFileHandle waiter, int shard, Func<bool>? keepAccepting = null)
     {
         var burst = new List<AcceptedConnection>(MaxBurst);
         var outOfDescriptorsDelay = TimeSpan.Zero;
         while (true)
         {
-            if (!IsAccepting)
+            if (!IsAccepting || (keepAccepting is not null && !keepAccepting()))
             {
                 // Stopped (the stop event woke us, or it came mid-burst): what was accepted still goes to a worker, and
                 // the backlog stays for whoever else holds the socket.
@@ -101,7 +134,7 @@ internal sealed partial class PrimaryConnectionListener
                 DispatchBurst(burst, shard);
                 if (_budgetLog.Count(out var times))
                 {
-                    ResourceLog.AcceptAtFdBudget(_logger, FdBudget.Held, FdBudget.Limit, FdBudget.OtherDescriptors,
+                    ConnectionLog.AcceptAtFdBudget(_logger, FdBudget.Held, FdBudget.Limit, FdBudget.OtherDescriptors,
                         FdBudget.Reserve, times);
                 }
 
@@ -110,7 +143,7 @@ internal sealed partial class PrimaryConnectionListener
             }
 
             // The socket outlives this thread (_socketUsers): it is never disposed under an accept.
-            var fd = PeerAddress.Accept(_listenSocket.SafeHandle, out var peer);
+            var fd = PeerAddress.Accept(socket, out var peer);
 
             if (fd >= 0)
             {
@@ -143,7 +176,7 @@ internal sealed partial class PrimaryConnectionListener
                     : TimeSpan.FromTicks(Math.Min(outOfDescriptorsDelay.Ticks * 2, s_maxAcceptRetry.Ticks));
                 if (_acceptErrorLog.Count(out var times))
                 {
-                    ResourceLog.AcceptOutOfDescriptors(_logger, EndPoint, DescribeAcceptError(-fd), times,
+                    ConnectionLog.AcceptOutOfDescriptors(_logger, EndPoint, DescribeAcceptError(-fd), times,
                         (long)outOfDescriptorsDelay.TotalMilliseconds);
                 }
 

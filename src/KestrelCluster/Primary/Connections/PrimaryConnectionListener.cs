@@ -43,6 +43,7 @@ internal sealed partial class PrimaryConnectionListener : IConnectionListener
     private readonly Lock _startStop = new(); // starting the accept threads late (StartAccepting) against stopping
     private int _pendingAcceptThreads; // how many StartAccepting starts: a new primary taking over accepts once its workers are ready
     private volatile bool _ownsSocketFile; // a Unix domain socket's file is deleted at the stop by the process that owns it
+    private ReusePortGroup? _reusePort; // Scheduling=ReusePort: a socket per slot, _listenSocket is slot 0's
 
     private PrimaryConnectionListener(int id, EndPoint requested, Socket listenSocket, HandoffDispatcher dispatcher,
         PrimaryListenerTable table, ILogger logger)
@@ -89,8 +90,13 @@ internal sealed partial class PrimaryConnectionListener : IConnectionListener
     public static PrimaryConnectionListener Bind(int id, EndPoint endpoint, int backlog, HandoffDispatcher dispatcher,
         PrimaryListenerTable table, ILogger logger,
         bool shared = false, bool noDelay = true, Func<EndPoint, Socket>? createBoundListenSocket = null, int acceptThreads = 1,
-        Socket? takenOver = null, bool startAccepting = true)
+        Socket? takenOver = null, bool startAccepting = true, int reusePortSlots = 0)
     {
+        if (reusePortSlots > 0 && endpoint is IPEndPoint ip && takenOver is null)
+        {
+            return BindReusePort(id, ip, reusePortSlots, backlog, dispatcher, table, logger, noDelay);
+        }
+
         Socket socket;
         try
         {
@@ -233,6 +239,7 @@ internal sealed partial class PrimaryConnectionListener : IConnectionListener
                 Libc.Signal(_stopEvent); // every accept thread wakes, sees it stopped, and leaves
             }
 
+            _reusePort?.Stop();
             ReleaseSocket();
             if (_ownsSocketFile && EndPoint is UnixDomainSocketEndPoint unix
                 && unix.ToString() is { Length: > 0 } path && !path.StartsWith('\0'))
@@ -257,8 +264,12 @@ internal sealed partial class PrimaryConnectionListener : IConnectionListener
         if (Interlocked.Decrement(ref _socketUsers) == 0)
         {
             // The fd only: Socket.Dispose would also delete a Unix domain socket's file that this Socket bound, which after a
-            // handover is the new primary's. Whether to delete it is StopAccepting's decision.
-            _listenSocket.SafeHandle.Dispose();
+            // handover is the new primary's. Whether to delete it is StopAccepting's decision. A reuseport group closes its own.
+            if (_reusePort is null)
+            {
+                _listenSocket.SafeHandle.Dispose();
+            }
+
             _stopEvent?.Dispose();
         }
     }

@@ -37,6 +37,18 @@ internal sealed class PrimaryListenerTable
         }
     }
 
+    /// <summary>A worker of <paramref name="slot"/> on <paramref name="listenerIds"/> is ready, or stopped serving (ReusePort).</summary>
+    public void OnWorkerServing(int[] listenerIds, int slot, bool serving)
+    {
+        foreach (var listener in Snapshot())
+        {
+            if (Array.IndexOf(listenerIds, listener.Id) >= 0)
+            {
+                listener.OnWorkerServing(slot, serving);
+            }
+        }
+    }
+
     /// <summary>Closes every listening socket, so the primary accepts nothing more (the start of a graceful stop).</summary>
     public void StopAccepting()
     {

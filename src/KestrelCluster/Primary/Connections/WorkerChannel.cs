@@ -29,7 +29,6 @@ internal sealed partial class WorkerChannel : Messaging.IMessageLink, IDisposabl
     private readonly WorkerOutbox _outbox;
     private readonly Lock _lock = new(); // _isClosed; lock order: the dispatcher's, this, the outbox's, the writer's
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private volatile int[] _listenerIds = [];
     private volatile bool _ready;
     private volatile bool _saturated;
     private volatile bool _isClosed;
@@ -123,6 +122,7 @@ internal sealed partial class WorkerChannel : Messaging.IMessageLink, IDisposabl
     public void StopRouting()
     {
         _draining = true;
+        Serving(false);
         _dispatcher.RemoveReady(this);
     }
 
@@ -166,13 +166,6 @@ internal sealed partial class WorkerChannel : Messaging.IMessageLink, IDisposabl
         return Closed;
     }
 
-    /// <summary>The listeners this worker serves (registered by it).</summary>
-    public IReadOnlySet<int> ListenerIds => new HashSet<int>(_listenerIds);
-
-    public void ClaimListener(int listenerId) => _listenerIds = [.. _listenerIds, listenerId];
-
-    public void ReleaseListener(int listenerId) => _listenerIds = [.. _listenerIds.Where(id => id != listenerId)];
-
     /// <summary>
     /// Tells the worker, once, to end its warm-up and report ready (FrameType.EndWarmUp); false if it is ready already,
     /// retiring, gone, or was told before.
@@ -189,6 +182,11 @@ internal sealed partial class WorkerChannel : Messaging.IMessageLink, IDisposabl
         }
 
         _ready = true;
+        if (!_draining)
+        {
+            Serving(true); // first: whoever hears it is ready finds the primary no longer accepting on its slot's sockets
+        }
+
         BecameReady?.Invoke(this);
         if (!_draining)
         {
@@ -241,6 +239,7 @@ internal sealed partial class WorkerChannel : Messaging.IMessageLink, IDisposabl
         var unacknowledged = _outbox.Close();
 
         _writer.Dispose();
+        Serving(false); // what is queued on its slot's sockets is the primary's to hand on
         Libc.Shutdown(_socket.SafeHandle); // wakes the reader thread if it waits in poll()
         _socket.Dispose();
         _dispatcher.RemoveReady(this);

@@ -92,8 +92,9 @@ internal sealed class WorkerFrameReader(WorkerChannel channel, Socket socket, Pr
         channel.ClaimListener(listener.Id);
         ConnectionLog.ListenerRegistered(logger, channel.WorkerId, listener.Id, listener.EndPoint);
 
-        // In shared mode the worker gets the listening socket itself and accepts on it (Node's SCHED_NONE).
+        // In shared mode the worker gets the listening socket itself and accepts on it (Node's SCHED_NONE); in reuseport mode
+        // its slot's socket.
         return channel.TrySendControl(ControlFrames.Registered(requestId, listener.Id, EndpointText.Format(listener.EndPoint)),
-            listener.SharedListeningSocket);
+            listener.SocketForWorker(channel.SlotIndex));
     }
 }

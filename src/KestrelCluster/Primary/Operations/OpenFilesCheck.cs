@@ -38,11 +38,11 @@ internal static class OpenFilesCheck
     public static void Report(ILogger logger, ConnectionFdBudget budget, int workers, int maxHandoffsInFlight, long? kestrelMaxConnections)
     {
         budget.Measure();
-        ResourceLog.OpenFilesLimit(logger, budget.Limit, budget.SoftLimitBefore, budget.Budget);
+        ConnectionLog.OpenFilesLimit(logger, budget.Limit, budget.SoftLimitBefore, budget.Budget);
         if (Shortfall(budget.Limit, budget.Budget, budget.OtherDescriptors, workers, maxHandoffsInFlight, kestrelMaxConnections)
             is { } shortfall)
         {
-            ResourceLog.OpenFilesLimitLow(logger, budget.Limit, shortfall);
+            ConnectionLog.OpenFilesLimitLow(logger, budget.Limit, shortfall);
         }
     }
 }

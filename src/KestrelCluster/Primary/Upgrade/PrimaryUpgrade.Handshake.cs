@@ -42,6 +42,13 @@ internal sealed partial class PrimaryUpgrade
             return "the cluster is stopping.";
         }
 
+        if (_listeners.Snapshot().FirstOrDefault(l => l.IsReusePort) is { } reusePort)
+        {
+            return $"{reusePort.EndPoint} has a listening socket per worker (Scheduling=ReusePort), which an upgrade does not hand " +
+                "over: a new primary would bind its own, and the two would share the port's connections. Restart the cluster " +
+                "instead, or use SIGHUP (a rolling restart: the workers start from the deployed build).";
+        }
+
         return _pool.RuntimeDirectory is null ? "the workers have not been started yet." : null;
     }
 

@@ -82,6 +82,15 @@ internal sealed class WorkerAcknowledgements : IDisposable
         }
     }
 
+    /// <summary>
+    /// A connection this worker accepted on its own listening socket (Shared, ReusePort): it holds an fd here, but the primary
+    /// never counted it, so its close is not reported (the primary's open count would go below zero).
+    /// </summary>
+    public void OnOwnConnectionOpened() => Interlocked.Increment(ref _openConnections);
+
+    /// <summary>The close of a connection counted by <see cref="OnOwnConnectionOpened"/>.</summary>
+    public void OnOwnConnectionClosed() => Interlocked.Decrement(ref _openConnections);
+
     public void Dispose() => _closeReportTimer.Dispose();
 
     private void FlushAcks()

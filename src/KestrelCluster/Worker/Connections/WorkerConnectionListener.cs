@@ -43,7 +43,16 @@ internal sealed class WorkerConnectionListener : IConnectionListener
     public EndPoint EndPoint { get; }
 
     /// <summary>Called by the receive loop; false when this listener is unbound (the caller refuses the socket).</summary>
-    public bool TryEnqueue(int fd, in HandoffEntry entry) => _queue.Writer.TryWrite(new Queued(fd, entry));
+    public bool TryEnqueue(int fd, in HandoffEntry entry)
+    {
+        if (!_queue.Writer.TryWrite(new Queued(fd, entry)))
+        {
+            return false;
+        }
+
+        SocketQueued?.Invoke();
+        return true;
+    }
 
     /// <summary>
     /// A connection the worker made to itself (WorkerWarmUp), served as a handed-off one is: not the primary's, so never
@@ -55,10 +64,18 @@ internal sealed class WorkerConnectionListener : IConnectionListener
     /// <summary>The handoff id of warm-up connections: the primary's are positive.</summary>
     private const long WarmUpHandoffId = -1;
 
+    /// <summary>Raised on the control channel's reader thread when a handed-off socket is queued (see SharedConnectionListener).</summary>
+    public Action? SocketQueued { get; set; }
+
     public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
     {
         while (true)
         {
+            if (TryAccept(out var connection))
+            {
+                return connection;
+            }
+
             try
             {
                 if (!await _queue.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
@@ -70,37 +87,44 @@ internal sealed class WorkerConnectionListener : IConnectionListener
             {
                 return null;
             }
-
-            while (_queue.Reader.TryRead(out var handedOff))
-            {
-                Socket socket;
-                var handle = new SafeSocketHandle(handedOff.Fd, ownsHandle: true);
-                try
-                {
-                    socket = HandedOffSocket.Create(handle, handedOff.Entry.Peer, EndPoint);
-                }
-                catch (SocketException e)
-                {
-                    // Not a usable socket: close our copy and let the primary decide what to do with it.
-                    WorkerLog.HandoffUnusable(_logger, handedOff.Entry.HandoffId, e.SocketErrorCode);
-                    handle.Dispose();
-                    Acknowledge(handedOff.Entry.HandoffId, accepted: false);
-                    continue;
-                }
-
-                var connection = _contextFactory.Create(socket);
-                if (handedOff.Entry.HandoffId == WarmUpHandoffId)
-                {
-                    return connection;
-                }
-
-                _channel.Acknowledgements.Acknowledge(handedOff.Entry.HandoffId, accepted: true);
-                _metrics.RecordHandoff(handedOff.Entry.AcceptedAt);
-                connection.ConnectionClosed.UnsafeRegister(static channel
-                    => ((WorkerAcknowledgements)channel!).OnConnectionClosed(), _channel.Acknowledgements);
-                return connection;
-            }
         }
+    }
+
+    /// <summary>A queued socket as Kestrel's connection, acknowledged to the primary; false when none is queued.</summary>
+    public bool TryAccept([System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out ConnectionContext? connection)
+    {
+        while (_queue.Reader.TryRead(out var handedOff))
+        {
+            Socket socket;
+            var handle = new SafeSocketHandle(handedOff.Fd, ownsHandle: true);
+            try
+            {
+                socket = HandedOffSocket.Create(handle, handedOff.Entry.Peer, EndPoint);
+            }
+            catch (SocketException e)
+            {
+                // Not a usable socket: close our copy and let the primary decide what to do with it.
+                WorkerLog.HandoffUnusable(_logger, handedOff.Entry.HandoffId, e.SocketErrorCode);
+                handle.Dispose();
+                Acknowledge(handedOff.Entry.HandoffId, accepted: false);
+                continue;
+            }
+
+            connection = _contextFactory.Create(socket);
+            if (handedOff.Entry.HandoffId == WarmUpHandoffId)
+            {
+                return true;
+            }
+
+            _channel.Acknowledgements.Acknowledge(handedOff.Entry.HandoffId, accepted: true);
+            _metrics.RecordHandoff(handedOff.Entry.AcceptedAt);
+            connection.ConnectionClosed.UnsafeRegister(static channel
+                => ((WorkerAcknowledgements)channel!).OnConnectionClosed(), _channel.Acknowledgements);
+            return true;
+        }
+
+        connection = null;
+        return false;
     }
 
     public ValueTask UnbindAsync(CancellationToken cancellationToken = default)

@@ -44,14 +44,9 @@ internal sealed class WorkerConnectionListenerFactory : IConnectionListenerFacto
     {
         ArgumentNullException.ThrowIfNull(endpoint);
         var (listenerId, bound, sharedFd) = await _channel.RegisterAsync(endpoint, cancellationToken).ConfigureAwait(false);
-        if (sharedFd >= 0)
-        {
-            return new SharedConnectionListener(sharedFd, bound, _contextFactory, _channel);
-        }
-
-        var listener = new WorkerConnectionListener(listenerId, bound, _channel, _contextFactory, _metrics, _logger);
-        _channel.AddListener(listener);
-        return listener;
+        var handoffs = new WorkerConnectionListener(listenerId, bound, _channel, _contextFactory, _metrics, _logger);
+        _channel.AddListener(handoffs);
+        return sharedFd >= 0 ? new SharedConnectionListener(sharedFd, bound, _contextFactory, _channel, handoffs) : handoffs;
     }
 
     public void Dispose() => _contextFactory.Dispose();

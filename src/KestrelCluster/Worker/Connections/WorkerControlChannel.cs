@@ -15,6 +15,7 @@ namespace KestrelCluster.Worker.Connections;
 internal sealed partial class WorkerControlChannel : Messaging.IMessageLink, IDisposable
 {
     private readonly CancellationTokenSource _warmUpNotWanted = new();
+    private readonly TaskCompletionSource _readySent = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>How long a worker whose primary died may drain before it exits anyway.</summary>
     internal static readonly TimeSpan OrphanExitDelay = TimeSpan.FromSeconds(1);
@@ -71,7 +72,17 @@ internal sealed partial class WorkerControlChannel : Messaging.IMessageLink, IDi
         }
     }
 
-    public void SendReady() => TrySend(ControlFrames.Ready());
+    public void SendReady()
+    {
+        TrySend(ControlFrames.Ready());
+        _readySent.TrySetResult();
+    }
+
+    /// <summary>
+    /// Completes when this worker has told the primary it is ready: a worker accepting on a listening socket of its own (Shared,
+    /// ReusePort) begins then, as the primary routes to ready workers only.
+    /// </summary>
+    public Task ReadySent => _readySent.Task;
 
     public void SendHeartbeat(in WorkerHeartbeat heartbeat)
     {

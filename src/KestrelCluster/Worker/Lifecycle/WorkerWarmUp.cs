@@ -99,8 +99,7 @@ internal sealed class WorkerWarmUp(WorkerControlChannel channel, WorkerIdentity 
 
         if (channel.Listeners is not [var listener, ..])
         {
-            LifecycleLog.WarmUpSkipped(_logger, identity.WorkerId,
-                "no endpoint is handed off to it: Shared scheduling accepts in the worker");
+            LifecycleLog.WarmUpSkipped(_logger, identity.WorkerId, "it serves no endpoint");
             return;
         }
 
