@@ -18,12 +18,15 @@ public sealed partial class UpgradeTests : IDisposable
     private readonly string _directory = Directory.CreateTempSubdirectory("kc-upgrade-").FullName;
     private readonly List<int> _successors = [];
 
-    [Fact]
-    public async Task Sigusr2_UnderLoad_TheNewPrimaryTakesTheSameSocketsOver_NothingFailsOrIsRefused_TheOldProcessesExit()
+    [Theory]
+    [InlineData("RoundRobin")]
+    [InlineData("ReusePort")] // a listening socket per worker slot, every one taken over
+    public async Task Sigusr2_UnderLoad_TheNewPrimaryTakesTheSameSocketsOver_NothingFailsOrIsRefused_TheOldProcessesExit(string scheduling)
     {
         var unixPath = Path.Combine(_directory, "app.sock");
         var environment = AppProcess.FreePortEnvironment(workers: 2);
         environment["Kestrel__Endpoints__Unix__Url"] = $"http://unix:{unixPath}";
+        environment["Cluster__Scheduling"] = scheduling;
         using var app = AppProcess.Start(environment);
         var endpoint = await app.WaitUntilServingAsync(workers: 2);
         var oldWorkers = app.Workers();
@@ -57,6 +60,7 @@ public sealed partial class UpgradeTests : IDisposable
         Assert.All(oldWorkers, pid => Assert.False(ProcFs.IsAlive(pid), $"old worker {pid} has exited"));
 
         // The same sockets, held by the new primary alone; none was ever closed, so the kernel refused nothing.
+        Assert.Equal(scheduling == "ReusePort" ? 2 : 1, inodes.Count);
         Assert.Equal(inodes, ProcFs.ListeningTcpInodes(endpoint.Port));
         Assert.Subset(ProcFs.SocketInodes(successor), inodes);
         Assert.Equal(overflows, ProcFs.TcpExtCounter("ListenOverflows"));

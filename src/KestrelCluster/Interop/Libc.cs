@@ -157,6 +157,13 @@ internal static unsafe partial class Libc
     /// </summary>
     public static void SetReusePort(Socket socket) => socket.SetRawSocketOption(SOL_SOCKET, SO_REUSEPORT, BitConverter.GetBytes(1));
 
+    /// <summary>Whether SO_REUSEPORT is set on <paramref name="socket"/> (a listening socket taken over from another primary).</summary>
+    public static bool HasReusePort(Socket socket)
+    {
+        Span<byte> value = stackalloc byte[sizeof(int)];
+        return socket.GetRawSocketOption(SOL_SOCKET, SO_REUSEPORT, value) == sizeof(int) && BitConverter.ToInt32(value) != 0;
+    }
+
     /// <summary>The process, user and group of the peer of a connected Unix domain socket (SO_PEERCRED).</summary>
     public static PeerCredentials GetPeerCredentials(Socket socket)
     {

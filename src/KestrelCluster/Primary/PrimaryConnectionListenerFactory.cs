@@ -3,6 +3,7 @@
 // for the endpoint types it claims; when clustering is off (Workers = 0, or no fd passing) it claims nothing
 // and Kestrel's own sockets transport serves as usual.
 using System.Net;
+using KestrelCluster.Interop;
 using System.Net.Sockets;
 using KestrelCluster.Primary.Connections;
 using KestrelCluster.Primary.Upgrade;
@@ -70,15 +71,28 @@ internal sealed class PrimaryConnectionListenerFactory : IConnectionListenerFact
                 $"takes over from (pid {_takeover.FromProcessId}), which does not listen on it.");
         }
 
-        if (_reusePortSlots > 0 && (endpoint is not IPEndPoint || taken is not null))
+        var reusePort = _reusePortSlots > 0 && endpoint is IPEndPoint;
+        if (_reusePortSlots > 0 && !reusePort)
         {
             PrimaryLog.EndpointNotReusePort(_logger, endpoint);
+        }
+
+        // Taken over in ReusePort scheduling, an endpoint comes as the old primary's socket per slot (SO_REUSEPORT set on each).
+        var takenGroup = taken is { Sockets: [var first, ..] } && Libc.HasReusePort(first);
+        if (taken is { } t && takenGroup != reusePort)
+        {
+            Array.ForEach(t.Sockets, socket => socket.Dispose());
+            throw new InvalidOperationException($"The primary this one takes over from (pid {_takeover!.FromProcessId}) " +
+                (takenGroup ? "has a listening socket per worker" : "has one listening socket") + $" for {endpoint}, and this one " +
+                (reusePort ? "would have one per worker" : "would have one") + ": an upgrade cannot turn Cluster:Scheduling=ReusePort " +
+                "on or off. Restart the cluster to change it.");
         }
 
         var listener = PrimaryConnectionListener.Bind(_table.NextId(), endpoint, _socketOptions.Backlog, _dispatcher, _table,
             _logger, _shared,
             _socketOptions.NoDelay, _socketOptions.CreateBoundListenSocket, _acceptThreads,
-            takenOver: taken?.Socket, startAccepting: _takeover is null, reusePortSlots: _reusePortSlots);
+            takenOver: takenGroup ? null : taken?.Sockets[0], startAccepting: _takeover is null,
+            reusePortSlots: reusePort ? _reusePortSlots : 0, takenGroup: takenGroup ? taken!.Value.Sockets : null);
         _takeover?.Hold(listener, taken?.PreviousId);
         _table.Add(listener);
         return ValueTask.FromResult<IConnectionListener>(listener);

@@ -79,14 +79,20 @@ internal sealed partial class PrimaryConnectionListener
     public void OnWorkerServing(int slot, bool serving) => _reusePort?.OnWorkerServing(slot, serving);
 
     private static PrimaryConnectionListener BindReusePort(int id, IPEndPoint endpoint, int slots, int backlog,
-        HandoffDispatcher dispatcher, PrimaryListenerTable table, ILogger logger, bool noDelay)
+        HandoffDispatcher dispatcher, PrimaryListenerTable table, ILogger logger, bool noDelay, Socket[]? takenGroup, bool startAccepting)
     {
-        var group = new ReusePortGroup(ReusePortGroup.Reserve(endpoint), slots, backlog, noDelay);
+        var group = takenGroup is null
+            ? new ReusePortGroup(ReusePortGroup.Reserve(endpoint), slots, backlog, noDelay)
+            : new ReusePortGroup(takenGroup, backlog, noDelay);
         var listener = new PrimaryConnectionListener(id, endpoint, group.FirstSocket, dispatcher, table, logger)
         {
             _reusePort = group,
         };
-        group.Start(listener);
+        if (startAccepting)
+        {
+            listener.StartAccepting();
+        }
+
         return listener;
     }
 

@@ -90,11 +90,11 @@ internal sealed partial class PrimaryConnectionListener : IConnectionListener
     public static PrimaryConnectionListener Bind(int id, EndPoint endpoint, int backlog, HandoffDispatcher dispatcher,
         PrimaryListenerTable table, ILogger logger,
         bool shared = false, bool noDelay = true, Func<EndPoint, Socket>? createBoundListenSocket = null, int acceptThreads = 1,
-        Socket? takenOver = null, bool startAccepting = true, int reusePortSlots = 0)
+        Socket? takenOver = null, bool startAccepting = true, int reusePortSlots = 0, Socket[]? takenGroup = null)
     {
         if (reusePortSlots > 0 && endpoint is IPEndPoint ip && takenOver is null)
         {
-            return BindReusePort(id, ip, reusePortSlots, backlog, dispatcher, table, logger, noDelay);
+            return BindReusePort(id, ip, reusePortSlots, backlog, dispatcher, table, logger, noDelay, takenGroup, startAccepting);
         }
 
         Socket socket;
@@ -190,7 +190,11 @@ internal sealed partial class PrimaryConnectionListener : IConnectionListener
     {
         lock (_startStop)
         {
-            if (_pendingAcceptThreads > 0 && IsAccepting)
+            if (_reusePort is { } group && IsAccepting)
+            {
+                group.Start(this); // the sockets of slots no worker serves
+            }
+            else if (_pendingAcceptThreads > 0 && IsAccepting)
             {
                 StartAcceptThreads(_pendingAcceptThreads);
                 _pendingAcceptThreads = 0;
@@ -204,8 +208,8 @@ internal sealed partial class PrimaryConnectionListener : IConnectionListener
     /// </summary>
     public void ClaimSocketFile() => _ownsSocketFile = RequestedEndPoint is not FileHandleEndPoint;
 
-    /// <summary>The listening socket, to pass to a new primary taking over (a primary upgrade).</summary>
-    public SafeSocketHandle ListeningSocket => _listenSocket.SafeHandle;
+    /// <summary>The listening sockets (one, or in ReusePort one per slot), to pass to a new primary taking over (an upgrade).</summary>
+    public IReadOnlyList<SafeSocketHandle> ListeningSockets => _reusePort?.Sockets ?? [_listenSocket.SafeHandle];
 
     /// <summary>
     /// A new primary took this socket over (a primary upgrade): stop accepting as <see cref="StopAccepting"/> does, but

@@ -46,6 +46,31 @@ internal sealed class ReusePortGroup
         }
     }
 
+    /// <summary>The sockets a primary upgrade took over from the previous primary, one per slot, in slot order.</summary>
+    public ReusePortGroup(Socket[] taken, int backlog, bool noDelay)
+    {
+        _bound = taken[0].LocalEndPoint!;
+        _backlog = backlog;
+        _noDelay = noDelay;
+        foreach (var socket in taken)
+        {
+            socket.Blocking = false;
+            _slots.Add(new SlotSocket(socket));
+        }
+    }
+
+    /// <summary>Every slot's socket, in slot order (for a primary upgrade).</summary>
+    public IReadOnlyList<SafeSocketHandle> Sockets
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _slots.Select(s => s.Socket.SafeHandle)];
+            }
+        }
+    }
+
     /// <summary>Slot 0's socket: the listener's own (its endpoint, its options).</summary>
     public Socket FirstSocket => _slots[0].Socket;
 
@@ -68,13 +93,18 @@ internal sealed class ReusePortGroup
         return probe.LocalEndPoint!;
     }
 
-    /// <summary>The primary accepts on every socket until a worker serves it.</summary>
+    /// <summary>The primary accepts on every socket no worker serves (until one does); once.</summary>
     public void Start(PrimaryConnectionListener listener)
     {
         lock (_lock)
         {
+            if (_listener is not null)
+            {
+                return;
+            }
+
             _listener = listener;
-            foreach (var slot in _slots)
+            foreach (var slot in _slots.Where(s => s.Serving == 0))
             {
                 StartPrimaryAccept(slot);
             }

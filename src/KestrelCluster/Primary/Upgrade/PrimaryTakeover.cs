@@ -31,10 +31,11 @@ internal sealed class PrimaryTakeover(UpgradeInvitation invitation, ILogger logg
     public int LastWorkerId => invitation.LastWorkerId;
 
     /// <summary>
-    /// The old primary's listening socket for <paramref name="endpoint"/> and its id there, or null when it has none (the
-    /// endpoint is new: bind it). Throws, and the start fails, when the old primary refuses or is gone.
+    /// The old primary's listening socket for <paramref name="endpoint"/> (in ReusePort scheduling its socket per worker slot)
+    /// and its id there, or null when it has none (the endpoint is new: bind it). Throws, and the start fails, when the old
+    /// primary refuses or is gone.
     /// </summary>
-    public (Socket Socket, int PreviousId)? Take(EndPoint endpoint)
+    public (Socket[] Sockets, int PreviousId)? Take(EndPoint endpoint)
     {
         lock (_lock)
         {
@@ -43,7 +44,7 @@ internal sealed class PrimaryTakeover(UpgradeInvitation invitation, ILogger logg
             channel.Send(ControlFrames.Register(requestId, endpoint), s_frameTimeout);
             var (frame, fds) = channel.Receive(s_frameTimeout) ?? throw Gone("hung up");
             if (!ControlFrames.TryReadRegistered(frame, out var answered, out var previousId, out _) || answered != requestId
-                || fds.Length != (previousId > 0 ? 1 : 0))
+                || (previousId > 0 ? fds.Length == 0 : fds.Length != 0))
             {
                 Array.ForEach(fds, Libc.CloseDescriptor);
                 throw Gone("answered with a frame that is not part of the upgrade protocol");
@@ -56,7 +57,7 @@ internal sealed class PrimaryTakeover(UpgradeInvitation invitation, ILogger logg
             }
 
             UpgradeLog.ListenerTakenOver(logger, endpoint, FromProcessId);
-            return (new Socket(new SafeSocketHandle(fds[0], ownsHandle: true)), previousId);
+            return ([.. fds.Select(fd => new Socket(new SafeSocketHandle(fd, ownsHandle: true)))], previousId);
         }
     }
 

@@ -42,13 +42,6 @@ internal sealed partial class PrimaryUpgrade
             return "the cluster is stopping.";
         }
 
-        if (_listeners.Snapshot().FirstOrDefault(l => l.IsReusePort) is { } reusePort)
-        {
-            return $"{reusePort.EndPoint} has a listening socket per worker (Scheduling=ReusePort), which an upgrade does not hand " +
-                "over: a new primary would bind its own, and the two would share the port's connections. Restart the cluster " +
-                "instead, or use SIGHUP (a rolling restart: the workers start from the deployed build).";
-        }
-
         return _pool.RuntimeDirectory is null ? "the workers have not been started yet." : null;
     }
 
@@ -154,8 +147,8 @@ internal sealed partial class PrimaryUpgrade
             }
 
             claimed.Add(listener.Id);
-            SendWithFd(channel, ControlFrames.Registered(requestId, listener.Id, EndpointText.Format(listener.EndPoint)),
-                listener.ListeningSocket);
+            SendWithFds(channel, ControlFrames.Registered(requestId, listener.Id, EndpointText.Format(listener.EndPoint)),
+                listener.ListeningSockets); // one, or in ReusePort one per worker slot
         }
     }
 
@@ -168,19 +161,28 @@ internal sealed partial class PrimaryUpgrade
         }
     }
 
-    private static void SendWithFd(UpgradeChannel channel, byte[] frame, SafeHandle handle)
+    private static void SendWithFds(UpgradeChannel channel, byte[] frame, IReadOnlyList<SafeHandle> handles)
     {
-        var added = false;
+        var added = new bool[handles.Count];
         try
         {
-            handle.DangerousAddRef(ref added);
-            channel.Send(frame, [(int)handle.DangerousGetHandle()], s_frameTimeout);
+            var fds = new int[handles.Count];
+            for (var i = 0; i < handles.Count; i++)
+            {
+                handles[i].DangerousAddRef(ref added[i]);
+                fds[i] = (int)handles[i].DangerousGetHandle();
+            }
+
+            channel.Send(frame, fds, s_frameTimeout);
         }
         finally
         {
-            if (added)
+            for (var i = 0; i < handles.Count; i++)
             {
-                handle.DangerousRelease();
+                if (added[i])
+                {
+                    handles[i].DangerousRelease();
+                }
             }
         }
     }
