@@ -82,8 +82,8 @@ internal sealed partial class PrimaryConnectionListener
         HandoffDispatcher dispatcher, PrimaryListenerTable table, ILogger logger, bool noDelay, Socket[]? takenGroup, bool startAccepting)
     {
         var group = takenGroup is null
-            ? new ReusePortGroup(ReusePortGroup.Reserve(endpoint), slots, backlog, noDelay)
-            : new ReusePortGroup(takenGroup, backlog, noDelay);
+            ? ReusePortGroup.Bind(Reserve(endpoint), slots, backlog, noDelay)
+            : ReusePortGroup.TakeOver(takenGroup, backlog, noDelay);
         var listener = new PrimaryConnectionListener(id, endpoint, group.FirstSocket, dispatcher, table, logger)
         {
             _reusePort = group,
@@ -94,6 +94,25 @@ internal sealed partial class PrimaryConnectionListener
         }
 
         return listener;
+    }
+
+    /// <summary>
+    /// Binds the probe for <paramref name="endpoint"/>: the real endpoint (port 0 resolved) the group's sockets then bind, or
+    /// Kestrel's AddressInUseException.
+    /// </summary>
+    private static EndPoint Reserve(IPEndPoint endpoint)
+    {
+        using var probe = ReusePortGroup.NewSocket(endpoint);
+        try
+        {
+            probe.Bind(endpoint);
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        {
+            throw new Microsoft.AspNetCore.Connections.AddressInUseException(e.Message, e);
+        }
+
+        return probe.LocalEndPoint!;
     }
 
     private static readonly TimeSpan s_budgetWait = TimeSpan.FromMilliseconds(250);

@@ -7,8 +7,8 @@
 // that slot's socket itself and hands the connections to ready workers, as in RoundRobin; the slot's next worker gets the
 // same socket. A socket closes only when the primary stops accepting altogether (the start of its graceful stop).
 //
-// Binding: a probe socket without SO_REUSEPORT binds first (port 0 becomes a real port), so that a port another process
-// holds fails with Kestrel's "address already in use" instead of silently joining its reuseport group.
+// Binding: a probe socket without SO_REUSEPORT binds first (PrimaryConnectionListener.Reserve), so that a port another
+// process holds fails with Kestrel's "address already in use" instead of silently joining its reuseport group.
 using System.Net;
 using System.Net.Sockets;
 using KestrelCluster.Interop;
@@ -16,47 +16,44 @@ using Microsoft.Win32.SafeHandles;
 
 namespace KestrelCluster.Primary.Connections;
 
-internal sealed class ReusePortGroup
+internal sealed class ReusePortGroup(EndPoint bound, int backlog, bool noDelay)
 {
-    private readonly EndPoint _bound;
-    private readonly int _backlog;
-    private readonly bool _noDelay;
     private readonly Lock _lock = new(); // _slots, each slot's Serving and Run, _stopped
     private readonly List<SlotSocket> _slots = [];
     private PrimaryConnectionListener? _listener; // set by Start: until then nobody accepts
     private bool _stopped;
 
-    /// <summary>Binds <paramref name="slots"/> sockets to <paramref name="bound"/> (see <see cref="Reserve"/>); none accepts.</summary>
-    public ReusePortGroup(EndPoint bound, int slots, int backlog, bool noDelay)
+    /// <summary>Binds <paramref name="slots"/> sockets to <paramref name="bound"/> (the probe's endpoint); none accepts yet.</summary>
+    public static ReusePortGroup Bind(EndPoint bound, int slots, int backlog, bool noDelay)
     {
-        _bound = bound;
-        _backlog = backlog;
-        _noDelay = noDelay;
+        var group = new ReusePortGroup(bound, backlog, noDelay);
         try
         {
             for (var i = 0; i < slots; i++)
             {
-                AddSlot();
+                group.AddSlot();
             }
         }
         catch
         {
-            _slots.ForEach(s => s.Socket.Dispose());
+            group._slots.ForEach(s => s.Socket.Dispose());
             throw;
         }
+
+        return group;
     }
 
     /// <summary>The sockets a primary upgrade took over from the previous primary, one per slot, in slot order.</summary>
-    public ReusePortGroup(Socket[] taken, int backlog, bool noDelay)
+    public static ReusePortGroup TakeOver(Socket[] taken, int backlog, bool noDelay)
     {
-        _bound = taken[0].LocalEndPoint!;
-        _backlog = backlog;
-        _noDelay = noDelay;
+        var group = new ReusePortGroup(taken[0].LocalEndPoint!, backlog, noDelay);
         foreach (var socket in taken)
         {
             socket.Blocking = false;
-            _slots.Add(new SlotSocket(socket));
+            group._slots.Add(new SlotSocket(socket));
         }
+
+        return group;
     }
 
     /// <summary>Every slot's socket, in slot order (for a primary upgrade).</summary>
@@ -73,25 +70,6 @@ internal sealed class ReusePortGroup
 
     /// <summary>Slot 0's socket: the listener's own (its endpoint, its options).</summary>
     public Socket FirstSocket => _slots[0].Socket;
-
-    /// <summary>
-    /// Binds the probe for <paramref name="endpoint"/>: the real endpoint (port 0 resolved) the group's sockets then bind, or
-    /// Kestrel's AddressInUseException.
-    /// </summary>
-    public static EndPoint Reserve(IPEndPoint endpoint)
-    {
-        using var probe = NewSocket(endpoint);
-        try
-        {
-            probe.Bind(endpoint);
-        }
-        catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
-        {
-            throw new Microsoft.AspNetCore.Connections.AddressInUseException(e.Message, e);
-        }
-
-        return probe.LocalEndPoint!;
-    }
 
     /// <summary>The primary accepts on every socket no worker serves (until one does); once.</summary>
     public void Start(PrimaryConnectionListener listener)
@@ -179,17 +157,17 @@ internal sealed class ReusePortGroup
 
     private SlotSocket AddSlot()
     {
-        var socket = NewSocket(_bound);
+        var socket = NewSocket(bound);
         try
         {
             Libc.SetReusePort(socket);
-            socket.Bind(_bound);
-            if (_noDelay)
+            socket.Bind(bound);
+            if (noDelay)
             {
                 socket.NoDelay = true; // accepted sockets inherit it (see PrimaryConnectionListener.Bind)
             }
 
-            socket.Listen(_backlog);
+            socket.Listen(backlog);
             socket.Blocking = false; // the primary's accept4 reports EAGAIN at the end of a burst; workers wrap their own fd
         }
         catch
@@ -203,7 +181,8 @@ internal sealed class ReusePortGroup
         return slot;
     }
 
-    private static Socket NewSocket(EndPoint endpoint)
+    /// <summary>A TCP socket for <paramref name="endpoint"/>, dual mode for [::] as Kestrel's.</summary>
+    public static Socket NewSocket(EndPoint endpoint)
     {
         var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         if (endpoint is IPEndPoint { Address: var address } && address.Equals(IPAddress.IPv6Any))
@@ -282,19 +261,13 @@ internal sealed class ReusePortGroup
         }
     }
 
-    /// <summary>One slot's socket: who uses it (the group, and the primary's accept thread while it runs).</summary>
+    /// <summary>One slot's socket, and who uses it.</summary>
     private sealed class SlotSocket(Socket socket)
     {
-        public Socket Socket { get; } = socket;
-
-        /// <summary>Ready workers accepting on it (a replacement and the worker it replaces may both, for a moment).</summary>
-        public int Serving { get; set; }
-
-        /// <summary>The primary's accept thread on it, while no worker serves.</summary>
-        public PrimaryRun? Run { get; set; }
-
-        /// <summary>The group, plus an accept thread while one runs: the last one out closes the socket.</summary>
-        public int Users { get; set; } = 1;
+        public readonly Socket Socket = socket;
+        public int Serving; // ready workers accepting on it (a replacement and the worker it replaces may both, for a moment)
+        public PrimaryRun? Run; // the primary's accept thread on it, while no worker serves
+        public int Users = 1; // the group, plus an accept thread while one runs: the last one out closes the socket
 
         public void Release()
         {
@@ -307,14 +280,7 @@ internal sealed class ReusePortGroup
 
     private sealed class PrimaryRun(SafeFileHandle stopEvent)
     {
-        private volatile bool _stopped;
-
-        public SafeFileHandle StopEvent { get; } = stopEvent;
-
-        public bool Stopped
-        {
-            get => _stopped;
-            set => _stopped = value;
-        }
+        public readonly SafeFileHandle StopEvent = stopEvent;
+        public volatile bool Stopped;
     }
 }
