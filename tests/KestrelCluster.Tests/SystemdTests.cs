@@ -70,11 +70,14 @@ public sealed class SystemdTests
         .Last(l => l.StartsWith("service-manager: started ", StringComparison.Ordinal))["service-manager: started ".Length..],
         System.Globalization.CultureInfo.InvariantCulture);
 
-    [Fact]
-    public async Task SocketActivation_TheActivatedSocketIsServedByTwoWorkers_AndOnlyThePrimaryHoldsIt()
+    [Theory]
+    [InlineData("RoundRobin")]
+    [InlineData("ReusePort")] // one activated socket cannot be one per worker: the primary accepts on it and says so
+    public async Task SocketActivation_TheActivatedSocketIsServedByTwoWorkers_AndOnlyThePrimaryHoldsIt(string scheduling)
     {
         var port = FreePort.Tcp();
-        string[] environment = ["-E", "Cluster__Workers=2", "-E", "Kestrel__Endpoints__Http__Url=http://127.0.0.1:0",
+        string[] environment = ["-E", "Cluster__Workers=2", "-E", $"Cluster__Scheduling={scheduling}",
+            "-E", "Kestrel__Endpoints__Http__Url=http://127.0.0.1:0",
             "-E", "Kestrel__Endpoints__H2c__Url=http://127.0.0.1:0", "-E", "DOTNET_hostBuilder__reloadConfigOnChange=false"];
 
         // systemd-socket-activate binds the port and, at the first connection, execs the app with LISTEN_FDS=1 (fd 3) and
@@ -100,6 +103,8 @@ public sealed class SystemdTests
         Assert.Contains(listening, ProcFs.SocketInodes(app.ProcessId));
         Assert.All(workers, pid => Assert.DoesNotContain(listening, ProcFs.SocketInodes(pid)));
         await app.WaitForOutputAsync($"pid {workers[0]}) is serving http://127.0.0.1:{port}", TimeSpan.FromSeconds(10));
+        Assert.Equal(scheduling == "ReusePort", app.Output.Contains("cannot have a socket per worker (Scheduling=ReusePort",
+            StringComparison.Ordinal));
     }
 
     [Fact]
