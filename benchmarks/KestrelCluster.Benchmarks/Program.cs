@@ -264,6 +264,8 @@ static IEnumerable<Setup> Setups(HarnessOptions options)
     yield return new Setup("one-process", "the same app in one process (Cluster:Workers=0)", port => Bench(port, "--Cluster:Workers=0"), 0);
     yield return new Setup("cluster-1", "KestrelCluster, 1 worker, round-robin", port => Bench(port, "--Cluster:Workers=1"), 1);
     yield return new Setup("cluster-2", "KestrelCluster, 2 workers, round-robin", port => Bench(port, "--Cluster:Workers=2"), 2);
+    yield return new Setup("cluster-3", "KestrelCluster, 3 workers, round-robin (more workers than cores on 2)",
+        port => Bench(port, "--Cluster:Workers=3"), 3) { OptIn = true };
     yield return new Setup("cluster-2-lc", "KestrelCluster, 2 workers, least-connections", port => Bench(port, "--Cluster:Workers=2", "--Cluster:Scheduling=LeastConnections"), 2);
     yield return new Setup("cluster-2-io2", "KestrelCluster, 2 workers, round-robin, 2 IO queues per worker", port => Bench(port, "--Cluster:Workers=2", "--io-queues", "2"), 2) { OptIn = true };
     yield return new Setup("cluster-2-spin", "KestrelCluster, 2 workers, round-robin, thread pools spinning as by default in .NET", port => Bench(port, "--Cluster:Workers=2"), 2)
