@@ -11,7 +11,8 @@
 // With ClusterOptions.AcceptThreads above 1, that many threads run this loop on the same listening socket, each
 // with its own epoll instance (EPOLLEXCLUSIVE: a connection wakes one of them) and its own dispatcher shard. One
 // socket, not SO_REUSEPORT siblings: nothing else can join the port, a systemd-activated or Unix domain socket works
-// the same, and closing it never strands connections in a sibling's queue.
+// the same, and closing it never strands connections in a sibling's queue. Scheduling=ReusePort is the exception, by
+// choice: a socket per worker slot (ReusePortGroup), each kept by the primary so that none is closed under its queue.
 using System.Net;
 using System.Net.Sockets;
 using KestrelCluster.Interop;
